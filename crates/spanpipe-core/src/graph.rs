@@ -1,0 +1,415 @@
+//! Building the pipeline graph from `service.pipelines`: which exporter queues, connectors and processors each
+//! pipeline has, and which pipelines each receiver feeds. Nothing binds or connects here, so `validate` can run
+//! it all without side effects.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use spanpipe_config::{CollectorConfig, Location, Pipeline};
+
+use crate::component::{BuildContext, Connector, Extension, Processor, Receiver, SignalConsumers};
+use crate::fanout::{Fanout, PipelinesFanout};
+use crate::queue::SendingQueue;
+use crate::{ComponentId, ConfigError, Consumer, Node, PipelineId, Registry, Signal};
+
+/// The built, not yet started, components in lifecycle order.
+pub struct Graph {
+    pub extensions: Vec<(ComponentId, Arc<dyn Extension>)>,
+    pub queues: Vec<Arc<SendingQueue>>,
+    /// Processors and connectors, downstream first (start in this order, stop in reverse).
+    pub processors: Vec<(String, Arc<dyn Processor>)>,
+    pub receivers: Vec<(ComponentId, Arc<dyn Receiver>, SignalConsumers)>,
+}
+
+fn unknown_type(
+    section: &str,
+    kind: &str,
+    id: &ComponentId,
+    key: &Node,
+    known: Vec<&String>,
+) -> ConfigError {
+    let known: Vec<&str> = known.iter().map(|s| s.as_str()).collect();
+    ConfigError::new(
+        key.location.clone(),
+        format!("{section}.{id}"),
+        format!(
+            "unknown {kind} type \"{}\"; known types: {}",
+            id.type_name(),
+            known.join(", ")
+        ),
+    )
+}
+
+fn unsupported(
+    pipeline: &Pipeline,
+    loc: &Location,
+    list: &str,
+    kind: &str,
+    id: &ComponentId,
+) -> ConfigError {
+    ConfigError::new(
+        loc.clone(),
+        format!("service.pipelines.{}.{list}", pipeline.id),
+        format!("{kind} \"{id}\" does not support {}", pipeline.id.signal),
+    )
+}
+
+struct Builder<'a> {
+    cfg: &'a CollectorConfig,
+    reg: &'a Registry,
+    queues: BTreeMap<ComponentId, Arc<SendingQueue>>,
+    queue_order: Vec<Arc<SendingQueue>>,
+    connectors: BTreeMap<(ComponentId, Signal, Signal), Arc<dyn Connector>>,
+    heads: BTreeMap<PipelineId, Arc<dyn Consumer>>,
+    visiting: BTreeSet<PipelineId>,
+    processors: Vec<(String, Arc<dyn Processor>)>,
+}
+
+fn find<'c>(
+    list: &'c [(ComponentId, Node, Node)],
+    id: &ComponentId,
+) -> Option<&'c (ComponentId, Node, Node)> {
+    list.iter().find(|(i, _, _)| i == id)
+}
+
+fn ctx(section: &str, id: &ComponentId) -> BuildContext {
+    BuildContext {
+        id: id.clone(),
+        path: format!("{section}.{id}"),
+    }
+}
+
+impl Graph {
+    /// Builds every configured component (validating its config) and wires the pipelines.
+    pub fn build(cfg: &CollectorConfig, reg: &Registry) -> Result<Graph, ConfigError> {
+        let mut b = Builder {
+            cfg,
+            reg,
+            queues: BTreeMap::new(),
+            queue_order: Vec::new(),
+            connectors: BTreeMap::new(),
+            heads: BTreeMap::new(),
+            visiting: BTreeSet::new(),
+            processors: Vec::new(),
+        };
+        b.check_types()?;
+        let extensions = b.extensions()?;
+        for p in &cfg.service.pipelines {
+            b.pipeline(&p.id)?;
+        }
+        let receivers = b.receivers()?;
+        Ok(Graph {
+            extensions,
+            queues: b.queue_order,
+            processors: b.processors,
+            receivers,
+        })
+    }
+}
+
+impl Builder<'_> {
+    /// Unknown types are reported for every defined component, used or not; unused ones are also built, so their
+    /// configs are validated.
+    fn check_types(&self) -> Result<(), ConfigError> {
+        let r = self.reg;
+        for (id, key, node) in &self.cfg.receivers {
+            let f = r.receivers.get(id.type_name()).ok_or_else(|| {
+                unknown_type(
+                    "receivers",
+                    "receiver",
+                    id,
+                    key,
+                    r.receivers.keys().collect(),
+                )
+            })?;
+            f.build(&ctx("receivers", id), node)?;
+        }
+        for (id, key, node) in &self.cfg.processors {
+            let f = r.processors.get(id.type_name()).ok_or_else(|| {
+                unknown_type(
+                    "processors",
+                    "processor",
+                    id,
+                    key,
+                    r.processors.keys().collect(),
+                )
+            })?;
+            let sink: Arc<dyn Consumer> = Arc::new(PipelinesFanout { heads: vec![] });
+            let signal = f.signals().first().copied().unwrap_or(Signal::Traces);
+            f.build(&ctx("processors", id), node, signal, sink)?;
+        }
+        for (id, key, node) in &self.cfg.exporters {
+            let f = r.exporters.get(id.type_name()).ok_or_else(|| {
+                unknown_type(
+                    "exporters",
+                    "exporter",
+                    id,
+                    key,
+                    r.exporters.keys().collect(),
+                )
+            })?;
+            f.build(&ctx("exporters", id), node)?;
+        }
+        for (id, key, _) in &self.cfg.connectors {
+            r.connectors.get(id.type_name()).ok_or_else(|| {
+                unknown_type(
+                    "connectors",
+                    "connector",
+                    id,
+                    key,
+                    r.connectors.keys().collect(),
+                )
+            })?;
+        }
+        for (id, key, node) in &self.cfg.extensions {
+            let f = r.extensions.get(id.type_name()).ok_or_else(|| {
+                unknown_type(
+                    "extensions",
+                    "extension",
+                    id,
+                    key,
+                    r.extensions.keys().collect(),
+                )
+            })?;
+            f.build(&ctx("extensions", id), node)?;
+        }
+        Ok(())
+    }
+
+    fn extensions(&self) -> Result<Vec<(ComponentId, Arc<dyn Extension>)>, ConfigError> {
+        let mut out = Vec::new();
+        for (id, _) in &self.cfg.service.extensions {
+            if let (Some((_, _, node)), Some(f)) = (
+                find(&self.cfg.extensions, id),
+                self.reg.extensions.get(id.type_name()),
+            ) {
+                out.push((id.clone(), f.build(&ctx("extensions", id), node)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Builds (once) the head consumer of pipeline `pid`, building the pipelines its connectors feed first.
+    fn pipeline(&mut self, pid: &PipelineId) -> Result<Arc<dyn Consumer>, ConfigError> {
+        if let Some(h) = self.heads.get(pid) {
+            return Ok(h.clone());
+        }
+        let cfg: &CollectorConfig = self.cfg;
+        let p = cfg
+            .service
+            .pipelines
+            .iter()
+            .find(|p| &p.id == pid)
+            .ok_or_else(|| {
+                ConfigError::new(
+                    Location {
+                        file: "<config>".into(),
+                        line: 0,
+                        column: 0,
+                    },
+                    "service.pipelines",
+                    format!("pipeline {pid} is not defined"),
+                )
+            })?;
+        if !self.visiting.insert(pid.clone()) {
+            return Err(ConfigError::new(
+                p.location.clone(),
+                format!("service.pipelines.{pid}"),
+                "connectors form a cycle through this pipeline",
+            ));
+        }
+        let signal = pid.signal;
+        let mut queues = Vec::new();
+        let mut connectors: Vec<Arc<dyn Consumer>> = Vec::new();
+        for (id, loc) in &p.exporters {
+            if let Some((_, _, node)) = find(&cfg.exporters, id) {
+                queues.push(self.exporter(p, loc, id, node)?);
+            } else if let Some((_, _, node)) = find(&cfg.connectors, id) {
+                connectors.extend(self.connector(p, loc, id, node)?);
+            }
+        }
+        let mut next: Arc<dyn Consumer> = Arc::new(Fanout::new(queues, connectors));
+        for (id, loc) in p.processors.iter().rev() {
+            let (_, _, node) = find(&cfg.processors, id).ok_or_else(|| {
+                ConfigError::new(
+                    loc.clone(),
+                    format!("service.pipelines.{pid}.processors"),
+                    format!("processor \"{id}\" is not configured"),
+                )
+            })?;
+            let f = self.reg.processors.get(id.type_name()).ok_or_else(|| {
+                ConfigError::new(
+                    loc.clone(),
+                    format!("processors.{id}"),
+                    format!("unknown processor type \"{}\"", id.type_name()),
+                )
+            })?;
+            if !f.signals().contains(&signal) {
+                return Err(unsupported(p, loc, "processors", "processor", id));
+            }
+            let proc = f.build(&ctx("processors", id), node, signal, next)?;
+            self.processors
+                .push((format!("{id} in {pid}"), proc.clone()));
+            next = proc;
+        }
+        self.visiting.remove(pid);
+        self.heads.insert(pid.clone(), next.clone());
+        Ok(next)
+    }
+
+    fn exporter(
+        &mut self,
+        p: &Pipeline,
+        loc: &Location,
+        id: &ComponentId,
+        node: &Node,
+    ) -> Result<Arc<SendingQueue>, ConfigError> {
+        let f = self.reg.exporters.get(id.type_name()).ok_or_else(|| {
+            ConfigError::new(
+                loc.clone(),
+                format!("exporters.{id}"),
+                format!("unknown exporter type \"{}\"", id.type_name()),
+            )
+        })?;
+        if !f.signals().contains(&p.id.signal) {
+            return Err(unsupported(p, loc, "exporters", "exporter", id));
+        }
+        if let Some(q) = self.queues.get(id) {
+            return Ok(q.clone());
+        }
+        let built = f.build(&ctx("exporters", id), node)?;
+        let q = SendingQueue::new(id.to_string(), built.exporter, built.settings);
+        self.queues.insert(id.clone(), q.clone());
+        self.queue_order.push(q.clone());
+        Ok(q)
+    }
+
+    /// The connector instances pipeline `p` feeds, one per signal of the pipelines that list it as a receiver.
+    fn connector(
+        &mut self,
+        p: &Pipeline,
+        loc: &Location,
+        id: &ComponentId,
+        node: &Node,
+    ) -> Result<Vec<Arc<dyn Consumer>>, ConfigError> {
+        let f = self
+            .reg
+            .connectors
+            .get(id.type_name())
+            .cloned()
+            .ok_or_else(|| {
+                ConfigError::new(
+                    loc.clone(),
+                    format!("connectors.{id}"),
+                    format!("unknown connector type \"{}\"", id.type_name()),
+                )
+            })?;
+        let downstream: Vec<PipelineId> = self
+            .cfg
+            .service
+            .pipelines
+            .iter()
+            .filter(|q| q.receivers.iter().any(|(r, _)| r == id))
+            .map(|q| q.id.clone())
+            .collect();
+        if downstream.is_empty() {
+            return Err(ConfigError::new(
+                loc.clone(),
+                format!("service.pipelines.{}.exporters", p.id),
+                format!(
+                    "connector \"{id}\" is used as an exporter but no pipeline uses it as a receiver"
+                ),
+            ));
+        }
+        let mut by_signal: BTreeMap<Signal, Vec<Arc<dyn Consumer>>> = BTreeMap::new();
+        for d in &downstream {
+            let head = self.pipeline(d)?;
+            by_signal.entry(d.signal).or_default().push(head);
+        }
+        let mut out = Vec::new();
+        for (to, heads) in by_signal {
+            let from = p.id.signal;
+            if !f.supports(from, to) {
+                return Err(ConfigError::new(
+                    loc.clone(),
+                    format!("service.pipelines.{}.exporters", p.id),
+                    format!("connector \"{id}\" cannot connect {from} to {to}"),
+                ));
+            }
+            let key = (id.clone(), from, to);
+            let c = match self.connectors.get(&key) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = f.build(
+                        &ctx("connectors", id),
+                        node,
+                        from,
+                        to,
+                        Arc::new(PipelinesFanout { heads }),
+                    )?;
+                    self.processors
+                        .push((format!("connector {id} {from}->{to}"), c.clone()));
+                    self.connectors.insert(key, c.clone());
+                    c
+                }
+            };
+            out.push(c as Arc<dyn Consumer>);
+        }
+        Ok(out)
+    }
+
+    fn receivers(
+        &mut self,
+    ) -> Result<Vec<(ComponentId, Arc<dyn Receiver>, SignalConsumers)>, ConfigError> {
+        let mut out = Vec::new();
+        for (id, key, node) in &self.cfg.receivers {
+            let f = self.reg.receivers.get(id.type_name()).ok_or_else(|| {
+                unknown_type(
+                    "receivers",
+                    "receiver",
+                    id,
+                    key,
+                    self.reg.receivers.keys().collect(),
+                )
+            })?;
+            let mut consumers = SignalConsumers::default();
+            let mut used = false;
+            for signal in [Signal::Traces, Signal::Metrics, Signal::Logs] {
+                let mut heads = Vec::new();
+                for p in self
+                    .cfg
+                    .service
+                    .pipelines
+                    .iter()
+                    .filter(|p| p.id.signal == signal)
+                {
+                    if let Some((_, loc)) = p.receivers.iter().find(|(r, _)| r == id) {
+                        if !f.signals().contains(&signal) {
+                            return Err(unsupported(p, loc, "receivers", "receiver", id));
+                        }
+                        heads.push(self.heads.get(&p.id).cloned().ok_or_else(|| {
+                            ConfigError::new(
+                                loc.clone(),
+                                format!("service.pipelines.{}", p.id),
+                                "pipeline was not built",
+                            )
+                        })?);
+                    }
+                }
+                if !heads.is_empty() {
+                    used = true;
+                    let c: Arc<dyn Consumer> = if heads.len() == 1 {
+                        heads.remove(0)
+                    } else {
+                        Arc::new(PipelinesFanout { heads })
+                    };
+                    consumers.set(signal, c);
+                }
+            }
+            if used {
+                out.push((id.clone(), f.build(&ctx("receivers", id), node)?, consumers));
+            }
+        }
+        Ok(out)
+    }
+}

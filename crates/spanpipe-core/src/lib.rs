@@ -1,0 +1,30 @@
+//! spanpipe's pipeline core: the unit of data, the component traits, the pipeline graph, fan-out and the sending
+//! queue that wraps every exporter.
+//!
+//! The core names no concrete component: receivers, processors, exporters, connectors and extensions are registered
+//! as factories in a [`Registry`] by the binary, and [`Service`] builds the graph from the configuration.
+
+pub mod batch;
+pub mod component;
+pub mod consumer;
+pub mod fanout;
+pub mod graph;
+pub mod queue;
+pub mod registry;
+pub mod retry;
+pub mod service;
+pub mod telemetry;
+pub mod wire;
+
+pub use batch::{Batch, Metadata};
+pub use component::{
+    BuildContext, BuiltExporter, ComponentError, Connector, ConnectorFactory, ExportError,
+    Exporter, ExporterFactory, ExporterSettings, Extension, ExtensionFactory, Processor,
+    ProcessorFactory, Receiver, ReceiverFactory, SignalConsumers,
+};
+pub use consumer::{ConsumeError, Consumer};
+pub use queue::{OnFull, QueueSettings, Sizer};
+pub use registry::Registry;
+pub use retry::RetrySettings;
+pub use service::Service;
+pub use spanpipe_config::{ComponentId, ConfigError, Node, PipelineId, Signal};

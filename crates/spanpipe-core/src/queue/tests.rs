@@ -1,0 +1,232 @@
+use std::sync::Mutex as StdMutex;
+use std::sync::atomic::AtomicUsize;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::*;
+use crate::fanout::Fanout;
+use crate::{ConsumeError, Consumer, Signal};
+use tokio::time::Instant;
+
+/// Fails the first `fail_first` attempts (retryable, with `delay`), then records what it got.
+#[derive(Default)]
+struct TestExporter {
+    fail_first: usize,
+    permanent: bool,
+    delay: Option<Duration>,
+    attempts: AtomicUsize,
+    got: StdMutex<Vec<(Instant, Bytes)>>,
+    block: Option<Arc<tokio::sync::Notify>>,
+}
+
+#[async_trait]
+impl Exporter for TestExporter {
+    async fn export(&self, batch: &Batch) -> Result<(), ExportError> {
+        if let Some(n) = &self.block {
+            n.notified().await;
+        }
+        let n = self.attempts.fetch_add(1, Ordering::SeqCst);
+        if n < self.fail_first {
+            return Err(if self.permanent {
+                ExportError::permanent("bad request: 400")
+            } else {
+                ExportError::Retryable {
+                    reason: "unavailable".into(),
+                    delay: self.delay,
+                }
+            });
+        }
+        self.got
+            .lock()
+            .unwrap()
+            .push((Instant::now(), batch.payload.clone()));
+        Ok(())
+    }
+}
+
+fn settings(queue_size: usize, consumers: usize, on_full: OnFull) -> ExporterSettings {
+    ExporterSettings {
+        sending_queue: QueueSettings {
+            queue_size,
+            num_consumers: consumers,
+            on_full,
+            ..QueueSettings::default()
+        },
+        retry_on_failure: RetrySettings::default(),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+fn batch(tag: &'static [u8], items: usize) -> Batch {
+    Batch::new(Signal::Traces, Bytes::from_static(tag), items)
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_honour_the_backend_delay_then_deliver() {
+    let exp = Arc::new(TestExporter {
+        fail_first: 2,
+        delay: Some(Duration::from_secs(2)),
+        ..Default::default()
+    });
+    let q = SendingQueue::new("t".into(), exp.clone(), settings(10, 1, OnFull::Refuse));
+    q.start().await.unwrap();
+    let t0 = Instant::now();
+    q.try_reserve(3).unwrap().send(batch(b"a", 3)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let got = exp.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].0 - t0 >= Duration::from_secs(4),
+        "two 2 s waits honoured"
+    );
+    assert_eq!(q.counters.sent.get(Signal::Traces), 3);
+    assert_eq!(q.counters.send_failed.get(Signal::Traces), 0);
+    q.shutdown(Instant::now() + Duration::from_secs(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_errors_are_counted_not_retried() {
+    let exp = Arc::new(TestExporter {
+        fail_first: 100,
+        permanent: true,
+        ..Default::default()
+    });
+    let q = SendingQueue::new("t".into(), exp.clone(), settings(10, 1, OnFull::Refuse));
+    q.start().await.unwrap();
+    q.try_reserve(5).unwrap().send(batch(b"a", 5)).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(exp.attempts.load(Ordering::SeqCst), 1);
+    assert_eq!(q.counters.send_failed.get(Signal::Traces), 5);
+    q.shutdown(Instant::now() + Duration::from_secs(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_elapsed_time_gives_up_and_counts() {
+    let exp = Arc::new(TestExporter {
+        fail_first: usize::MAX,
+        ..Default::default()
+    });
+    let q = SendingQueue::new("t".into(), exp.clone(), settings(10, 1, OnFull::Refuse));
+    q.start().await.unwrap();
+    q.try_reserve(2).unwrap().send(batch(b"a", 2)).await;
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    assert_eq!(q.counters.send_failed.get(Signal::Traces), 2);
+    assert!(exp.attempts.load(Ordering::SeqCst) > 5);
+    q.shutdown(Instant::now() + Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn fanout_admission_is_all_or_nothing() {
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let slow = Arc::new(TestExporter {
+        block: Some(gate.clone()),
+        ..Default::default()
+    });
+    let fast = Arc::new(TestExporter::default());
+    let qs = SendingQueue::new("slow".into(), slow.clone(), settings(2, 1, OnFull::Refuse));
+    let qf = SendingQueue::new(
+        "fast".into(),
+        fast.clone(),
+        settings(100, 1, OnFull::Refuse),
+    );
+    qs.start().await.unwrap();
+    qf.start().await.unwrap();
+    let fanout = Fanout::new(vec![qs.clone(), qf.clone()], vec![]);
+    let mut accepted = 0;
+    let mut refused = 0;
+    for _ in 0..10 {
+        match fanout.consume(batch(b"x", 1)).await {
+            Ok(()) => accepted += 1,
+            Err(ConsumeError::Refused { .. }) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(accepted, 2, "slow queue holds 2 (one in flight counts)");
+    assert_eq!(refused, 8);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while fast.got.lock().unwrap().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        fast.got.lock().unwrap().len(),
+        2,
+        "refused batches reached no exporter"
+    );
+    for _ in 0..4 {
+        gate.notify_one();
+    }
+    qs.shutdown(Instant::now() + Duration::from_secs(5)).await;
+    qf.shutdown(Instant::now() + Duration::from_secs(5)).await;
+    assert_eq!(slow.got.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn drop_policy_isolates_the_slow_exporter() {
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let slow = Arc::new(TestExporter {
+        block: Some(gate.clone()),
+        ..Default::default()
+    });
+    let fast = Arc::new(TestExporter::default());
+    let qs = SendingQueue::new("slow".into(), slow.clone(), settings(1, 1, OnFull::Drop));
+    let qf = SendingQueue::new(
+        "fast".into(),
+        fast.clone(),
+        settings(100, 2, OnFull::Refuse),
+    );
+    qs.start().await.unwrap();
+    qf.start().await.unwrap();
+    let fanout = Fanout::new(vec![qs.clone(), qf.clone()], vec![]);
+    for _ in 0..20 {
+        fanout.consume(batch(b"x", 3)).await.unwrap();
+    }
+    qf.shutdown(Instant::now() + Duration::from_secs(5)).await;
+    assert_eq!(fast.got.lock().unwrap().len(), 20);
+    assert_eq!(qs.counters.enqueue_failed.get(Signal::Traces), 19 * 3);
+    gate.notify_one();
+    qs.shutdown(Instant::now() + Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_deadline_counts_what_is_left() {
+    let exp = Arc::new(TestExporter {
+        fail_first: usize::MAX,
+        ..Default::default()
+    });
+    let q = SendingQueue::new("t".into(), exp.clone(), settings(10, 1, OnFull::Refuse));
+    q.start().await.unwrap();
+    for _ in 0..3 {
+        q.try_reserve(4).unwrap().send(batch(b"a", 4)).await;
+    }
+    q.shutdown(Instant::now() + Duration::from_secs(2)).await;
+    assert_eq!(q.counters.send_failed.get(Signal::Traces), 12);
+    assert_eq!(q.counters.sent.get(Signal::Traces), 0);
+}
+
+#[tokio::test]
+async fn items_sizer_counts_items() {
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let exp = Arc::new(TestExporter {
+        block: Some(gate.clone()),
+        ..Default::default()
+    });
+    let mut s = settings(10, 1, OnFull::Refuse);
+    s.sending_queue.sizer = Sizer::Items;
+    let q = SendingQueue::new("t".into(), exp.clone(), s);
+    assert!(q.try_reserve(6).is_ok_and(|r| {
+        drop(r);
+        true
+    }));
+    let r1 = q.try_reserve(6).unwrap();
+    assert!(q.try_reserve(5).is_err());
+    assert_eq!(q.size(), 6);
+    drop(r1);
+    assert!(
+        q.try_reserve(50).is_ok(),
+        "oversized batch admitted into an empty queue"
+    );
+}

@@ -1,0 +1,263 @@
+//! `otlp`: OTLP over gRPC (tonic). The batch's encoded bytes go out unchanged through [`RawCodec`], so exporting
+//! costs a compression and a copy into the HTTP/2 frames, never a protobuf encode.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use serde::Deserialize;
+use spanpipe_config::Duration as ConfigDuration;
+use spanpipe_core::{
+    Batch, BuildContext, BuiltExporter, ComponentError, ConfigError, ExportError, Exporter, ExporterFactory,
+    ExporterSettings, Node, QueueSettings, RetrySettings, Signal,
+};
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+use super::endpoint::{GrpcTarget, grpc_target};
+use super::partial::{PartialSuccessLog, rejected_from_protobuf};
+use super::tls::{AcceptAnyServerCert, TlsSettings, ensure_crypto_provider};
+use crate::grpc_codec::RawCodec;
+
+/// `compression:` of the gRPC exporter (what tonic can send).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GrpcCompression {
+    None,
+    #[default]
+    Gzip,
+    Zstd,
+}
+
+impl GrpcCompression {
+    fn encoding(self) -> Option<CompressionEncoding> {
+        match self {
+            GrpcCompression::None => None,
+            GrpcCompression::Gzip => Some(CompressionEncoding::Gzip),
+            GrpcCompression::Zstd => Some(CompressionEncoding::Zstd),
+        }
+    }
+}
+
+/// Configuration of the `otlp` exporter; names and defaults follow the OTel Collector's `otlp` exporter.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpGrpcConfig {
+    /// `host:port` (TLS unless `tls.insecure`) or an `http://` / `https://` URL. Required.
+    pub endpoint: Option<String>,
+    pub tls: TlsSettings,
+    pub compression: GrpcCompression,
+    /// Sent as gRPC metadata with every request (e.g. an API key).
+    pub headers: BTreeMap<String, String>,
+    pub timeout: ConfigDuration,
+    pub sending_queue: QueueSettings,
+    pub retry_on_failure: RetrySettings,
+}
+
+impl Default for OtlpGrpcConfig {
+    fn default() -> Self {
+        OtlpGrpcConfig {
+            endpoint: None,
+            tls: TlsSettings::default(),
+            compression: GrpcCompression::Gzip,
+            headers: BTreeMap::new(),
+            timeout: ConfigDuration(Duration::from_secs(5)),
+            sending_queue: QueueSettings::default(),
+            retry_on_failure: RetrySettings::default(),
+        }
+    }
+}
+
+/// Builds `otlp` exporters.
+pub struct OtlpGrpcExporterFactory;
+
+impl ExporterFactory for OtlpGrpcExporterFactory {
+    fn type_name(&self) -> &'static str {
+        "otlp"
+    }
+
+    fn signals(&self) -> &'static [Signal] {
+        super::ALL_SIGNALS
+    }
+
+    fn build(&self, ctx: &BuildContext, node: &Node) -> Result<BuiltExporter, ConfigError> {
+        let cfg: OtlpGrpcConfig = ctx.config(node)?;
+        let exporter = OtlpGrpcExporter::from_config(ctx, node, &cfg)?;
+        let settings = ExporterSettings::new(
+            ctx,
+            node,
+            cfg.sending_queue.clone(),
+            cfg.retry_on_failure.clone(),
+            cfg.timeout.0,
+        )?;
+        Ok(BuiltExporter {
+            exporter: Arc::new(exporter),
+            settings,
+        })
+    }
+}
+
+/// Headers as gRPC metadata; the error names the offending key.
+fn metadata(headers: &BTreeMap<String, String>) -> Result<MetadataMap, (String, String)> {
+    let mut map = MetadataMap::with_capacity(headers.len());
+    for (k, v) in headers {
+        let key = AsciiMetadataKey::from_bytes(k.as_bytes())
+            .map_err(|_| (k.clone(), format!("{k:?} is not a valid gRPC metadata key")))?;
+        let value = AsciiMetadataValue::try_from(v.as_str())
+            .map_err(|_| (k.clone(), format!("the value of {k:?} is not valid gRPC metadata")))?;
+        map.insert(key, value);
+    }
+    Ok(map)
+}
+
+/// The gRPC method of a signal's OTLP service.
+pub fn export_path(signal: Signal) -> PathAndQuery {
+    PathAndQuery::from_static(match signal {
+        Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    })
+}
+
+/// Sends batches to one OTLP/gRPC endpoint over one lazily connected channel (HTTP/2 multiplexes the
+/// concurrent exports of the queue's workers).
+pub struct OtlpGrpcExporter {
+    id: String,
+    target: GrpcTarget,
+    tls: TlsSettings,
+    compression: Option<CompressionEncoding>,
+    metadata: MetadataMap,
+    /// Sent as `grpc-timeout` so the server can give up too; the core enforces it on our side.
+    timeout: Duration,
+    channel: OnceLock<Channel>,
+    partial: PartialSuccessLog,
+}
+
+impl OtlpGrpcExporter {
+    /// Validates the config into an exporter; no I/O.
+    pub fn from_config(ctx: &BuildContext, node: &Node, cfg: &OtlpGrpcConfig) -> Result<Self, ConfigError> {
+        let target = grpc_target(cfg.endpoint.as_deref().unwrap_or(""), cfg.tls.insecure)
+            .map_err(|m| ctx.invalid(node, &["endpoint"], m))?;
+        if !target.tls && (cfg.tls.ca_file.is_some() || cfg.tls.insecure_skip_verify) {
+            return Err(ctx.invalid(
+                node,
+                &["tls"],
+                "ca_file and insecure_skip_verify need a TLS endpoint (https:// or tls.insecure: false)",
+            ));
+        }
+        if cfg.tls.ca_file.is_some() && cfg.tls.insecure_skip_verify {
+            return Err(ctx.invalid(
+                node,
+                &["tls", "insecure_skip_verify"],
+                "cannot be combined with ca_file",
+            ));
+        }
+        let metadata = metadata(&cfg.headers).map_err(|(k, m)| ctx.invalid(node, &["headers", &k], m))?;
+        Ok(OtlpGrpcExporter {
+            id: ctx.id.to_string(),
+            target,
+            tls: cfg.tls.clone(),
+            compression: cfg.compression.encoding(),
+            metadata,
+            timeout: cfg.timeout.0,
+            channel: OnceLock::new(),
+            partial: PartialSuccessLog::default(),
+        })
+    }
+
+    /// The channel, connecting lazily: a backend that is down at startup only makes the first exports retry.
+    fn make_channel(&self) -> Result<Channel, String> {
+        let mut ep = Endpoint::from_shared(self.target.uri.clone())
+            .map_err(|e| format!("invalid endpoint {}: {e}", self.target.uri))?
+            .user_agent(concat!("spanpipe/", env!("CARGO_PKG_VERSION")))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true);
+        if self.target.tls {
+            ensure_crypto_provider();
+            let config = ClientTlsConfig::new().assume_http2(true);
+            ep = if self.tls.insecure_skip_verify {
+                ep.tls_config_with_verifier(config, AcceptAnyServerCert::new())
+            } else if let Some(pem) = self.tls.read_ca()? {
+                ep.tls_config(config.ca_certificate(Certificate::from_pem(pem)))
+            } else {
+                ep.tls_config(config.with_enabled_roots())
+            }
+            .map_err(|e| format!("TLS setup: {e}"))?;
+        }
+        Ok(ep.connect_lazy())
+    }
+}
+
+#[async_trait]
+impl Exporter for OtlpGrpcExporter {
+    async fn start(&self) -> Result<(), ComponentError> {
+        if self.channel.get().is_none() {
+            let channel = self.make_channel().map_err(|m| ComponentError::new(&self.id, m))?;
+            let _ = self.channel.set(channel);
+        }
+        Ok(())
+    }
+
+    async fn export(&self, batch: &Batch) -> Result<(), ExportError> {
+        let Some(channel) = self.channel.get() else {
+            return Err(ExportError::permanent("exporter not started"));
+        };
+        let mut grpc = tonic::client::Grpc::new(channel.clone())
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        if let Some(enc) = self.compression {
+            grpc = grpc.send_compressed(enc);
+        }
+        grpc.ready()
+            .await
+            .map_err(|e| ExportError::retryable(format!("grpc connection: {e}")))?;
+        let mut request = tonic::Request::new(batch.payload.clone());
+        *request.metadata_mut() = self.metadata.clone();
+        if !self.timeout.is_zero() {
+            request.set_timeout(self.timeout);
+        }
+        let response: tonic::Response<Bytes> = grpc
+            .unary(request, export_path(batch.signal), RawCodec)
+            .await
+            .map_err(|s| map_status(&s))?;
+        if let Some((n, msg)) = rejected_from_protobuf(batch.signal, response.get_ref()) {
+            self.partial.note(&self.id, batch.signal, n, &msg);
+        }
+        Ok(())
+    }
+}
+
+/// Maps a gRPC status as the OTel Collector does: transient codes retry (with the server's `RetryInfo` delay),
+/// `RESOURCE_EXHAUSTED` only when the server said when to come back, everything else is permanent.
+pub fn map_status(status: &Status) -> ExportError {
+    let reason = format!("grpc status {:?}: {}", status.code(), status.message());
+    let delay = || status.get_details_retry_info().and_then(|r| r.retry_delay);
+    match status.code() {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => ExportError::Retryable { reason, delay: delay() },
+        Code::ResourceExhausted => match status.get_details_retry_info() {
+            Some(info) => ExportError::Retryable {
+                reason,
+                delay: info.retry_delay,
+            },
+            None => ExportError::Permanent { reason },
+        },
+        // tonic reports a failed connection or a reset stream as UNKNOWN with the transport error as source.
+        Code::Unknown if std::error::Error::source(status).is_some() => ExportError::Retryable { reason, delay: None },
+        _ => ExportError::Permanent { reason },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,116 @@
+//! TLS settings shared by the `otlp` and `otlp_http` exporters, and the process-wide rustls crypto provider.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Once};
+
+use rustls::DigitallySignedStruct;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use serde::Deserialize;
+
+/// `tls:` of an exporter (the OTel Collector's `configtls.ClientConfig` subset we support).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// gRPC only: a `host:port` endpoint without scheme uses plaintext instead of TLS.
+    pub insecure: bool,
+    /// PEM file of the CAs that sign the server certificate (replaces the built-in roots).
+    pub ca_file: Option<PathBuf>,
+    /// Accept any server certificate. For tests and self-signed lab setups only.
+    pub insecure_skip_verify: bool,
+}
+
+impl TlsSettings {
+    /// Reads `ca_file` (called from `start()`, never from a build, which must have no side effects).
+    pub fn read_ca(&self) -> Result<Option<Vec<u8>>, String> {
+        match &self.ca_file {
+            None => Ok(None),
+            Some(p) => std::fs::read(p)
+                .map(Some)
+                .map_err(|e| format!("cannot read tls.ca_file {}: {e}", p.display())),
+        }
+    }
+}
+
+static PROVIDER: Once = Once::new();
+
+/// Installs rustls' ring provider as the process default, once. reqwest is built with `rustls-no-provider` (ring
+/// builds much faster than aws-lc-rs) and so needs a default provider before any client is built; another
+/// component having installed one first is fine.
+pub fn ensure_crypto_provider() {
+    PROVIDER.call_once(|| {
+        // Err means a provider is already installed, which is all we need.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A verifier that accepts every certificate but still checks handshake signatures, for
+/// `insecure_skip_verify: true` on gRPC (reqwest has its own switch).
+#[derive(Debug)]
+pub struct AcceptAnyServerCert {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl AcceptAnyServerCert {
+    pub fn new() -> Arc<Self> {
+        let provider: CryptoProvider = rustls::crypto::ring::default_provider();
+        Arc::new(AcceptAnyServerCert {
+            algorithms: provider.signature_verification_algorithms,
+        })
+    }
+}
+
+impl ServerCertVerifier for AcceptAnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_install_is_idempotent_and_missing_ca_is_an_error() {
+        ensure_crypto_provider();
+        ensure_crypto_provider();
+        assert!(CryptoProvider::get_default().is_some());
+        let t = TlsSettings {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..TlsSettings::default()
+        };
+        assert!(t.read_ca().unwrap_err().contains("/nonexistent/ca.pem"));
+        assert_eq!(TlsSettings::default().read_ca().unwrap(), None);
+        assert!(!AcceptAnyServerCert::new().supported_verify_schemes().is_empty());
+    }
+}

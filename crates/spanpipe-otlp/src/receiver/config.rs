@@ -1,0 +1,206 @@
+//! The `otlp` receiver's configuration, with the OTel Collector's names and defaults.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Deserializer};
+use spanpipe_config::ByteSize;
+use spanpipe_core::{BuildContext, ConfigError, Node};
+
+/// `receivers.otlp`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpReceiverConfig {
+    pub protocols: Protocols,
+}
+
+/// Which protocols to serve. A protocol key that is present (even `grpc:` with nothing after it) enables it
+/// with its defaults, as in the OTel Collector; an absent key disables it.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Protocols {
+    #[serde(default, deserialize_with = "present_means_enabled")]
+    pub grpc: Option<GrpcConfig>,
+    #[serde(default, deserialize_with = "present_means_enabled")]
+    pub http: Option<HttpConfig>,
+}
+
+/// `protocols.grpc`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// `host:port` to listen on.
+    pub endpoint: String,
+    /// Largest accepted request message (after decompression), in MiB.
+    pub max_recv_msg_size_mib: u64,
+    /// Pass the request's metadata on with each batch (for exporters that route or authenticate by it).
+    pub include_metadata: bool,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            endpoint: "127.0.0.1:4317".into(),
+            max_recv_msg_size_mib: 4,
+            include_metadata: false,
+        }
+    }
+}
+
+/// `protocols.http`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `host:port` to listen on.
+    pub endpoint: String,
+    /// Largest accepted body, both as sent and after decompression.
+    pub max_request_body_size: ByteSize,
+    /// Pass the request's headers on with each batch (for exporters that route or authenticate by them).
+    pub include_metadata: bool,
+    pub traces_url_path: String,
+    pub metrics_url_path: String,
+    pub logs_url_path: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            endpoint: "127.0.0.1:4318".into(),
+            max_request_body_size: ByteSize(20 << 20),
+            include_metadata: false,
+            traces_url_path: "/v1/traces".into(),
+            metrics_url_path: "/v1/metrics".into(),
+            logs_url_path: "/v1/logs".into(),
+        }
+    }
+}
+
+/// Maps a present `null` to the defaults (absence is handled by `#[serde(default)]`, giving `None`).
+fn present_means_enabled<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
+}
+
+/// Parses a listen endpoint: a socket address, or `localhost:<port>` (taken as 127.0.0.1, resolving nothing).
+pub fn parse_endpoint(endpoint: &str) -> Result<SocketAddr, String> {
+    let text = endpoint.trim();
+    let parsed = match text.strip_prefix("localhost:") {
+        Some(port) => port.parse::<u16>().ok().map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
+        None => text.parse().ok(),
+    };
+    parsed.ok_or_else(|| format!("{endpoint:?} is not a host:port socket address (e.g. 0.0.0.0:4317)"))
+}
+
+/// Checks what serde cannot: at least one protocol, endpoints that parse, sane sizes and paths.
+pub fn validate(cfg: &OtlpReceiverConfig, ctx: &BuildContext, node: &Node) -> Result<(), ConfigError> {
+    let p = &cfg.protocols;
+    if p.grpc.is_none() && p.http.is_none() {
+        return Err(ctx.invalid(node, &["protocols"], "enable at least one protocol (grpc or http)"));
+    }
+    if let Some(g) = &p.grpc {
+        parse_endpoint(&g.endpoint)
+            .map_err(|m| ctx.invalid(node, &["protocols", "grpc", "endpoint"], m))?;
+        if g.max_recv_msg_size_mib == 0 || g.max_recv_msg_size_mib > 4096 {
+            let keys = ["protocols", "grpc", "max_recv_msg_size_mib"];
+            return Err(ctx.invalid(node, &keys, "must be between 1 and 4096"));
+        }
+    }
+    if let Some(h) = &p.http {
+        parse_endpoint(&h.endpoint)
+            .map_err(|m| ctx.invalid(node, &["protocols", "http", "endpoint"], m))?;
+        if h.max_request_body_size.0 == 0 {
+            let keys = ["protocols", "http", "max_request_body_size"];
+            return Err(ctx.invalid(node, &keys, "must be greater than 0"));
+        }
+        let paths = [
+            ("traces_url_path", &h.traces_url_path),
+            ("metrics_url_path", &h.metrics_url_path),
+            ("logs_url_path", &h.logs_url_path),
+        ];
+        for (i, (key, path)) in paths.iter().enumerate() {
+            if !path.starts_with('/') {
+                return Err(ctx.invalid(node, &["protocols", "http", key], "must start with '/'"));
+            }
+            if paths[..i].iter().any(|(_, other)| other == path) {
+                let msg = format!("{path:?} is already used by another signal");
+                return Err(ctx.invalid(node, &["protocols", "http", key], msg));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spanpipe_config::{ComponentId, load_str};
+
+    fn ctx() -> BuildContext {
+        BuildContext {
+            id: "otlp".parse::<ComponentId>().unwrap(),
+            path: "receivers.otlp".into(),
+        }
+    }
+
+    fn parse(yaml: &str) -> Result<OtlpReceiverConfig, ConfigError> {
+        let node = load_str("test.yaml", yaml).unwrap();
+        let cfg: OtlpReceiverConfig = ctx().config(&node)?;
+        validate(&cfg, &ctx(), &node)?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn null_protocol_means_enabled_with_defaults() {
+        let cfg = parse("protocols:\n  grpc:\n").unwrap();
+        assert_eq!(cfg.protocols.grpc, Some(GrpcConfig::default()));
+        assert_eq!(cfg.protocols.http, None);
+
+        let cfg = parse("protocols:\n  http: ~\n  grpc: {}\n").unwrap();
+        assert_eq!(cfg.protocols.http, Some(HttpConfig::default()));
+        assert!(cfg.protocols.grpc.is_some());
+        assert_eq!(HttpConfig::default().max_request_body_size.0, 20 * 1024 * 1024);
+    }
+
+    #[test]
+    fn values_are_read() {
+        let cfg = parse(
+            "protocols:\n  http:\n    endpoint: 0.0.0.0:9999\n    max_request_body_size: 1KiB\n    \
+             include_metadata: true\n    traces_url_path: /t\n  grpc:\n    max_recv_msg_size_mib: 16\n",
+        )
+        .unwrap();
+        let h = cfg.protocols.http.unwrap();
+        assert_eq!((h.endpoint.as_str(), h.max_request_body_size.0, h.include_metadata), ("0.0.0.0:9999", 1024, true));
+        assert_eq!((h.traces_url_path.as_str(), h.logs_url_path.as_str()), ("/t", "/v1/logs"));
+        assert_eq!(cfg.protocols.grpc.unwrap().max_recv_msg_size_mib, 16);
+    }
+
+    #[test]
+    fn invalid_configs_name_the_key() {
+        let cases = [
+            ("protocols:\n  grpc:\n    bogus: 1\n", "bogus"),
+            ("protocols:\n  thrift:\n", "thrift"),
+            ("", "protocols"),
+            ("protocols:\n", "protocols"),
+            ("protocols:\n  grpc:\n    endpoint: nope\n", "protocols.grpc.endpoint"),
+            ("protocols:\n  http:\n    endpoint: 1.2.3.4\n", "protocols.http.endpoint"),
+            ("protocols:\n  http:\n    max_request_body_size: 0\n", "max_request_body_size"),
+            ("protocols:\n  http:\n    logs_url_path: /v1/traces\n", "logs_url_path"),
+            ("protocols:\n  http:\n    traces_url_path: v1\n", "traces_url_path"),
+            ("protocols:\n  grpc:\n    max_recv_msg_size_mib: 0\n", "max_recv_msg_size_mib"),
+        ];
+        for (yaml, key) in cases {
+            let err = parse(yaml).expect_err(yaml).to_string();
+            assert!(err.contains(key), "{yaml:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(parse_endpoint("localhost:4317").unwrap(), SocketAddr::from(([127, 0, 0, 1], 4317)));
+        assert_eq!(parse_endpoint("[::]:1").unwrap().port(), 1);
+        assert!(parse_endpoint("localhost").is_err());
+        assert!(parse_endpoint("example.com:80").is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! The one place that names concrete components: every component type the binary offers is registered here.
+
+use spanpipe_core::Registry;
+
+/// All component types of this build.
+pub fn registry() -> Registry {
+    let mut r = Registry::default();
+    spanpipe_otlp::register(&mut r);
+    spanpipe_processors::register(&mut r);
+    r
+}

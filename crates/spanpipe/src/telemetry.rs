@@ -1,0 +1,106 @@
+//! Self-telemetry settings (`service.telemetry`): logs through `tracing`, internal metrics on a Prometheus
+//! endpoint through `metrics-exporter-prometheus`.
+
+use serde::Deserialize;
+use spanpipe_config::{ConfigError, Node};
+use tracing_subscriber::EnvFilter;
+
+/// `service.telemetry`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    pub logs: LogsConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `service.telemetry.logs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// `RUST_LOG` wins when set.
+    pub level: String,
+    pub encoding: LogEncoding,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            level: "info".into(),
+            encoding: LogEncoding::Console,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogEncoding {
+    #[serde(alias = "text")]
+    Console,
+    Json,
+}
+
+/// `service.telemetry.metrics`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where `/metrics` is served; empty disables it.
+    pub address: String,
+    /// `none` disables internal metrics; `basic`, `normal` and `detailed` all enable them.
+    pub level: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            address: "127.0.0.1:8888".into(),
+            level: "normal".into(),
+        }
+    }
+}
+
+impl TelemetryConfig {
+    pub fn from_node(node: &Node) -> Result<Self, ConfigError> {
+        node.deserialize("service.telemetry")
+    }
+}
+
+/// Installs the log subscriber. Called once, before anything logs.
+pub fn init_logs(cfg: &LogsConfig) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.encoding {
+        LogEncoding::Json => builder.json().init(),
+        LogEncoding::Console => builder.init(),
+    }
+}
+
+/// Installs the metrics recorder (before components register their counters) and serves `/metrics`.
+/// A port already in use is logged, not fatal: the pipeline matters more than its own metrics.
+pub fn init_metrics(cfg: &MetricsConfig) {
+    if cfg.level == "none" || cfg.address.is_empty() {
+        return;
+    }
+    let addr: std::net::SocketAddr = match cfg.address.parse() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(address = %cfg.address, error = %e, "internal metrics disabled: bad address");
+            return;
+        }
+    };
+    if let Err(e) = std::net::TcpListener::bind(addr) {
+        tracing::warn!(%addr, error = %e, "internal metrics disabled: cannot listen");
+        return;
+    }
+    match metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+    {
+        Ok(()) => tracing::info!(%addr, "internal metrics on /metrics"),
+        Err(e) => tracing::warn!(%addr, error = %e, "internal metrics disabled"),
+    }
+}

@@ -1,0 +1,137 @@
+//! Span-id bookkeeping: reading the id files written by the Python scripts and the `file` exporter's
+//! OTLP/JSON lines, and comparing what was sent with what a backend received.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+
+/// The complete lines of `path` (a trailing line without `\n` is still being written and is ignored).
+/// A missing file reads as empty.
+fn complete_lines(path: &Path) -> Vec<String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => panic!("reading {}: {e}", path.display()),
+    };
+    let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    String::from_utf8_lossy(&bytes[..end])
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Hex span ids, one per line (as written by `send_spans.py --ids-out` and `grpc_sink.py --ids-out`).
+pub fn read_ids(path: &Path) -> Vec<String> {
+    complete_lines(path)
+}
+
+/// Occurrences of each id.
+pub fn count_ids(ids: &[String]) -> HashMap<String, usize> {
+    let mut counts = HashMap::with_capacity(ids.len());
+    for id in ids {
+        *counts.entry(id.clone()).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn is_hex_id(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b.to_ascii_lowercase()))
+}
+
+/// Span ids from the `file` exporter's output: one OTLP/JSON `ExportTraceServiceRequest` per line, walking
+/// `resourceSpans[].scopeSpans[].spans[].spanId`. Ids are returned lowercased. Panics when a complete line is not
+/// valid OTLP/JSON of that shape or an id is not hex of the right length (8-byte span id, 16-byte trace id).
+pub fn file_exporter_span_ids(path: &Path) -> Vec<String> {
+    let mut ids = Vec::new();
+    for (n, line) in complete_lines(path).iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("{} line {}: not JSON ({e}): {}", path.display(), n + 1, crate::tail(line, 300)));
+        let resource_spans = v
+            .get("resourceSpans")
+            .and_then(|r| r.as_array())
+            .unwrap_or_else(|| panic!("{} line {}: no resourceSpans array", path.display(), n + 1));
+        for rs in resource_spans {
+            for ss in rs.get("scopeSpans").and_then(|s| s.as_array()).into_iter().flatten() {
+                for span in ss.get("spans").and_then(|s| s.as_array()).into_iter().flatten() {
+                    let sid = span.get("spanId").and_then(|s| s.as_str()).unwrap_or_default();
+                    let tid = span.get("traceId").and_then(|s| s.as_str()).unwrap_or_default();
+                    assert!(
+                        is_hex_id(sid, 16) && is_hex_id(tid, 32),
+                        "{} line {}: span with non-hex or wrong-length ids (spanId={sid:?}, traceId={tid:?})",
+                        path.display(),
+                        n + 1
+                    );
+                    ids.push(sid.to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    ids
+}
+
+/// Difference between the ids sent and the ids a backend received.
+#[derive(Debug, Default)]
+pub struct IdDiff {
+    pub expected: usize,
+    pub received: usize,
+    /// Sent but never received.
+    pub missing: Vec<String>,
+    /// Received more than once: (id, times).
+    pub duplicated: Vec<(String, usize)>,
+    /// Received but never sent.
+    pub unexpected: Vec<String>,
+}
+
+impl IdDiff {
+    /// Compares `received` against `expected` (which must itself be duplicate-free).
+    pub fn compute(expected: &[String], received: &[String]) -> IdDiff {
+        let want = count_ids(expected);
+        assert_eq!(want.len(), expected.len(), "the expected id list itself has duplicates");
+        let got = count_ids(received);
+        let mut missing: Vec<String> = want.keys().filter(|id| !got.contains_key(*id)).cloned().collect();
+        let mut unexpected: Vec<String> = got.keys().filter(|id| !want.contains_key(*id)).cloned().collect();
+        let dup: BTreeMap<String, usize> = got.iter().filter(|(_, n)| **n > 1).map(|(k, n)| (k.clone(), *n)).collect();
+        missing.sort();
+        unexpected.sort();
+        IdDiff {
+            expected: expected.len(),
+            received: received.len(),
+            missing,
+            duplicated: dup.into_iter().collect(),
+            unexpected,
+        }
+    }
+
+    /// Every sent id received exactly once and nothing else.
+    pub fn is_exact(&self) -> bool {
+        self.missing.is_empty() && self.duplicated.is_empty() && self.unexpected.is_empty()
+    }
+}
+
+impl fmt::Display for IdDiff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "expected {} ids, received {}: {} missing, {} duplicated, {} unexpected",
+            self.expected,
+            self.received,
+            self.missing.len(),
+            self.duplicated.len(),
+            self.unexpected.len()
+        )?;
+        let show = |v: &[String]| v.iter().take(5).cloned().collect::<Vec<_>>().join(",");
+        if !self.missing.is_empty() {
+            write!(f, "; missing e.g. [{}]", show(&self.missing))?;
+        }
+        if !self.duplicated.is_empty() {
+            let d: Vec<String> = self.duplicated.iter().take(5).map(|(id, n)| format!("{id}x{n}")).collect();
+            write!(f, "; duplicated e.g. [{}]", d.join(","))?;
+        }
+        if !self.unexpected.is_empty() {
+            write!(f, "; unexpected e.g. [{}]", show(&self.unexpected))?;
+        }
+        Ok(())
+    }
+}
