@@ -3,11 +3,15 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Expected, Visitor};
+use serde::de::{self, Expected, Visitor};
 
 use crate::error::{ConfigError, Location, join_path};
 use crate::node::{Node, Value};
 use crate::scalar::{IntError, Resolved, parse_bool, parse_float, parse_int, resolve};
+
+#[path = "de_access.rs"]
+mod access;
+use access::{EnumAccessor, MapAccessor, SeqAccessor};
 
 /// serde error carrying the location and key path of the innermost node that failed.
 #[derive(Debug)]
@@ -19,7 +23,11 @@ pub(crate) struct DeError {
 
 impl DeError {
     fn msg(message: impl Into<String>) -> Self {
-        DeError { location: None, path: String::new(), message: message.into() }
+        DeError {
+            location: None,
+            path: String::new(),
+            message: message.into(),
+        }
     }
 
     /// Tags the error with `location`/`path` unless an inner node already did (innermost wins).
@@ -82,7 +90,11 @@ pub(crate) struct NodeDeserializer<'de> {
 
 impl<'de> NodeDeserializer<'de> {
     pub(crate) fn new(node: &'de Node, path: String) -> Self {
-        NodeDeserializer { node, path, is_key: false }
+        NodeDeserializer {
+            node,
+            path,
+            is_key: false,
+        }
     }
 
     fn text(&self) -> Option<&'de str> {
@@ -102,29 +114,35 @@ impl<'de> NodeDeserializer<'de> {
     }
 
     fn unsigned<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let result = self.integer("an unsigned integer").and_then(|i| match u64::try_from(i) {
-            Ok(u) => visitor.visit_u64(u),
-            Err(_) => match i64::try_from(i) {
-                Ok(negative) => visitor.visit_i64(negative),
-                Err(_) => Err(DeError::msg(format!("integer {i} is out of range"))),
-            },
-        });
+        let result = self
+            .integer("an unsigned integer")
+            .and_then(|i| match u64::try_from(i) {
+                Ok(u) => visitor.visit_u64(u),
+                Err(_) => match i64::try_from(i) {
+                    Ok(negative) => visitor.visit_i64(negative),
+                    Err(_) => Err(DeError::msg(format!("integer {i} is out of range"))),
+                },
+            });
         self.finish(result)
     }
 
     fn signed<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let result = self.integer("an integer").and_then(|i| match i64::try_from(i) {
-            Ok(s) => visitor.visit_i64(s),
-            Err(_) => match u64::try_from(i) {
-                Ok(u) => visitor.visit_u64(u),
-                Err(_) => Err(DeError::msg(format!("integer {i} is out of range"))),
-            },
-        });
+        let result = self
+            .integer("an integer")
+            .and_then(|i| match i64::try_from(i) {
+                Ok(s) => visitor.visit_i64(s),
+                Err(_) => match u64::try_from(i) {
+                    Ok(u) => visitor.visit_u64(u),
+                    Err(_) => Err(DeError::msg(format!("integer {i} is out of range"))),
+                },
+            });
         self.finish(result)
     }
 
     fn float<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let parsed = self.text().and_then(|t| parse_float(t).or_else(|| parse_int(t).ok().map(|i| i as f64)));
+        let parsed = self
+            .text()
+            .and_then(|t| parse_float(t).or_else(|| parse_int(t).ok().map(|i| i as f64)));
         let result = match parsed {
             Some(f) => visitor.visit_f64(f),
             None => Err(expected("a number", self.node)),
@@ -143,7 +161,9 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         let result = match &self.node.value {
             Value::Null => visitor.visit_unit(),
-            Value::Scalar { text, quoted } if *quoted || self.is_key => visitor.visit_borrowed_str(text),
+            Value::Scalar { text, quoted } if *quoted || self.is_key => {
+                visitor.visit_borrowed_str(text)
+            }
             Value::Scalar { text, .. } => match resolve(text) {
                 Resolved::Null => visitor.visit_unit(),
                 Resolved::Bool(b) => visitor.visit_bool(b),
@@ -155,7 +175,10 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
                 Resolved::Float(f) => visitor.visit_f64(f),
                 Resolved::Str => visitor.visit_borrowed_str(text),
             },
-            Value::Seq(items) => visitor.visit_seq(SeqAccessor { iter: items.iter().enumerate(), prefix: &self.path }),
+            Value::Seq(items) => visitor.visit_seq(SeqAccessor {
+                iter: items.iter().enumerate(),
+                prefix: &self.path,
+            }),
             Value::Map(entries) => visitor.visit_map(MapAccessor::new(entries, &self.path)),
         };
         self.finish(result)
@@ -182,10 +205,12 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
         self.unsigned(visitor)
     }
     fn deserialize_u128<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let result = self.integer("an unsigned integer").and_then(|i| match u128::try_from(i) {
-            Ok(u) => visitor.visit_u128(u),
-            Err(_) => visitor.visit_i128(i),
-        });
+        let result = self
+            .integer("an unsigned integer")
+            .and_then(|i| match u128::try_from(i) {
+                Ok(u) => visitor.visit_u128(u),
+                Err(_) => visitor.visit_i128(i),
+            });
         self.finish(result)
     }
     fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -201,7 +226,9 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
         self.signed(visitor)
     }
     fn deserialize_i128<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let result = self.integer("an integer").and_then(|i| visitor.visit_i128(i));
+        let result = self
+            .integer("an integer")
+            .and_then(|i| visitor.visit_i128(i));
         self.finish(result)
     }
     fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -235,7 +262,9 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
     }
 
     fn deserialize_bytes<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, DeError> {
-        self.finish(Err(DeError::msg("raw byte strings are not supported in the configuration")))
+        self.finish(Err(DeError::msg(
+            "raw byte strings are not supported in the configuration",
+        )))
     }
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         self.deserialize_bytes(visitor)
@@ -251,30 +280,52 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
     }
 
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let result = if self.node.is_null() { visitor.visit_unit() } else { Err(type_error(&visitor, self.node)) };
+        let result = if self.node.is_null() {
+            visitor.visit_unit()
+        } else {
+            Err(type_error(&visitor, self.node))
+        };
         self.finish(result)
     }
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_unit(visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         let result = visitor.visit_newtype_struct(self.child(self.node, self.path.clone()));
         self.finish(result)
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         let result = match &self.node.value {
-            Value::Seq(items) => visitor.visit_seq(SeqAccessor { iter: items.iter().enumerate(), prefix: &self.path }),
+            Value::Seq(items) => visitor.visit_seq(SeqAccessor {
+                iter: items.iter().enumerate(),
+                prefix: &self.path,
+            }),
             _ if self.node.is_null() => {
                 let empty: &'de [Node] = &[];
-                visitor.visit_seq(SeqAccessor { iter: empty.iter().enumerate(), prefix: &self.path })
+                visitor.visit_seq(SeqAccessor {
+                    iter: empty.iter().enumerate(),
+                    prefix: &self.path,
+                })
             }
             _ => Err(type_error(&visitor, self.node)),
         };
         self.finish(result)
     }
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
     fn deserialize_tuple_struct<V: Visitor<'de>>(
@@ -310,140 +361,32 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
         visitor: V,
     ) -> Result<V::Value, DeError> {
         let access = match &self.node.value {
-            Value::Scalar { .. } => Some(EnumAccessor { variant: self.node, content: None, path: self.path.clone() }),
-            Value::Map(entries) if entries.len() == 1 => entries.first().map(|(k, v)| EnumAccessor {
-                variant: k,
-                content: Some(v),
-                path: join_path(&self.path, k.as_str().unwrap_or_default()),
+            Value::Scalar { .. } => Some(EnumAccessor {
+                variant: self.node,
+                content: None,
+                path: self.path.clone(),
             }),
+            Value::Map(entries) if entries.len() == 1 => {
+                entries.first().map(|(k, v)| EnumAccessor {
+                    variant: k,
+                    content: Some(v),
+                    path: join_path(&self.path, k.as_str().unwrap_or_default()),
+                })
+            }
             _ => None,
         };
         let result = match access {
             Some(access) => visitor.visit_enum(access),
-            None => Err(expected("a variant name or a mapping with exactly one key", self.node)),
+            None => Err(expected(
+                "a variant name or a mapping with exactly one key",
+                self.node,
+            )),
         };
         self.finish(result)
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         visitor.visit_unit()
-    }
-}
-
-struct SeqAccessor<'de, 'p> {
-    iter: std::iter::Enumerate<std::slice::Iter<'de, Node>>,
-    prefix: &'p str,
-}
-
-impl<'de> de::SeqAccess<'de> for SeqAccessor<'de, '_> {
-    type Error = DeError;
-
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
-        let Some((index, node)) = self.iter.next() else { return Ok(None) };
-        let path = format!("{}[{index}]", self.prefix);
-        seed.deserialize(NodeDeserializer::new(node, path.clone())).map(Some).map_err(|e| e.at(&node.location, &path))
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.iter.len())
-    }
-}
-
-struct MapAccessor<'de, 'p> {
-    iter: std::slice::Iter<'de, (Node, Node)>,
-    prefix: &'p str,
-    pending: Option<(&'de Node, String)>,
-}
-
-impl<'de, 'p> MapAccessor<'de, 'p> {
-    fn new(entries: &'de [(Node, Node)], prefix: &'p str) -> Self {
-        MapAccessor { iter: entries.iter(), prefix, pending: None }
-    }
-}
-
-impl<'de> de::MapAccess<'de> for MapAccessor<'de, '_> {
-    type Error = DeError;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
-        let Some((key, value)) = self.iter.next() else { return Ok(None) };
-        let path = join_path(self.prefix, key.as_str().unwrap_or_default());
-        let deserializer = NodeDeserializer { node: key, path: path.clone(), is_key: true };
-        let result = seed.deserialize(deserializer).map_err(|e| e.at(&key.location, &path))?;
-        self.pending = Some((value, path));
-        Ok(Some(result))
-    }
-
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let Some((node, path)) = self.pending.take() else {
-            return Err(DeError::msg("internal error: mapping value requested before its key"));
-        };
-        seed.deserialize(NodeDeserializer::new(node, path.clone())).map_err(|e| e.at(&node.location, &path))
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.iter.len())
-    }
-}
-
-struct EnumAccessor<'de> {
-    variant: &'de Node,
-    content: Option<&'de Node>,
-    path: String,
-}
-
-impl<'de> de::EnumAccess<'de> for EnumAccessor<'de> {
-    type Error = DeError;
-    type Variant = Self;
-
-    fn variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<(T::Value, Self), DeError> {
-        let deserializer = NodeDeserializer { node: self.variant, path: self.path.clone(), is_key: true };
-        let value = seed.deserialize(deserializer).map_err(|e| e.at(&self.variant.location, &self.path))?;
-        Ok((value, self))
-    }
-}
-
-impl<'de> EnumAccessor<'de> {
-    fn content(&self) -> Result<&'de Node, DeError> {
-        self.content.ok_or_else(|| {
-            DeError::msg(format!(
-                "variant `{}` needs a value: write it as a mapping `{}: ...`",
-                self.variant.as_str().unwrap_or_default(),
-                self.variant.as_str().unwrap_or_default()
-            ))
-            .at(&self.variant.location, &self.path)
-        })
-    }
-}
-
-impl<'de> de::VariantAccess<'de> for EnumAccessor<'de> {
-    type Error = DeError;
-
-    fn unit_variant(self) -> Result<(), DeError> {
-        match self.content {
-            Some(node) if !node.is_null() => {
-                Err(expected("nothing after a unit variant", node).at(&node.location, &self.path))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, DeError> {
-        let node = self.content()?;
-        seed.deserialize(NodeDeserializer::new(node, self.path.clone())).map_err(|e| e.at(&node.location, &self.path))
-    }
-
-    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
-        let node = self.content()?;
-        de::Deserializer::deserialize_seq(NodeDeserializer::new(node, self.path.clone()), visitor)
-    }
-
-    fn struct_variant<V: Visitor<'de>>(
-        self,
-        _fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
-        let node = self.content()?;
-        de::Deserializer::deserialize_map(NodeDeserializer::new(node, self.path.clone()), visitor)
     }
 }
 

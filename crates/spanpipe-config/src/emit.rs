@@ -10,8 +10,10 @@ const REDACTED: &str = "\"[REDACTED]\"";
 /// `bearer_token`, and anything ending in `_token`, `_password` or `_secret` (case-insensitive).
 pub(crate) fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    matches!(key.as_str(), "token" | "password" | "secret" | "api_key" | "authorization" | "bearer_token")
-        || key.ends_with("_token")
+    matches!(
+        key.as_str(),
+        "token" | "password" | "secret" | "api_key" | "authorization" | "bearer_token"
+    ) || key.ends_with("_token")
         || key.ends_with("_password")
         || key.ends_with("_secret")
 }
@@ -47,7 +49,11 @@ fn write_map(out: &mut String, entries: &[(Node, Node)], width: usize, first_inl
         if text == "<<" || !is_plain_safe(text) {
             write_quoted(out, text);
         } else {
-            write_scalar(out, text, matches!(key.value, Value::Scalar { quoted: true, .. }));
+            write_scalar(
+                out,
+                text,
+                matches!(key.value, Value::Scalar { quoted: true, .. }),
+            );
         }
         out.push(':');
         write_value(out, value, width, is_secret_key(text));
@@ -79,7 +85,10 @@ fn write_seq(out: &mut String, items: &[Node], width: usize, first_inline: bool,
 fn write_value(out: &mut String, node: &Node, width: usize, secret: bool) {
     match &node.value {
         Value::Null => out.push('\n'),
-        Value::Scalar { text, quoted: false } if text.is_empty() => out.push('\n'),
+        Value::Scalar {
+            text,
+            quoted: false,
+        } if text.is_empty() => out.push('\n'),
         Value::Scalar { text, quoted } => {
             out.push(' ');
             if secret {
@@ -114,12 +123,14 @@ fn write_scalar(out: &mut String, text: &str, quoted: bool) {
 
 /// True if `text` written as a plain scalar in block context parses back to exactly `text`.
 fn is_plain_safe(text: &str) -> bool {
-    let Some(first) = text.chars().next() else { return false };
+    let Some(first) = text.chars().next() else {
+        return false;
+    };
     let second = text.chars().nth(1);
     let bad_start = match first {
         '-' => second.is_none_or(|c| c == ' '),
-        '?' | ':' | ',' | '[' | ']' | '{' | '}' | '#' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%' | '@'
-        | '`' => true,
+        '?' | ':' | ',' | '[' | ']' | '{' | '}' | '#' | '&' | '*' | '!' | '|' | '>' | '\''
+        | '"' | '%' | '@' | '`' => true,
         _ => false,
     };
     !bad_start
@@ -130,7 +141,9 @@ fn is_plain_safe(text: &str) -> bool {
         && !text.contains(" #")
         && !text.starts_with("---")
         && !text.starts_with("...")
-        && text.chars().all(|c| !c.is_control() && !matches!(c, '\u{FEFF}' | '\u{2028}' | '\u{2029}'))
+        && text
+            .chars()
+            .all(|c| !c.is_control() && !matches!(c, '\u{FEFF}' | '\u{2028}' | '\u{2029}'))
 }
 
 fn write_quoted(out: &mut String, text: &str) {

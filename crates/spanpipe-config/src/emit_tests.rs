@@ -12,10 +12,17 @@ fn shape(node: &Node) -> String {
                 format!("{text:?}")
             }
         }
-        Value::Seq(items) => format!("[{}]", items.iter().map(shape).collect::<Vec<_>>().join(",")),
+        Value::Seq(items) => format!(
+            "[{}]",
+            items.iter().map(shape).collect::<Vec<_>>().join(",")
+        ),
         Value::Map(entries) => format!(
             "{{{}}}",
-            entries.iter().map(|(k, v)| format!("{:?}:{}", k.as_str().unwrap_or_default(), shape(v))).collect::<Vec<_>>().join(",")
+            entries
+                .iter()
+                .map(|(k, v)| format!("{:?}:{}", k.as_str().unwrap_or_default(), shape(v)))
+                .collect::<Vec<_>>()
+                .join(",")
         ),
     }
 }
@@ -23,7 +30,8 @@ fn shape(node: &Node) -> String {
 fn round_trip(text: &str) {
     let original = load_str("in.yaml", text).unwrap();
     let yaml = original.to_yaml();
-    let again = load_str("out.yaml", &yaml).unwrap_or_else(|e| panic!("re-parse failed: {e}\n{yaml}"));
+    let again =
+        load_str("out.yaml", &yaml).unwrap_or_else(|e| panic!("re-parse failed: {e}\n{yaml}"));
     assert_eq!(shape(&again), shape(&original), "\n--- emitted:\n{yaml}");
 }
 
@@ -42,8 +50,15 @@ fn round_trips() {
 
 #[test]
 fn output_is_readable_block_yaml() {
-    let root = load_str("in.yaml", "a:\n  b: [1, two]\n  c: {d: x}\nl:\n  - k: v\n    m: n\n").unwrap();
-    assert_eq!(root.to_yaml(), "a:\n  b:\n    - 1\n    - two\n  c:\n    d: x\nl:\n  - k: v\n    m: n\n");
+    let root = load_str(
+        "in.yaml",
+        "a:\n  b: [1, two]\n  c: {d: x}\nl:\n  - k: v\n    m: n\n",
+    )
+    .unwrap();
+    assert_eq!(
+        root.to_yaml(),
+        "a:\n  b:\n    - 1\n    - two\n  c:\n    d: x\nl:\n  - k: v\n    m: n\n"
+    );
 }
 
 #[test]
@@ -54,7 +69,16 @@ fn secrets_are_redacted() {
     )
     .unwrap();
     let yaml = root.to_yaml();
-    for secret in ["abc", "t0ps3cret", "hunter2", ": s\n", ": k\n", ": bt\n", "g1", "g2"] {
+    for secret in [
+        "abc",
+        "t0ps3cret",
+        "hunter2",
+        ": s\n",
+        ": k\n",
+        ": bt\n",
+        "g1",
+        "g2",
+    ] {
         assert!(!yaml.contains(secret), "{secret:?} leaked:\n{yaml}");
     }
     assert!(yaml.contains("token: \"[REDACTED]\""), "{yaml}");
@@ -63,13 +87,28 @@ fn secrets_are_redacted() {
     assert!(yaml.contains("tokens: not-a-secret-key"));
     assert!(yaml.contains("user: bob"));
     let again = load_str("out.yaml", &yaml).unwrap();
-    let token = again.get("exporters").and_then(|e| e.get("otlp")).and_then(|o| o.get("auth")).and_then(|a| a.get("token"));
+    let token = again
+        .get("exporters")
+        .and_then(|e| e.get("otlp"))
+        .and_then(|o| o.get("auth"))
+        .and_then(|a| a.get("token"));
     assert_eq!(token.and_then(Node::as_str), Some("[REDACTED]"));
 }
 
 #[test]
 fn secret_key_rules() {
-    for k in ["token", "TOKEN", "password", "secret", "api_key", "authorization", "Bearer_Token", "x_token", "db_password", "aws_secret"] {
+    for k in [
+        "token",
+        "TOKEN",
+        "password",
+        "secret",
+        "api_key",
+        "authorization",
+        "Bearer_Token",
+        "x_token",
+        "db_password",
+        "aws_secret",
+    ] {
         assert!(is_secret_key(k), "{k}");
     }
     for k in ["tokens", "endpoint", "secretive", "passwords", "key"] {

@@ -11,11 +11,16 @@ use crate::node::{Node, Value};
 /// Only mapping values and sequence items are expanded, never keys. A plain scalar that is exactly one `${...}`
 /// reference stays plain (so `port: ${env:PORT}` can still become a number); any other scalar that contained a
 /// `${...}` or `$$` becomes a string (`quoted = true`). Locations are unchanged.
-pub fn expand_env(node: &mut Node, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+pub fn expand_env(
+    node: &mut Node,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
     match &mut node.value {
         Value::Null => Ok(()),
         Value::Scalar { text, quoted } => {
-            if let Some(expanded) = expand_text(text, env).map_err(|m| ConfigError::new(node.location.clone(), "", m))? {
+            if let Some(expanded) = expand_text(text, env)
+                .map_err(|m| ConfigError::new(node.location.clone(), "", m))?
+            {
                 if !*quoted && !expanded.whole_reference {
                     *quoted = true;
                 }
@@ -58,7 +63,10 @@ struct Expanded {
 }
 
 /// Expands `text`; `None` when it contains nothing to expand.
-fn expand_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Expanded>, String> {
+fn expand_text(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Expanded>, String> {
     if !text.contains('$') {
         return Ok(None);
     }
@@ -75,7 +83,9 @@ fn expand_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Optio
             rest = tail;
         } else if let Some(body_and_tail) = after.strip_prefix('{') {
             let Some(end) = body_and_tail.find('}') else {
-                return Err(format!("unterminated `${{` in {text:?}: expected `${{env:NAME}}`"));
+                return Err(format!(
+                    "unterminated `${{` in {text:?}: expected `${{env:NAME}}`"
+                ));
             };
             out.push_str(&lookup(&body_and_tail[..end], env)?);
             changed = true;
@@ -90,8 +100,14 @@ fn expand_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Optio
     if !changed {
         return Ok(None);
     }
-    let whole_reference = references == 1 && text.starts_with("${") && text.ends_with('}') && text.matches('}').count() == 1;
-    Ok(Some(Expanded { text: out, whole_reference }))
+    let whole_reference = references == 1
+        && text.starts_with("${")
+        && text.ends_with('}')
+        && text.matches('}').count() == 1;
+    Ok(Some(Expanded {
+        text: out,
+        whole_reference,
+    }))
 }
 
 /// Resolves the inside of one `${...}`.
@@ -99,7 +115,9 @@ fn lookup(body: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, St
     let spec = match body.split_once(':') {
         Some(("env", spec)) => spec,
         Some((scheme, rest)) if !rest.starts_with('-') => {
-            return Err(format!("unsupported config provider `{scheme}` in `${{{body}}}`: only `env` is supported"));
+            return Err(format!(
+                "unsupported config provider `{scheme}` in `${{{body}}}`: only `env` is supported"
+            ));
         }
         _ => body,
     };
@@ -107,10 +125,15 @@ fn lookup(body: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, St
         Some((name, default)) => (name, Some(default)),
         None => (spec, None),
     };
-    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
-        return Err(format!("invalid environment variable name {name:?} in `${{{body}}}`"));
+        return Err(format!(
+            "invalid environment variable name {name:?} in `${{{body}}}`"
+        ));
     }
     Ok(match (env(name), default) {
         (Some(value), Some(default)) if value.is_empty() => default.to_owned(),
@@ -121,7 +144,10 @@ fn lookup(body: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, St
 
 /// Location-free check used by tests and `--set`: expands one string.
 #[cfg(test)]
-pub(crate) fn expand_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub(crate) fn expand_str(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     Ok(expand_text(text, env)?.map_or_else(|| text.to_owned(), |e| e.text))
 }
 
@@ -142,13 +168,25 @@ mod tests {
     #[test]
     fn all_forms() {
         assert_eq!(expand_str("${env:HOST}", &env).unwrap(), "collector");
-        assert_eq!(expand_str("${HOST}:${PORT}", &env).unwrap(), "collector:4317");
-        assert_eq!(expand_str("${env:MISSING:-fallback}", &env).unwrap(), "fallback");
-        assert_eq!(expand_str("${env:EMPTY:-fallback}", &env).unwrap(), "fallback");
+        assert_eq!(
+            expand_str("${HOST}:${PORT}", &env).unwrap(),
+            "collector:4317"
+        );
+        assert_eq!(
+            expand_str("${env:MISSING:-fallback}", &env).unwrap(),
+            "fallback"
+        );
+        assert_eq!(
+            expand_str("${env:EMPTY:-fallback}", &env).unwrap(),
+            "fallback"
+        );
         assert_eq!(expand_str("${HOST:-fallback}", &env).unwrap(), "collector");
         assert_eq!(expand_str("${env:MISSING}", &env).unwrap(), "");
         assert_eq!(expand_str("${EMPTY}", &env).unwrap(), "");
-        assert_eq!(expand_str("cost: $$5 and $$${HOST}", &env).unwrap(), "cost: $5 and $collector");
+        assert_eq!(
+            expand_str("cost: $$5 and $$${HOST}", &env).unwrap(),
+            "cost: $5 and $collector"
+        );
         assert_eq!(expand_str("$HOST stays", &env).unwrap(), "$HOST stays");
         assert_eq!(expand_str("trailing $", &env).unwrap(), "trailing $");
         assert_eq!(expand_str("${env:MISSING:-a:b-c}", &env).unwrap(), "a:b-c");
@@ -156,10 +194,22 @@ mod tests {
 
     #[test]
     fn malformed() {
-        assert!(expand_str("${env:HOST", &env).unwrap_err().contains("unterminated"));
-        assert!(expand_str("${}", &env).unwrap_err().contains("invalid environment variable name"));
+        assert!(
+            expand_str("${env:HOST", &env)
+                .unwrap_err()
+                .contains("unterminated")
+        );
+        assert!(
+            expand_str("${}", &env)
+                .unwrap_err()
+                .contains("invalid environment variable name")
+        );
         assert!(expand_str("${1X}", &env).is_err());
-        assert!(expand_str("${file:/etc/x}", &env).unwrap_err().contains("unsupported config provider"));
+        assert!(
+            expand_str("${file:/etc/x}", &env)
+                .unwrap_err()
+                .contains("unsupported config provider")
+        );
     }
 
     #[test]
@@ -168,9 +218,15 @@ mod tests {
             .unwrap();
         expand_env(&mut n, &env).unwrap();
         let a = n.get("a").unwrap();
-        assert!(matches!(&a.get("port").unwrap().value, Value::Scalar { text, quoted: false } if text == "4317"));
-        assert!(matches!(&a.get("url").unwrap().value, Value::Scalar { text, quoted: true } if text == "http://collector:4317"));
-        assert!(matches!(&a.get("q").unwrap().value, Value::Scalar { text, quoted: true } if text == "4317"));
+        assert!(
+            matches!(&a.get("port").unwrap().value, Value::Scalar { text, quoted: false } if text == "4317")
+        );
+        assert!(
+            matches!(&a.get("url").unwrap().value, Value::Scalar { text, quoted: true } if text == "http://collector:4317")
+        );
+        assert!(
+            matches!(&a.get("q").unwrap().value, Value::Scalar { text, quoted: true } if text == "4317")
+        );
         let port: u16 = a.get("port").unwrap().deserialize("a.port").unwrap();
         assert_eq!(port, 4317);
         assert_eq!(a.get("port").unwrap().location.to_string(), "c.yaml:2:9");
@@ -179,6 +235,9 @@ mod tests {
 
         let mut bad = load_str("c.yaml", "a:\n  b: [ok, \"${oops\"]\n").unwrap();
         let err = expand_env(&mut bad, &env).unwrap_err().to_string();
-        assert!(err.starts_with("c.yaml:2:11: a.b[1]: unterminated"), "{err}");
+        assert!(
+            err.starts_with("c.yaml:2:11: a.b[1]: unterminated"),
+            "{err}"
+        );
     }
 }

@@ -20,7 +20,11 @@ pub struct Location {
 impl Location {
     /// A location in `file` at 1-based `line`/`column`.
     pub fn new(file: impl Into<Arc<str>>, line: usize, column: usize) -> Self {
-        Location { file: file.into(), line, column }
+        Location {
+            file: file.into(),
+            line,
+            column,
+        }
     }
 
     /// The location given to values that are built-in defaults rather than written by the user.
@@ -50,19 +54,31 @@ pub struct ConfigError {
 }
 
 fn key_prefix(key: &str) -> String {
-    if key.is_empty() { String::new() } else { format!("{key}: ") }
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}: ")
+    }
 }
 
 impl ConfigError {
     /// Builds an error at `location` about `key`.
     pub fn new(location: Location, key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError { location, key: key.into(), message: message.into() }
+        ConfigError {
+            location,
+            key: key.into(),
+            message: message.into(),
+        }
     }
 }
 
 /// Joins a dotted key path prefix and a key: `join_path("a.b", "c") == "a.b.c"`, `join_path("", "c") == "c"`.
 pub(crate) fn join_path(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") }
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
 }
 
 #[cfg(test)]
@@ -72,8 +88,14 @@ mod tests {
     #[test]
     fn display_with_and_without_key() {
         let loc = Location::new("c.yaml", 3, 5);
-        assert_eq!(ConfigError::new(loc.clone(), "a.b", "bad").to_string(), "c.yaml:3:5: a.b: bad");
-        assert_eq!(ConfigError::new(loc, "", "bad").to_string(), "c.yaml:3:5: bad");
+        assert_eq!(
+            ConfigError::new(loc.clone(), "a.b", "bad").to_string(),
+            "c.yaml:3:5: a.b: bad"
+        );
+        assert_eq!(
+            ConfigError::new(loc, "", "bad").to_string(),
+            "c.yaml:3:5: bad"
+        );
         assert_eq!(Location::default_value().to_string(), "<default>:1:1");
     }
 

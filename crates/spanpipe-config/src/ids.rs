@@ -47,7 +47,9 @@ impl FromStr for Signal {
             "traces" => Ok(Signal::Traces),
             "metrics" => Ok(Signal::Metrics),
             "logs" => Ok(Signal::Logs),
-            _ => Err(IdError(format!("unknown signal {s:?}: expected traces, metrics or logs"))),
+            _ => Err(IdError(format!(
+                "unknown signal {s:?}: expected traces, metrics or logs"
+            ))),
         }
     }
 }
@@ -65,7 +67,10 @@ pub struct ComponentId {
 impl ComponentId {
     /// An id with the given type and optional name (not validated; use `parse` for user input).
     pub fn new(kind: impl Into<String>, name: Option<&str>) -> Self {
-        ComponentId { kind: kind.into(), name: name.map(str::to_owned) }
+        ComponentId {
+            kind: kind.into(),
+            name: name.map(str::to_owned),
+        }
     }
 
     /// The component type (the part before `/`), used to pick the factory.
@@ -78,10 +83,12 @@ impl ComponentId {
 fn split_name(s: &str) -> Result<(&str, Option<String>), IdError> {
     match s.split_once('/') {
         None => Ok((s, None)),
-        Some((_, "")) => Err(IdError(format!("invalid id {s:?}: the name after '/' is empty"))),
-        Some((_, name)) if name.chars().any(char::is_whitespace) => {
-            Err(IdError(format!("invalid id {s:?}: the name after '/' must not contain whitespace")))
-        }
+        Some((_, "")) => Err(IdError(format!(
+            "invalid id {s:?}: the name after '/' is empty"
+        ))),
+        Some((_, name)) if name.chars().any(char::is_whitespace) => Err(IdError(format!(
+            "invalid id {s:?}: the name after '/' must not contain whitespace"
+        ))),
         Some((kind, name)) => Ok((kind, Some(name.to_owned()))),
     }
 }
@@ -98,7 +105,10 @@ impl FromStr for ComponentId {
                 "invalid component id {s:?}: the type must start with a letter and contain only letters, digits and '_'"
             )));
         }
-        Ok(ComponentId { kind: kind.to_owned(), name })
+        Ok(ComponentId {
+            kind: kind.to_owned(),
+            name,
+        })
     }
 }
 
@@ -125,9 +135,11 @@ impl FromStr for PipelineId {
 
     fn from_str(s: &str) -> Result<Self, IdError> {
         let (signal, name) = split_name(s)?;
-        let signal = signal
-            .parse()
-            .map_err(|_| IdError(format!("invalid pipeline id {s:?}: must start with traces, metrics or logs")))?;
+        let signal = signal.parse().map_err(|_| {
+            IdError(format!(
+                "invalid pipeline id {s:?}: must start with traces, metrics or logs"
+            ))
+        })?;
         Ok(PipelineId { signal, name })
     }
 }
@@ -170,9 +182,15 @@ mod tests {
         assert_eq!(id.type_name(), "otlp");
         assert_eq!(id.to_string(), "otlp/backend");
         assert_eq!("batch".parse::<ComponentId>().unwrap().to_string(), "batch");
-        assert_eq!("otlp/a/b".parse::<ComponentId>().unwrap().name.as_deref(), Some("a/b"));
+        assert_eq!(
+            "otlp/a/b".parse::<ComponentId>().unwrap().name.as_deref(),
+            Some("a/b")
+        );
         for bad in ["", "1otlp", "ot-lp", "otlp/", "otlp/a b", "/x", "ot lp"] {
-            assert!(bad.parse::<ComponentId>().is_err(), "{bad:?} should be rejected");
+            assert!(
+                bad.parse::<ComponentId>().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 

@@ -71,7 +71,12 @@ pub struct Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        ConfigError::new(self.location.clone(), self.key.clone(), self.message.clone()).fmt(f)
+        ConfigError::new(
+            self.location.clone(),
+            self.key.clone(),
+            self.message.clone(),
+        )
+        .fmt(f)
     }
 }
 
@@ -84,7 +89,11 @@ fn entries<'a>(node: &'a Node, key: &str, what: &str) -> Result<&'a [(Node, Node
     match &node.value {
         Value::Map(entries) => Ok(entries),
         _ if node.is_null() => Ok(&[]),
-        _ => Err(ConfigError::new(node.location.clone(), key, format!("expected {what}"))),
+        _ => Err(ConfigError::new(
+            node.location.clone(),
+            key,
+            format!("expected {what}"),
+        )),
     }
 }
 
@@ -94,9 +103,15 @@ fn key_text(key: &Node) -> &str {
 
 fn section(name: &str, node: &Node) -> Result<Section, ConfigError> {
     let mut out = Section::new();
-    for (key, config) in entries(node, name, "a mapping from component id to its configuration")? {
+    for (key, config) in entries(
+        node,
+        name,
+        "a mapping from component id to its configuration",
+    )? {
         let path = join_path(name, key_text(key));
-        let id = key_text(key).parse::<ComponentId>().map_err(|e| ConfigError::new(key.location.clone(), path, e.0))?;
+        let id = key_text(key)
+            .parse::<ComponentId>()
+            .map_err(|e| ConfigError::new(key.location.clone(), path, e.0))?;
         out.push((id, key.clone(), config.clone()));
     }
     Ok(out)
@@ -138,7 +153,9 @@ impl CollectorConfig {
                     return Err(ConfigError::new(
                         key.location.clone(),
                         other,
-                        format!("unknown top-level key `{other}`: expected one of {TOP_LEVEL_KEYS}"),
+                        format!(
+                            "unknown top-level key `{other}`: expected one of {TOP_LEVEL_KEYS}"
+                        ),
                     ));
                 }
             }
@@ -148,16 +165,23 @@ impl CollectorConfig {
                 return Err(ConfigError::new(
                     key.location.clone(),
                     format!("connectors.{id}"),
-                    format!("ambiguous id: \"{id}\" is configured both as a connector and as a receiver or exporter"),
+                    format!(
+                        "ambiguous id: \"{id}\" is configured both as a connector and as a receiver or exporter"
+                    ),
                 ));
             }
         }
-        let service_location = service.map_or_else(|| root.location.clone(), |(key, _)| key.location.clone());
+        let service_location =
+            service.map_or_else(|| root.location.clone(), |(key, _)| key.location.clone());
         if let Some((_, node)) = service {
             config.parse_service(node)?;
         }
         if config.service.pipelines.is_empty() {
-            return Err(ConfigError::new(service_location, "service.pipelines", "no pipelines configured"));
+            return Err(ConfigError::new(
+                service_location,
+                "service.pipelines",
+                "no pipelines configured",
+            ));
         }
         let warnings = config.warnings();
         Ok((config, warnings))
@@ -174,14 +198,18 @@ impl CollectorConfig {
                             return Err(ConfigError::new(
                                 location.clone(),
                                 path,
-                                format!("service.extensions references extension \"{id}\" which is not configured"),
+                                format!(
+                                    "service.extensions references extension \"{id}\" which is not configured"
+                                ),
                             ));
                         }
                     }
                     self.service.extensions = listed;
                 }
                 "pipelines" => {
-                    for (pipeline_key, pipeline) in entries(value, &path, "a mapping from pipeline id to pipeline")? {
+                    for (pipeline_key, pipeline) in
+                        entries(value, &path, "a mapping from pipeline id to pipeline")?
+                    {
                         let pipeline = self.parse_pipeline(pipeline_key, pipeline)?;
                         self.service.pipelines.push(pipeline);
                     }
@@ -202,12 +230,22 @@ impl CollectorConfig {
 
     fn parse_pipeline(&self, key: &Node, node: &Node) -> Result<Pipeline, ConfigError> {
         let path = join_path("service.pipelines", key_text(key));
-        let id: PipelineId =
-            key_text(key).parse().map_err(|e: crate::ids::IdError| ConfigError::new(key.location.clone(), &path, e.0))?;
-        let mut pipeline =
-            Pipeline { id, location: key.location.clone(), receivers: vec![], processors: vec![], exporters: vec![] };
+        let id: PipelineId = key_text(key)
+            .parse()
+            .map_err(|e: crate::ids::IdError| ConfigError::new(key.location.clone(), &path, e.0))?;
+        let mut pipeline = Pipeline {
+            id,
+            location: key.location.clone(),
+            receivers: vec![],
+            processors: vec![],
+            exporters: vec![],
+        };
         let mut list_locations = [key.location.clone(), key.location.clone()];
-        for (list_key, list) in entries(node, &path, "a mapping with receivers, processors and exporters")? {
+        for (list_key, list) in entries(
+            node,
+            &path,
+            "a mapping with receivers, processors and exporters",
+        )? {
             let list_path = join_path(&path, key_text(list_key));
             let ids = id_list(list, &list_path)?;
             let (allowed, kind): (&[&Section], &str) = match key_text(list_key) {
@@ -236,7 +274,10 @@ impl CollectorConfig {
                     return Err(ConfigError::new(
                         location.clone(),
                         format!("{list_path}[{index}]"),
-                        format!("pipeline {} references {kind} \"{component}\" which is not configured", pipeline.id),
+                        format!(
+                            "pipeline {} references {kind} \"{component}\" which is not configured",
+                            pipeline.id
+                        ),
                     ));
                 }
             }
@@ -264,17 +305,27 @@ impl CollectorConfig {
     fn warnings(&self) -> Vec<Warning> {
         let pipelines = &self.service.pipelines;
         let used = |pick: fn(&Pipeline) -> &Vec<(ComponentId, Location)>| -> HashSet<&ComponentId> {
-            pipelines.iter().flat_map(|p| pick(p).iter().map(|(id, _)| id)).collect()
+            pipelines
+                .iter()
+                .flat_map(|p| pick(p).iter().map(|(id, _)| id))
+                .collect()
         };
         let as_receiver = used(|p| &p.receivers);
         let as_processor = used(|p| &p.processors);
         let as_exporter = used(|p| &p.exporters);
-        let enabled: HashSet<&ComponentId> = self.service.extensions.iter().map(|(id, _)| id).collect();
+        let enabled: HashSet<&ComponentId> =
+            self.service.extensions.iter().map(|(id, _)| id).collect();
         let mut warnings = Vec::new();
         let mut warn = |section: &str, key: &Node, id: &ComponentId, message: String| {
-            warnings.push(Warning { location: key.location.clone(), key: format!("{section}.{id}"), message });
+            warnings.push(Warning {
+                location: key.location.clone(),
+                key: format!("{section}.{id}"),
+                message,
+            });
         };
-        let unused = |kind: &str, id: &ComponentId| format!("{kind} \"{id}\" is configured but not used in any pipeline");
+        let unused = |kind: &str, id: &ComponentId| {
+            format!("{kind} \"{id}\" is configured but not used in any pipeline")
+        };
         for (id, key, _) in &self.receivers {
             if !as_receiver.contains(id) {
                 warn("receivers", key, id, unused("receiver", id));
@@ -297,20 +348,31 @@ impl CollectorConfig {
                     "connectors",
                     key,
                     id,
-                    format!("connector \"{id}\" is used as an exporter but not as a receiver of any pipeline"),
+                    format!(
+                        "connector \"{id}\" is used as an exporter but not as a receiver of any pipeline"
+                    ),
                 ),
                 (false, true) => warn(
                     "connectors",
                     key,
                     id,
-                    format!("connector \"{id}\" is used as a receiver but not as an exporter of any pipeline"),
+                    format!(
+                        "connector \"{id}\" is used as a receiver but not as an exporter of any pipeline"
+                    ),
                 ),
                 (true, true) => {}
             }
         }
         for (id, key, _) in &self.extensions {
             if !enabled.contains(id) {
-                warn("extensions", key, id, format!("extension \"{id}\" is configured but not enabled in service.extensions"));
+                warn(
+                    "extensions",
+                    key,
+                    id,
+                    format!(
+                        "extension \"{id}\" is configured but not enabled in service.extensions"
+                    ),
+                );
             }
         }
         warnings
@@ -322,14 +384,20 @@ fn id_list(node: &Node, path: &str) -> Result<Vec<(ComponentId, Location)>, Conf
     let items: &[Node] = match &node.value {
         Value::Seq(items) => items,
         _ if node.is_null() => &[],
-        _ => return Err(ConfigError::new(node.location.clone(), path, "expected a list of component ids")),
+        _ => {
+            return Err(ConfigError::new(
+                node.location.clone(),
+                path,
+                "expected a list of component ids",
+            ));
+        }
     };
     let mut out: Vec<(ComponentId, Location)> = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let item_path = format!("{path}[{index}]");
-        let text = item
-            .as_str()
-            .ok_or_else(|| ConfigError::new(item.location.clone(), &item_path, "expected a component id"))?;
+        let text = item.as_str().ok_or_else(|| {
+            ConfigError::new(item.location.clone(), &item_path, "expected a component id")
+        })?;
         let id: ComponentId = text.parse().map_err(|e: crate::ids::IdError| {
             ConfigError::new(item.location.clone(), &item_path, e.0)
         })?;

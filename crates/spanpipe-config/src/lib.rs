@@ -5,6 +5,8 @@
 //! later (an unknown field in an exporter, a bad duration) must still name the file, line and key the user wrote.
 //! Components deserialize their own section with [`Node::deserialize`] into plain serde structs.
 
+#![warn(missing_docs)]
+
 mod de;
 mod emit;
 mod env;

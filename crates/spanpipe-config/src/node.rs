@@ -43,13 +43,22 @@ impl Node {
 
     /// A plain (unquoted) scalar node, as if the user had written `text` unquoted.
     pub fn plain(text: impl Into<String>, location: Location) -> Self {
-        Node::new(Value::Scalar { text: text.into(), quoted: false }, location)
+        Node::new(
+            Value::Scalar {
+                text: text.into(),
+                quoted: false,
+            },
+            location,
+        )
     }
 
     /// Looks up `key` in a mapping node; `None` for missing keys and for non-mappings.
     pub fn get(&self, key: &str) -> Option<&Node> {
         match &self.value {
-            Value::Map(entries) => entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v),
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
             _ => None,
         }
     }
@@ -57,7 +66,10 @@ impl Node {
     /// Mutable variant of [`Node::get`].
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
         match &mut self.value {
-            Value::Map(entries) => entries.iter_mut().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v),
+            Value::Map(entries) => entries
+                .iter_mut()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
             _ => None,
         }
     }
@@ -81,13 +93,20 @@ impl Node {
 
     /// Deserialize into T. `path` is the dotted key path of this node used as a prefix in error messages (e.g.
     /// "exporters.otlp/backend").
-    pub fn deserialize<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ConfigError> {
-        T::deserialize(NodeDeserializer::new(self, path.to_owned()))
-            .map_err(|e| e.at(&self.location, path).into_config_error(&self.location, path))
+    pub fn deserialize<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, ConfigError> {
+        T::deserialize(NodeDeserializer::new(self, path.to_owned())).map_err(|e| {
+            e.at(&self.location, path)
+                .into_config_error(&self.location, path)
+        })
     }
 
-    /// Render back to YAML (for `spanpipe print-config`), redacting secret-looking keys; see
-    /// [`crate::emit`] for the rules.
+    /// Render back to YAML (for `spanpipe print-config`). Keys whose name (case-insensitive) is one of: token,
+    /// password, secret, api_key, authorization, bearer_token, or ends with "_token"/"_password"/"_secret" have
+    /// their scalar value printed as `"[REDACTED]"`. Strings that need quoting are quoted so the output re-parses
+    /// to the same values.
     pub fn to_yaml(&self) -> String {
         crate::emit::to_yaml(self)
     }
@@ -97,7 +116,12 @@ impl Node {
         match &self.value {
             Value::Null | Value::Scalar { .. } => 1,
             Value::Seq(items) => 1 + items.iter().map(Node::count).sum::<usize>(),
-            Value::Map(entries) => 1 + entries.iter().map(|(k, v)| k.count() + v.count()).sum::<usize>(),
+            Value::Map(entries) => {
+                1 + entries
+                    .iter()
+                    .map(|(k, v)| k.count() + v.count())
+                    .sum::<usize>()
+            }
         }
     }
 
@@ -107,7 +131,10 @@ impl Node {
             Value::Null => 0,
             Value::Scalar { text, .. } => text.len(),
             Value::Seq(items) => items.iter().map(Node::text_bytes).sum(),
-            Value::Map(entries) => entries.iter().map(|(k, v)| k.text_bytes() + v.text_bytes()).sum(),
+            Value::Map(entries) => entries
+                .iter()
+                .map(|(k, v)| k.text_bytes() + v.text_bytes())
+                .sum(),
         }
     }
 

@@ -20,11 +20,21 @@ pub(crate) const MAX_DEPTH: usize = 128;
 /// Parse one YAML document. `file` names the source in locations. Empty document → empty Map.
 pub fn load_str(file: &str, text: &str) -> Result<Node, ConfigError> {
     let file: Arc<str> = file.into();
-    let loader = Loader { file: file.clone(), stack: Vec::new(), anchors: HashMap::new(), nodes: 0, alias_bytes: 0 };
+    let loader = Loader {
+        file: file.clone(),
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        nodes: 0,
+        alias_bytes: 0,
+    };
     // saphyr-parser is not supposed to panic, but it has internal `unwrap`s; a configuration loader must turn any
     // input into an error rather than abort the process.
     std::panic::catch_unwind(AssertUnwindSafe(|| loader.run(text))).unwrap_or_else(|_| {
-        Err(ConfigError::new(Location::new(file, 1, 1), "", "the YAML parser failed on this input"))
+        Err(ConfigError::new(
+            Location::new(file, 1, 1),
+            "",
+            "the YAML parser failed on this input",
+        ))
     })
 }
 
@@ -37,7 +47,11 @@ struct Loader {
 }
 
 enum Frame {
-    Seq { anchor: usize, location: Location, items: Vec<Node> },
+    Seq {
+        anchor: usize,
+        location: Location,
+        items: Vec<Node>,
+    },
     Map(MapFrame),
 }
 
@@ -63,7 +77,11 @@ fn is_str_tag(tag: Option<&Tag>) -> bool {
 
 impl Loader {
     fn location(&self, span: Span) -> Location {
-        Location::new(self.file.clone(), span.start.line().max(1), span.start.col() + 1)
+        Location::new(
+            self.file.clone(),
+            span.start.line().max(1),
+            span.start.col() + 1,
+        )
     }
 
     fn error(&self, location: Location, message: impl Into<String>) -> ConfigError {
@@ -87,12 +105,17 @@ impl Loader {
                 Event::DocumentStart(_) => {
                     documents += 1;
                     if documents > 1 {
-                        return Err(self.error(location, "multiple YAML documents in one file are not supported"));
+                        return Err(self.error(
+                            location,
+                            "multiple YAML documents in one file are not supported",
+                        ));
                     }
                 }
                 Event::Alias(id) => {
                     let Some(target) = self.anchors.get(&id) else {
-                        return Err(self.error(location, "alias refers to an unknown or unfinished anchor"));
+                        return Err(
+                            self.error(location, "alias refers to an unknown or unfinished anchor")
+                        );
                     };
                     self.nodes = self.nodes.saturating_add(target.count());
                     self.alias_bytes = self.alias_bytes.saturating_add(target.text_bytes());
@@ -111,13 +134,20 @@ impl Loader {
                     let value = if !quoted && text.is_empty() {
                         Value::Null
                     } else {
-                        Value::Scalar { text: text.into_owned(), quoted }
+                        Value::Scalar {
+                            text: text.into_owned(),
+                            quoted,
+                        }
                     };
                     self.complete(Node::new(value, location), anchor, &mut root)?;
                 }
                 Event::SequenceStart(anchor, _) => {
                     self.open(&location)?;
-                    self.stack.push(Frame::Seq { anchor, location, items: Vec::new() });
+                    self.stack.push(Frame::Seq {
+                        anchor,
+                        location,
+                        items: Vec::new(),
+                    });
                 }
                 Event::MappingStart(anchor, _) => {
                     self.open(&location)?;
@@ -131,7 +161,11 @@ impl Loader {
                     }));
                 }
                 Event::SequenceEnd => match self.stack.pop() {
-                    Some(Frame::Seq { anchor, location, items }) => {
+                    Some(Frame::Seq {
+                        anchor,
+                        location,
+                        items,
+                    }) => {
                         self.complete(Node::new(Value::Seq(items), location), anchor, &mut root)?;
                     }
                     _ => return Err(self.error(location, "unbalanced sequence end")),
@@ -147,15 +181,26 @@ impl Loader {
             }
         }
         if !self.stack.is_empty() {
-            return Err(self.error(Location::new(self.file.clone(), 1, 1), "unexpected end of YAML input"));
+            return Err(self.error(
+                Location::new(self.file.clone(), 1, 1),
+                "unexpected end of YAML input",
+            ));
         }
-        Ok(root.unwrap_or_else(|| Node::new(Value::Map(Vec::new()), Location::new(self.file.clone(), 1, 1))))
+        Ok(root.unwrap_or_else(|| {
+            Node::new(
+                Value::Map(Vec::new()),
+                Location::new(self.file.clone(), 1, 1),
+            )
+        }))
     }
 
     fn count_node(&mut self, location: &Location) -> Result<(), ConfigError> {
         self.nodes += 1;
         if self.nodes > MAX_NODES {
-            return Err(self.error(location.clone(), format!("document too large (limit {MAX_NODES} nodes)")));
+            return Err(self.error(
+                location.clone(),
+                format!("document too large (limit {MAX_NODES} nodes)"),
+            ));
         }
         Ok(())
     }
@@ -163,13 +208,21 @@ impl Loader {
     fn open(&mut self, location: &Location) -> Result<(), ConfigError> {
         self.count_node(location)?;
         if self.stack.len() >= MAX_DEPTH {
-            return Err(self.error(location.clone(), format!("nesting deeper than {MAX_DEPTH} levels")));
+            return Err(self.error(
+                location.clone(),
+                format!("nesting deeper than {MAX_DEPTH} levels"),
+            ));
         }
         Ok(())
     }
 
     /// Attaches a finished node to its parent (or makes it the root).
-    fn complete(&mut self, node: Node, anchor: usize, root: &mut Option<Node>) -> Result<(), ConfigError> {
+    fn complete(
+        &mut self,
+        node: Node,
+        anchor: usize,
+        root: &mut Option<Node>,
+    ) -> Result<(), ConfigError> {
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
         }
@@ -209,7 +262,10 @@ impl Loader {
                         _ => false,
                     };
                     if !ok {
-                        return Err(err(node.location, "a `<<` merge key needs a mapping or a list of mappings".into()));
+                        return Err(err(
+                            node.location,
+                            "a `<<` merge key needs a mapping or a list of mappings".into(),
+                        ));
                     }
                     frame.merges.push(node);
                 }
@@ -222,7 +278,13 @@ impl Loader {
 
 /// Builds the mapping node, adding entries from `<<` merge keys that the mapping does not set itself.
 fn finish_map(frame: MapFrame) -> Node {
-    let MapFrame { location, mut entries, mut seen, merges, .. } = frame;
+    let MapFrame {
+        location,
+        mut entries,
+        mut seen,
+        merges,
+        ..
+    } = frame;
     for source in merges {
         let maps = match source.value {
             Value::Seq(items) => items,
@@ -232,8 +294,8 @@ fn finish_map(frame: MapFrame) -> Node {
             if let Value::Map(merged) = map.value {
                 for (k, v) in merged {
                     let text = k.as_str().unwrap_or_default().to_owned();
-                    if !seen.contains_key(&text) {
-                        seen.insert(text, k.location.clone());
+                    if let std::collections::hash_map::Entry::Vacant(slot) = seen.entry(text) {
+                        slot.insert(k.location.clone());
                         entries.push((k, v));
                     }
                 }

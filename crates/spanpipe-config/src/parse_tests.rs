@@ -17,9 +17,13 @@ fn positions_and_styles() {
     assert_eq!(scalar(a.get("c").unwrap()), ("x", true));
     assert_eq!(scalar(a.get("d").unwrap()), ("block\n", true));
     assert!(matches!(a.get("e").unwrap().value, Value::Null));
-    let Value::Map(entries) = &a.value else { panic!() };
+    let Value::Map(entries) = &a.value else {
+        panic!()
+    };
     assert_eq!(entries[0].0.location.to_string(), "t.yaml:2:3");
-    let Value::Seq(items) = &a.get("f").unwrap().value else { panic!() };
+    let Value::Seq(items) = &a.get("f").unwrap().value else {
+        panic!()
+    };
     assert_eq!(items[1].location.to_string(), "t.yaml:7:10");
     assert_eq!(scalar(&items[1]), ("two", true));
 }
@@ -84,7 +88,9 @@ fn non_scalar_keys_and_multiple_documents() {
 
 #[test]
 fn billion_laughs_is_rejected() {
-    let mut text = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    let mut text = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
     let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
     for pair in names.windows(2) {
         let (prev, name) = (pair[0], pair[1]);
@@ -101,7 +107,12 @@ fn huge_string_aliased_many_times_is_rejected() {
     let big = "x".repeat(1 << 20);
     let refs = vec!["*s"; 40].join(", ");
     let text = format!("s: &s {big}\nl: [{refs}]\n");
-    assert!(load_str("big.yaml", &text).unwrap_err().message.contains("too large"));
+    assert!(
+        load_str("big.yaml", &text)
+            .unwrap_err()
+            .message
+            .contains("too large")
+    );
 }
 
 #[test]
@@ -157,9 +168,9 @@ fn garbage_does_not_panic() {
     // Pseudo-random byte soup built from YAML-significant characters.
     let alphabet: Vec<char> = "ab:-[]{}&*!|>'\"#%@`?,\n \t\\~<".chars().collect();
     let mut state: u64 = 0x2545_F491_4F6C_DD1D;
-    for _ in 0..3000 {
+    for _ in 0..5000 {
         let mut s = String::new();
-        for _ in 0..(state % 40) {
+        for _ in 0..(state % 80) {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
@@ -167,4 +178,16 @@ fn garbage_does_not_panic() {
         }
         let _ = load_str("fuzz.yaml", &s);
     }
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let err = load_str(
+        "m.yaml",
+        "receivers:\n  otlp:\n    protocols: grpc: {}\nexporters:\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.location.line, 3, "{err}");
+    assert!(err.to_string().starts_with("m.yaml:3:"), "{err}");
+    assert!(err.key.is_empty());
 }

@@ -30,9 +30,17 @@ fn split_decimal(num: &str) -> Option<(u128, u128, u32)> {
     if (int_part.is_empty() && frac_part.is_empty()) || !digits(int_part) || !digits(frac_part) {
         return None;
     }
-    let int = if int_part.is_empty() { 0 } else { int_part.parse().ok()? };
+    let int = if int_part.is_empty() {
+        0
+    } else {
+        int_part.parse().ok()?
+    };
     let frac_digits = &frac_part[..frac_part.len().min(20)];
-    let frac = if frac_digits.is_empty() { 0 } else { frac_digits.parse().ok()? };
+    let frac = if frac_digits.is_empty() {
+        0
+    } else {
+        frac_digits.parse().ok()?
+    };
     Some((int, frac, u32::try_from(frac_digits.len()).ok()?))
 }
 
@@ -60,9 +68,13 @@ impl Duration {
         let mut total: u128 = 0;
         let mut rest = t;
         while !rest.is_empty() {
-            let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+            let num_end = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
             let (num, after) = rest.split_at(num_end);
-            let unit_end = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+            let unit_end = after
+                .find(|c: char| c.is_ascii_digit() || c == '.')
+                .unwrap_or(after.len());
             let (unit, next) = after.split_at(unit_end);
             let unit_nanos: u128 = match unit {
                 "ns" => 1,
@@ -71,16 +83,23 @@ impl Duration {
                 "s" => NANOS_PER_SEC,
                 "m" => 60 * NANOS_PER_SEC,
                 "h" => 3600 * NANOS_PER_SEC,
-                "" => return Err(bad_duration(text, &format!("{DURATION_HINT} (a number needs a unit)"))),
+                "" => {
+                    return Err(bad_duration(
+                        text,
+                        &format!("{DURATION_HINT} (a number needs a unit)"),
+                    ));
+                }
                 _ => return Err(bad_duration(text, DURATION_HINT)),
             };
-            let (int, frac, frac_len) = split_decimal(num).ok_or_else(|| bad_duration(text, DURATION_HINT))?;
+            let (int, frac, frac_len) =
+                split_decimal(num).ok_or_else(|| bad_duration(text, DURATION_HINT))?;
             total = scale(int, frac, frac_len, unit_nanos)
                 .and_then(|n| total.checked_add(n))
                 .ok_or_else(|| bad_duration(text, "duration is too large"))?;
             rest = next;
         }
-        let secs = u64::try_from(total / NANOS_PER_SEC).map_err(|_| bad_duration(text, "duration is too large"))?;
+        let secs = u64::try_from(total / NANOS_PER_SEC)
+            .map_err(|_| bad_duration(text, "duration is too large"))?;
         let nanos = u32::try_from(total % NANOS_PER_SEC).unwrap_or(0);
         Ok(Duration(std::time::Duration::new(secs, nanos)))
     }
@@ -94,8 +113,8 @@ impl fmt::Display for Duration {
         }
         if total < NANOS_PER_SEC {
             return match total {
-                t if t % 1_000_000 == 0 => write!(f, "{}ms", t / 1_000_000),
-                t if t % 1_000 == 0 => write!(f, "{}us", t / 1_000),
+                t if t.is_multiple_of(1_000_000) => write!(f, "{}ms", t / 1_000_000),
+                t if t.is_multiple_of(1_000) => write!(f, "{}us", t / 1_000),
                 t => write!(f, "{t}ns"),
             };
         }
@@ -158,7 +177,10 @@ impl Visitor<'_> for DurationVisitor {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
-        Err(E::custom(bad_duration(&v.to_string(), &format!("{DURATION_HINT} (a number needs a unit)"))))
+        Err(E::custom(bad_duration(
+            &v.to_string(),
+            &format!("{DURATION_HINT} (a number needs a unit)"),
+        )))
     }
 }
 
@@ -178,7 +200,9 @@ impl ByteSize {
         if t.starts_with('-') {
             return Err(bad("sizes cannot be negative"));
         }
-        let num_end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let num_end = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
         let (num, unit) = t.split_at(num_end);
         let multiplier: u128 = match unit.trim_start().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
@@ -212,7 +236,10 @@ impl fmt::Display for ByteSize {
             (1_000_000, "MB"),
             (1_000, "KB"),
         ];
-        match UNITS.iter().find(|(size, _)| self.0 >= *size && self.0 % size == 0) {
+        match UNITS
+            .iter()
+            .find(|(size, _)| self.0 >= *size && self.0.is_multiple_of(*size))
+        {
             Some((size, unit)) => write!(f, "{}{unit}", self.0 / size),
             None => write!(f, "{}B", self.0),
         }
@@ -253,7 +280,10 @@ impl Visitor<'_> for ByteSizeVisitor {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<ByteSize, E> {
-        Err(E::custom(format!("bad size {:?}: {SIZE_HINT}", v.to_string())))
+        Err(E::custom(format!(
+            "bad size {:?}: {SIZE_HINT}",
+            v.to_string()
+        )))
     }
 }
 

@@ -1,7 +1,9 @@
 use super::*;
 
 fn d(text: &str) -> std::time::Duration {
-    Duration::parse(text).unwrap_or_else(|e| panic!("{text}: {e}")).0
+    Duration::parse(text)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .0
 }
 
 #[test]
@@ -20,11 +22,31 @@ fn durations() {
     assert_eq!(d("100ns"), Std::from_nanos(100));
     assert_eq!(d(".5h"), Std::from_secs(1800));
     assert_eq!(d("1h2m3.004005006s"), Std::new(3723, 4_005_006));
-    for bad in ["5", "12", "-5s", "5 parsecs", "s", "", "1.2.3s", "5x", "1s5", "1e3s", ".s", "99999999999999999999h"] {
+    for bad in [
+        "5",
+        "12",
+        "-5s",
+        "5 parsecs",
+        "s",
+        "",
+        "1.2.3s",
+        "5x",
+        "1s5",
+        "1e3s",
+        ".s",
+        "99999999999999999999h",
+    ] {
         let err = Duration::parse(bad).unwrap_err();
-        assert!(err.starts_with(&format!("bad duration {bad:?}")), "{bad}: {err}");
+        assert!(
+            err.starts_with(&format!("bad duration {bad:?}")),
+            "{bad}: {err}"
+        );
     }
-    assert!(Duration::parse("5").unwrap_err().contains("expected a duration such as 200ms or 5s"));
+    assert!(
+        Duration::parse("5")
+            .unwrap_err()
+            .contains("expected a duration such as 200ms or 5s")
+    );
 }
 
 #[test]
@@ -58,10 +80,28 @@ fn byte_sizes() {
     assert_eq!(b("20 MiB"), 20 << 20);
     assert_eq!(b("2gib"), 2 << 30);
     assert_eq!(b("1.5KiB"), 1536);
-    for bad in ["-1", "1 parsec", "KiB", "1.2.3MB", "", "99999999999TiB", "1 0MB"] {
+    for bad in [
+        "-1",
+        "1 parsec",
+        "KiB",
+        "1.2.3MB",
+        "",
+        "99999999999TiB",
+        "1 0MB",
+    ] {
         assert!(ByteSize::parse(bad).is_err(), "{bad}");
     }
-    for n in [0u64, 1, 999, 1000, 1024, 1536, 20 << 20, 5_000_000, u64::MAX] {
+    for n in [
+        0u64,
+        1,
+        999,
+        1000,
+        1024,
+        1536,
+        20 << 20,
+        5_000_000,
+        u64::MAX,
+    ] {
         let shown = ByteSize(n).to_string();
         assert_eq!(ByteSize::parse(&shown), Ok(ByteSize(n)), "{shown}");
     }
@@ -80,8 +120,15 @@ fn serialize_as_text() {
         }
     }
     let mut out = Collect(String::new());
-    std::fmt::write(&mut out, format_args!("{} {}", Duration(std::time::Duration::from_millis(1500)), ByteSize(1024)))
-        .unwrap();
+    std::fmt::write(
+        &mut out,
+        format_args!(
+            "{} {}",
+            Duration(std::time::Duration::from_millis(1500)),
+            ByteSize(1024)
+        ),
+    )
+    .unwrap();
     assert_eq!(out.0, "1.5s 1KiB");
     let std_d: std::time::Duration = Duration::from(std::time::Duration::from_secs(2)).into();
     assert_eq!(std_d, std::time::Duration::from_secs(2));

@@ -413,3 +413,6 @@ impl Builder<'_> {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests;
