@@ -72,7 +72,8 @@ pub fn init_logs(cfg: &LogsConfig) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cfg.encoding {
         LogEncoding::Json => builder.json().init(),
         LogEncoding::Console => builder.init(),

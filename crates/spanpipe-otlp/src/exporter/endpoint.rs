@@ -25,12 +25,16 @@ pub fn grpc_target(endpoint: &str, insecure: bool) -> Result<GrpcTarget, String>
     } else if let Some(rest) = endpoint.strip_prefix("http://") {
         (format!("http://{rest}"), false)
     } else if endpoint.contains("://") {
-        return Err(format!("{endpoint:?}: only http:// and https:// schemes are supported"));
+        return Err(format!(
+            "{endpoint:?}: only http:// and https:// schemes are supported"
+        ));
     } else {
         let scheme = if insecure { "http" } else { "https" };
         (format!("{scheme}://{endpoint}"), !insecure)
     };
-    let parsed: http::Uri = uri.parse().map_err(|e| format!("{endpoint:?} is not a valid endpoint: {e}"))?;
+    let parsed: http::Uri = uri
+        .parse()
+        .map_err(|e| format!("{endpoint:?} is not a valid endpoint: {e}"))?;
     let host = parsed.host().unwrap_or("");
     if host.is_empty() {
         return Err(format!("{endpoint:?} has no host"));
@@ -55,12 +59,17 @@ pub fn http_signal_path(signal: Signal) -> &'static str {
 
 /// `base` + `/v1/<signal>`, with exactly one slash between them.
 pub fn join_signal_path(base: &str, signal: Signal) -> String {
-    format!("{}/{}", base.trim_end_matches('/'), http_signal_path(signal))
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        http_signal_path(signal)
+    )
 }
 
 /// Checks that `url` is an absolute http(s) URL with a host.
 pub fn check_http_url(url: &str) -> Result<reqwest::Url, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!("{url:?}: the scheme must be http or https"));
     }
@@ -71,13 +80,19 @@ pub fn check_http_url(url: &str) -> Result<reqwest::Url, String> {
 }
 
 /// Validates `headers` as HTTP header names and values; the error names the offending header.
-pub fn http_headers(headers: &BTreeMap<String, String>) -> Result<http::HeaderMap, (String, String)> {
+pub fn http_headers(
+    headers: &BTreeMap<String, String>,
+) -> Result<http::HeaderMap, (String, String)> {
     let mut map = http::HeaderMap::with_capacity(headers.len());
     for (k, v) in headers {
         let name = http::HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| (k.clone(), format!("{k:?} is not a valid header name")))?;
-        let value = http::HeaderValue::from_str(v)
-            .map_err(|_| (k.clone(), format!("the value of {k:?} is not a valid header value")))?;
+        let value = http::HeaderValue::from_str(v).map_err(|_| {
+            (
+                k.clone(),
+                format!("the value of {k:?} is not a valid header value"),
+            )
+        })?;
         map.insert(name, value);
     }
     Ok(map)
@@ -103,16 +118,33 @@ mod tests {
     fn grpc_rejects_bad_endpoints() {
         assert!(grpc_target("", false).unwrap_err().contains("required"));
         assert!(grpc_target("collector", true).unwrap_err().contains("port"));
-        assert!(grpc_target("unix:///tmp/s", true).unwrap_err().contains("scheme"));
-        assert!(grpc_target("http://h:1/v1/traces", true).unwrap_err().contains("path"));
+        assert!(
+            grpc_target("unix:///tmp/s", true)
+                .unwrap_err()
+                .contains("scheme")
+        );
+        assert!(
+            grpc_target("http://h:1/v1/traces", true)
+                .unwrap_err()
+                .contains("path")
+        );
         assert!(grpc_target("http://:4317", true).is_err());
     }
 
     #[test]
     fn http_paths_join_with_one_slash() {
-        assert_eq!(join_signal_path("http://h:4318", Signal::Traces), "http://h:4318/v1/traces");
-        assert_eq!(join_signal_path("http://h:4318/", Signal::Metrics), "http://h:4318/v1/metrics");
-        assert_eq!(join_signal_path("http://h/otlp//", Signal::Logs), "http://h/otlp/v1/logs");
+        assert_eq!(
+            join_signal_path("http://h:4318", Signal::Traces),
+            "http://h:4318/v1/traces"
+        );
+        assert_eq!(
+            join_signal_path("http://h:4318/", Signal::Metrics),
+            "http://h:4318/v1/metrics"
+        );
+        assert_eq!(
+            join_signal_path("http://h/otlp//", Signal::Logs),
+            "http://h/otlp/v1/logs"
+        );
         assert!(check_http_url("ftp://h/x").is_err());
         assert!(check_http_url("not a url").is_err());
         assert!(check_http_url("https://h:4318/v1/traces").is_ok());

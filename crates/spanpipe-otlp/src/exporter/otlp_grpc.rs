@@ -11,8 +11,8 @@ use http::uri::PathAndQuery;
 use serde::Deserialize;
 use spanpipe_config::Duration as ConfigDuration;
 use spanpipe_core::{
-    Batch, BuildContext, BuiltExporter, ComponentError, ConfigError, ExportError, Exporter, ExporterFactory,
-    ExporterSettings, Node, QueueSettings, RetrySettings, Signal,
+    Batch, BuildContext, BuiltExporter, ComponentError, ConfigError, ExportError, Exporter,
+    ExporterFactory, ExporterSettings, Node, QueueSettings, RetrySettings, Signal,
 };
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
@@ -109,8 +109,19 @@ fn metadata(headers: &BTreeMap<String, String>) -> Result<MetadataMap, (String, 
     for (k, v) in headers {
         let key = AsciiMetadataKey::from_bytes(k.as_bytes())
             .map_err(|_| (k.clone(), format!("{k:?} is not a valid gRPC metadata key")))?;
-        let value = AsciiMetadataValue::try_from(v.as_str())
-            .map_err(|_| (k.clone(), format!("the value of {k:?} is not valid gRPC metadata")))?;
+        // The gRPC spec allows printable ASCII only in text metadata; tonic would pass other bytes through.
+        if !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err((
+                k.clone(),
+                format!("the value of {k:?} must be printable ASCII (gRPC metadata)"),
+            ));
+        }
+        let value = AsciiMetadataValue::try_from(v.as_str()).map_err(|_| {
+            (
+                k.clone(),
+                format!("the value of {k:?} is not valid gRPC metadata"),
+            )
+        })?;
         map.insert(key, value);
     }
     Ok(map)
@@ -141,7 +152,11 @@ pub struct OtlpGrpcExporter {
 
 impl OtlpGrpcExporter {
     /// Validates the config into an exporter; no I/O.
-    pub fn from_config(ctx: &BuildContext, node: &Node, cfg: &OtlpGrpcConfig) -> Result<Self, ConfigError> {
+    pub fn from_config(
+        ctx: &BuildContext,
+        node: &Node,
+        cfg: &OtlpGrpcConfig,
+    ) -> Result<Self, ConfigError> {
         let target = grpc_target(cfg.endpoint.as_deref().unwrap_or(""), cfg.tls.insecure)
             .map_err(|m| ctx.invalid(node, &["endpoint"], m))?;
         if !target.tls && (cfg.tls.ca_file.is_some() || cfg.tls.insecure_skip_verify) {
@@ -158,7 +173,8 @@ impl OtlpGrpcExporter {
                 "cannot be combined with ca_file",
             ));
         }
-        let metadata = metadata(&cfg.headers).map_err(|(k, m)| ctx.invalid(node, &["headers", &k], m))?;
+        let metadata =
+            metadata(&cfg.headers).map_err(|(k, m)| ctx.invalid(node, &["headers", &k], m))?;
         Ok(OtlpGrpcExporter {
             id: ctx.id.to_string(),
             target,
@@ -199,7 +215,9 @@ impl OtlpGrpcExporter {
 impl Exporter for OtlpGrpcExporter {
     async fn start(&self) -> Result<(), ComponentError> {
         if self.channel.get().is_none() {
-            let channel = self.make_channel().map_err(|m| ComponentError::new(&self.id, m))?;
+            let channel = self
+                .make_channel()
+                .map_err(|m| ComponentError::new(&self.id, m))?;
             let _ = self.channel.set(channel);
         }
         Ok(())
@@ -245,7 +263,10 @@ pub fn map_status(status: &Status) -> ExportError {
         | Code::Aborted
         | Code::OutOfRange
         | Code::Unavailable
-        | Code::DataLoss => ExportError::Retryable { reason, delay: delay() },
+        | Code::DataLoss => ExportError::Retryable {
+            reason,
+            delay: delay(),
+        },
         Code::ResourceExhausted => match status.get_details_retry_info() {
             Some(info) => ExportError::Retryable {
                 reason,
@@ -254,7 +275,10 @@ pub fn map_status(status: &Status) -> ExportError {
             None => ExportError::Permanent { reason },
         },
         // tonic reports a failed connection or a reset stream as UNKNOWN with the transport error as source.
-        Code::Unknown if std::error::Error::source(status).is_some() => ExportError::Retryable { reason, delay: None },
+        Code::Unknown if std::error::Error::source(status).is_some() => ExportError::Retryable {
+            reason,
+            delay: None,
+        },
         _ => ExportError::Permanent { reason },
     }
 }

@@ -20,15 +20,21 @@ pub fn rejected_from_protobuf(signal: Signal, body: &[u8]) -> Option<(i64, Strin
     }
     let (n, msg) = match signal {
         Signal::Traces => {
-            let p = ExportTraceServiceResponse::decode(body).ok()?.partial_success?;
+            let p = ExportTraceServiceResponse::decode(body)
+                .ok()?
+                .partial_success?;
             (p.rejected_spans, p.error_message)
         }
         Signal::Metrics => {
-            let p = ExportMetricsServiceResponse::decode(body).ok()?.partial_success?;
+            let p = ExportMetricsServiceResponse::decode(body)
+                .ok()?
+                .partial_success?;
             (p.rejected_data_points, p.error_message)
         }
         Signal::Logs => {
-            let p = ExportLogsServiceResponse::decode(body).ok()?.partial_success?;
+            let p = ExportLogsServiceResponse::decode(body)
+                .ok()?
+                .partial_success?;
             (p.rejected_log_records, p.error_message)
         }
     };
@@ -49,7 +55,11 @@ pub fn rejected_from_json(signal: Signal, body: &[u8]) -> Option<(i64, String)> 
         serde_json::Value::String(s) => s.parse().ok()?,
         other => other.as_i64()?,
     };
-    let msg = p.get("errorMessage").and_then(|m| m.as_str()).unwrap_or("").to_string();
+    let msg = p
+        .get("errorMessage")
+        .and_then(|m| m.as_str())
+        .unwrap_or("")
+        .to_string();
     (n > 0).then_some((n, msg))
 }
 
@@ -95,12 +105,18 @@ mod tests {
             }),
         };
         let body = resp.encode_to_vec();
-        assert_eq!(rejected_from_protobuf(Signal::Traces, &body), Some((3, "too old".into())));
+        assert_eq!(
+            rejected_from_protobuf(Signal::Traces, &body),
+            Some((3, "too old".into()))
+        );
         assert_eq!(rejected_from_protobuf(Signal::Traces, &[]), None);
         let ok = ExportTraceServiceResponse::default().encode_to_vec();
         assert_eq!(rejected_from_protobuf(Signal::Traces, &ok), None);
         let json = br#"{"partialSuccess":{"rejectedLogRecords":"2","errorMessage":"x"}}"#;
-        assert_eq!(rejected_from_json(Signal::Logs, json), Some((2, "x".into())));
+        assert_eq!(
+            rejected_from_json(Signal::Logs, json),
+            Some((2, "x".into()))
+        );
         assert_eq!(rejected_from_json(Signal::Traces, json), None);
         assert_eq!(rejected_from_json(Signal::Traces, b"{}"), None);
     }

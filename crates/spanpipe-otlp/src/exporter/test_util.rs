@@ -41,6 +41,7 @@ fn kv(key: &str, v: any_value::Value) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
     }
 }
 
@@ -49,13 +50,20 @@ pub fn span(i: u64) -> Span {
     Span {
         trace_id: TRACE_ID.to_vec(),
         span_id: (0xaa + i).to_be_bytes().to_vec(),
-        parent_span_id: if i == 0 { vec![] } else { 0xaau64.to_be_bytes().to_vec() },
+        parent_span_id: if i == 0 {
+            vec![]
+        } else {
+            0xaau64.to_be_bytes().to_vec()
+        },
         name: format!("span-{i}"),
         kind: 2,
         start_time_unix_nano: 1_700_000_000_000_000_000,
         end_time_unix_nano: 1_700_000_000_250_000_000,
         attributes: vec![
-            kv("gen_ai.system", any_value::Value::StringValue("openai".into())),
+            kv(
+                "gen_ai.system",
+                any_value::Value::StringValue("openai".into()),
+            ),
             kv("tokens", any_value::Value::IntValue(42)),
         ],
         status: Some(Status {
@@ -72,7 +80,10 @@ pub fn trace_request(resources: u64, spans: u64) -> ExportTraceServiceRequest {
         resource_spans: (0..resources)
             .map(|r| ResourceSpans {
                 resource: Some(Resource {
-                    attributes: vec![kv("service.name", any_value::Value::StringValue(format!("svc-{r}")))],
+                    attributes: vec![kv(
+                        "service.name",
+                        any_value::Value::StringValue(format!("svc-{r}")),
+                    )],
                     ..Default::default()
                 }),
                 scope_spans: vec![ScopeSpans {

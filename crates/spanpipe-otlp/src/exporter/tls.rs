@@ -111,6 +111,10 @@ mod tests {
         };
         assert!(t.read_ca().unwrap_err().contains("/nonexistent/ca.pem"));
         assert_eq!(TlsSettings::default().read_ca().unwrap(), None);
-        assert!(!AcceptAnyServerCert::new().supported_verify_schemes().is_empty());
+        assert!(
+            !AcceptAnyServerCert::new()
+                .supported_verify_schemes()
+                .is_empty()
+        );
     }
 }

@@ -88,7 +88,11 @@ fn normalize(v: &mut Value) {
 fn rename_keys(map: &mut Map<String, Value>) {
     let old = std::mem::take(map);
     for (key, value) in old {
-        let key = if key.contains('_') { camel_case(&key) } else { key };
+        let key = if key.contains('_') {
+            camel_case(&key)
+        } else {
+            key
+        };
         map.insert(key, value);
     }
 }
@@ -118,30 +122,57 @@ fn number_for(key: &str, s: &str) -> Option<i64> {
         "code" => StatusCode::from_str_name(s).map(|e| e as i32),
         "severityNumber" => SeverityNumber::from_str_name(s).map(|e| e as i32),
         "aggregationTemporality" => AggregationTemporality::from_str_name(s).map(|e| e as i32),
-        "droppedAttributesCount" | "droppedEventsCount" | "droppedLinksCount" | "flags" | "scale"
+        "droppedAttributesCount"
+        | "droppedEventsCount"
+        | "droppedLinksCount"
+        | "flags"
+        | "scale"
         | "offset" => None,
         _ => return None,
     };
-    by_name.map(i64::from).or_else(|| s.trim().parse::<i64>().ok())
+    by_name
+        .map(i64::from)
+        .or_else(|| s.trim().parse::<i64>().ok())
 }
 
 /// Checks an id's length; `what` names it in the error and is only built on failure (this runs per span).
-fn check_len(id: &[u8], len: usize, may_be_empty: bool, what: impl FnOnce() -> String) -> Result<(), JsonError> {
+fn check_len(
+    id: &[u8],
+    len: usize,
+    may_be_empty: bool,
+    what: impl FnOnce() -> String,
+) -> Result<(), JsonError> {
     if id.len() == len || (may_be_empty && id.is_empty()) {
         return Ok(());
     }
-    let expected = if may_be_empty { format!("{len} or none") } else { len.to_string() };
-    Err(JsonError(format!("{} is {} bytes, expected {expected}", what(), id.len())))
+    let expected = if may_be_empty {
+        format!("{len} or none")
+    } else {
+        len.to_string()
+    };
+    Err(JsonError(format!(
+        "{} is {} bytes, expected {expected}",
+        what(),
+        id.len()
+    )))
 }
 
 fn check_trace_ids(req: &ExportTraceServiceRequest) -> Result<(), JsonError> {
-    let spans = req.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans);
+    let spans = req
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans);
     for (i, span) in spans.enumerate() {
         check_len(&span.trace_id, 16, false, || format!("span {i}: traceId"))?;
         check_len(&span.span_id, 8, false, || format!("span {i}: spanId"))?;
-        check_len(&span.parent_span_id, 8, true, || format!("span {i}: parentSpanId"))?;
+        check_len(&span.parent_span_id, 8, true, || {
+            format!("span {i}: parentSpanId")
+        })?;
         for link in &span.links {
-            check_len(&link.trace_id, 16, false, || format!("span {i}: link traceId"))?;
+            check_len(&link.trace_id, 16, false, || {
+                format!("span {i}: link traceId")
+            })?;
             check_len(&link.span_id, 8, false, || format!("span {i}: link spanId"))?;
         }
     }
@@ -149,39 +180,59 @@ fn check_trace_ids(req: &ExportTraceServiceRequest) -> Result<(), JsonError> {
 }
 
 fn check_log_ids(req: &ExportLogsServiceRequest) -> Result<(), JsonError> {
-    let records = req.resource_logs.iter().flat_map(|r| &r.scope_logs).flat_map(|s| &s.log_records);
+    let records = req
+        .resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .flat_map(|s| &s.log_records);
     for (i, record) in records.enumerate() {
-        check_len(&record.trace_id, 16, true, || format!("log record {i}: traceId"))?;
-        check_len(&record.span_id, 8, true, || format!("log record {i}: spanId"))?;
+        check_len(&record.trace_id, 16, true, || {
+            format!("log record {i}: traceId")
+        })?;
+        check_len(&record.span_id, 8, true, || {
+            format!("log record {i}: spanId")
+        })?;
     }
     Ok(())
 }
 
 fn check_exemplars(metric: &str, exemplars: &[Exemplar]) -> Result<(), JsonError> {
     for e in exemplars {
-        check_len(&e.trace_id, 16, true, || format!("metric {metric:?}: exemplar traceId"))?;
-        check_len(&e.span_id, 8, true, || format!("metric {metric:?}: exemplar spanId"))?;
+        check_len(&e.trace_id, 16, true, || {
+            format!("metric {metric:?}: exemplar traceId")
+        })?;
+        check_len(&e.span_id, 8, true, || {
+            format!("metric {metric:?}: exemplar spanId")
+        })?;
     }
     Ok(())
 }
 
 fn check_metric_ids(req: &ExportMetricsServiceRequest) -> Result<(), JsonError> {
-    let metrics = req.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics);
+    let metrics = req
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics);
     for m in metrics {
         let name = m.name.as_str();
         match &m.data {
-            Some(metric::Data::Gauge(g)) => {
-                g.data_points.iter().try_for_each(|p| check_exemplars(name, &p.exemplars))?
-            }
-            Some(metric::Data::Sum(s)) => {
-                s.data_points.iter().try_for_each(|p| check_exemplars(name, &p.exemplars))?
-            }
-            Some(metric::Data::Histogram(h)) => {
-                h.data_points.iter().try_for_each(|p| check_exemplars(name, &p.exemplars))?
-            }
-            Some(metric::Data::ExponentialHistogram(h)) => {
-                h.data_points.iter().try_for_each(|p| check_exemplars(name, &p.exemplars))?
-            }
+            Some(metric::Data::Gauge(g)) => g
+                .data_points
+                .iter()
+                .try_for_each(|p| check_exemplars(name, &p.exemplars))?,
+            Some(metric::Data::Sum(s)) => s
+                .data_points
+                .iter()
+                .try_for_each(|p| check_exemplars(name, &p.exemplars))?,
+            Some(metric::Data::Histogram(h)) => h
+                .data_points
+                .iter()
+                .try_for_each(|p| check_exemplars(name, &p.exemplars))?,
+            Some(metric::Data::ExponentialHistogram(h)) => h
+                .data_points
+                .iter()
+                .try_for_each(|p| check_exemplars(name, &p.exemplars))?,
             Some(metric::Data::Summary(_)) | None => {}
         }
     }
@@ -245,7 +296,10 @@ mod tests {
     }
 
     fn const_hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
@@ -277,7 +331,11 @@ mod tests {
         assert_eq!(s.end_time_unix_nano, 1_544_712_661_000_000_000);
         assert_eq!((s.kind, s.dropped_attributes_count, s.flags), (3, 3, 257));
         assert_eq!(s.status.as_ref().unwrap().code, 2);
-        let ints: Vec<_> = s.attributes.iter().map(|a| a.value.as_ref().and_then(|v| v.value.clone())).collect();
+        let ints: Vec<_> = s
+            .attributes
+            .iter()
+            .map(|a| a.value.as_ref().and_then(|v| v.value.clone()))
+            .collect();
         assert_eq!(ints[0], Some(any_value::Value::IntValue(5)));
         assert_eq!(ints[1], Some(any_value::Value::IntValue(-7)));
         assert_eq!(ints[2], Some(any_value::Value::DoubleValue(1.5)));
@@ -288,18 +346,33 @@ mod tests {
     fn bad_hex_and_wrong_id_lengths_are_rejected() {
         let ok_trace = "5b8efff798038103d269b633813fc60c";
         let cases = [
-            (json!({"traceId": "zz8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174"}), "Invalid"),
+            (
+                json!({"traceId": "zz8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174"}),
+                "invalid character",
+            ),
             (json!({"traceId": "5b8", "spanId": "eee19b7ec3c1b174"}), ""),
-            (json!({"traceId": "5b8efff798038103d269b633813fc6", "spanId": "eee19b7ec3c1b174"}), "traceId is 15"),
-            (json!({"traceId": ok_trace, "spanId": "eee19b7ec3c1b1"}), "spanId is 7"),
+            (
+                json!({"traceId": "5b8efff798038103d269b633813fc6", "spanId": "eee19b7ec3c1b174"}),
+                "traceId is 15",
+            ),
+            (
+                json!({"traceId": ok_trace, "spanId": "eee19b7ec3c1b1"}),
+                "spanId is 7",
+            ),
             (json!({"traceId": ok_trace}), "spanId is 0"),
-            (json!({"traceId": ok_trace, "spanId": "eee19b7ec3c1b174", "parentSpanId": "eeee"}), "parentSpanId is 2"),
+            (
+                json!({"traceId": ok_trace, "spanId": "eee19b7ec3c1b174", "parentSpanId": "eeee"}),
+                "parentSpanId is 2",
+            ),
             (
                 json!({"traceId": ok_trace, "spanId": "eee19b7ec3c1b174",
                        "links": [{"traceId": ok_trace, "spanId": "ee"}]}),
                 "link spanId is 1",
             ),
-            (json!({"traceId": ok_trace, "spanId": "eee19b7ec3c1b174", "kind": "SPAN_KIND_NOPE"}), ""),
+            (
+                json!({"traceId": ok_trace, "spanId": "eee19b7ec3c1b174", "kind": "SPAN_KIND_NOPE"}),
+                "",
+            ),
         ];
         for (span, want) in cases {
             let err = traces(&span_doc(span.clone())).unwrap_err();
@@ -311,9 +384,19 @@ mod tests {
 
     #[test]
     fn malformed_documents_are_rejected() {
-        for doc in ["", "{", "[]", "5", "null", r#"{"resourceSpans": 5}"#, r#"{"resourceSpans": [{"scopeSpans": {}}]}"#]
-        {
-            assert!(json_to_protobuf(Signal::Traces, doc.as_bytes()).is_err(), "{doc}");
+        for doc in [
+            "",
+            "{",
+            "[]",
+            "5",
+            "null",
+            r#"{"resourceSpans": 5}"#,
+            r#"{"resourceSpans": [{"scopeSpans": {}}]}"#,
+        ] {
+            assert!(
+                json_to_protobuf(Signal::Traces, doc.as_bytes()).is_err(),
+                "{doc}"
+            );
         }
         let (bytes, n) = json_to_protobuf(Signal::Traces, b"{}").unwrap();
         assert!(bytes.is_empty());
@@ -338,11 +421,27 @@ mod tests {
         assert_eq!(n, 5);
         let req = ExportMetricsServiceRequest::decode(&bytes[..]).unwrap();
         let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
-        let Some(metric::Data::Gauge(g)) = &metrics[1].data else { panic!("gauge") };
-        assert_eq!(g.data_points[0].value, Some(number_data_point::Value::AsInt(10)));
-        assert_eq!(g.data_points[1].value, Some(number_data_point::Value::AsInt(11)));
-        let Some(metric::Data::Histogram(h)) = &metrics[2].data else { panic!("histogram") };
-        assert_eq!((h.aggregation_temporality, h.data_points[0].bucket_counts.clone()), (1, vec![1, 1]));
+        let Some(metric::Data::Gauge(g)) = &metrics[1].data else {
+            panic!("gauge")
+        };
+        assert_eq!(
+            g.data_points[0].value,
+            Some(number_data_point::Value::AsInt(10))
+        );
+        assert_eq!(
+            g.data_points[1].value,
+            Some(number_data_point::Value::AsInt(11))
+        );
+        let Some(metric::Data::Histogram(h)) = &metrics[2].data else {
+            panic!("histogram")
+        };
+        assert_eq!(
+            (
+                h.aggregation_temporality,
+                h.data_points[0].bucket_counts.clone()
+            ),
+            (1, vec![1, 1])
+        );
 
         let bad = json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "g", "gauge": {"dataPoints": [
             {"asInt": 1, "exemplars": [{"asInt": 1, "traceId": "abcd"}]}]}}]}]}]});
@@ -363,7 +462,11 @@ mod tests {
             }, {"severity_number": "SEVERITY_NUMBER_WARN", "body": {"string_value": "no ids"}}]}]}]})
             .to_string()
         };
-        let (bytes, n) = json_to_protobuf(Signal::Logs, record("5B8EFFF798038103D269B633813FC60C").as_bytes()).unwrap();
+        let (bytes, n) = json_to_protobuf(
+            Signal::Logs,
+            record("5B8EFFF798038103D269B633813FC60C").as_bytes(),
+        )
+        .unwrap();
         assert_eq!(n, 2);
         let req = ExportLogsServiceRequest::decode(&bytes[..]).unwrap();
         let logs = &req.resource_logs[0].scope_logs[0].log_records;

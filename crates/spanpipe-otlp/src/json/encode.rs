@@ -51,7 +51,10 @@ fn to_json<M: Message + Default + Serialize>(
     pretty: bool,
 ) -> Result<Vec<u8>, JsonEncodeError> {
     let name = signal.as_str();
-    let msg = M::decode(payload).map_err(|source| JsonEncodeError::Decode { signal: name, source })?;
+    let msg = M::decode(payload).map_err(|source| JsonEncodeError::Decode {
+        signal: name,
+        source,
+    })?;
     // JSON is usually 2-3x the protobuf size; reserving avoids most regrowth.
     let mut out = Vec::with_capacity(payload.len().saturating_mul(2));
     let res = if pretty {
@@ -59,7 +62,10 @@ fn to_json<M: Message + Default + Serialize>(
     } else {
         serde_json::to_writer(&mut out, &msg)
     };
-    res.map_err(|source| JsonEncodeError::Serialize { signal: name, source })?;
+    res.map_err(|source| JsonEncodeError::Serialize {
+        signal: name,
+        source,
+    })?;
     Ok(out)
 }
 
@@ -96,7 +102,10 @@ mod tests {
     fn metrics_and_logs_encode() {
         let m = protobuf_to_json(Signal::Metrics, &metric_request().encode_to_vec()).unwrap();
         let m: serde_json::Value = serde_json::from_slice(&m).unwrap();
-        assert_eq!(m["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["name"], "requests");
+        assert_eq!(
+            m["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["name"],
+            "requests"
+        );
         let l = protobuf_to_json(Signal::Logs, &log_request().encode_to_vec()).unwrap();
         let l: serde_json::Value = serde_json::from_slice(&l).unwrap();
         let rec = &l["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
@@ -107,16 +116,31 @@ mod tests {
     #[test]
     fn garbage_is_a_decode_error_and_pretty_is_indented() {
         let err = protobuf_to_json(Signal::Traces, b"\x0a\xff\xff").unwrap_err();
-        assert!(matches!(err, JsonEncodeError::Decode { signal: "traces", .. }), "{err}");
-        let pretty = protobuf_to_json_pretty(Signal::Traces, &trace_request(1, 1).encode_to_vec()).unwrap();
-        assert!(std::str::from_utf8(&pretty).unwrap().contains("\n  \"resourceSpans\""));
+        assert!(
+            matches!(
+                err,
+                JsonEncodeError::Decode {
+                    signal: "traces",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let pretty =
+            protobuf_to_json_pretty(Signal::Traces, &trace_request(1, 1).encode_to_vec()).unwrap();
+        assert!(
+            std::str::from_utf8(&pretty)
+                .unwrap()
+                .contains("\n  \"resourceSpans\"")
+        );
     }
 
     #[test]
     fn round_trips_through_the_receiver_decoder() {
         let req = trace_request(2, 3);
         let json = protobuf_to_json(Signal::Traces, &req.encode_to_vec()).unwrap();
-        let back = crate::json::json_to_protobuf(Signal::Traces, &json).unwrap();
+        let (back, items) = crate::json::json_to_protobuf(Signal::Traces, &json).unwrap();
+        assert_eq!(items, 6);
         assert_eq!(ExportTraceServiceRequest::decode(&back[..]).unwrap(), req);
     }
 }

@@ -6,3 +6,4 @@ mod encode;
 
 pub use decode::{JsonError, json_to_protobuf};
 pub use encode::protobuf_to_json;
+pub use encode::{JsonEncodeError, protobuf_to_json_pretty};

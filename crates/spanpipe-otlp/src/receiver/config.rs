@@ -87,17 +87,30 @@ where
 pub fn parse_endpoint(endpoint: &str) -> Result<SocketAddr, String> {
     let text = endpoint.trim();
     let parsed = match text.strip_prefix("localhost:") {
-        Some(port) => port.parse::<u16>().ok().map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
         None => text.parse().ok(),
     };
-    parsed.ok_or_else(|| format!("{endpoint:?} is not a host:port socket address (e.g. 0.0.0.0:4317)"))
+    parsed.ok_or_else(|| {
+        format!("{endpoint:?} is not a host:port socket address (e.g. 0.0.0.0:4317)")
+    })
 }
 
 /// Checks what serde cannot: at least one protocol, endpoints that parse, sane sizes and paths.
-pub fn validate(cfg: &OtlpReceiverConfig, ctx: &BuildContext, node: &Node) -> Result<(), ConfigError> {
+pub fn validate(
+    cfg: &OtlpReceiverConfig,
+    ctx: &BuildContext,
+    node: &Node,
+) -> Result<(), ConfigError> {
     let p = &cfg.protocols;
     if p.grpc.is_none() && p.http.is_none() {
-        return Err(ctx.invalid(node, &["protocols"], "enable at least one protocol (grpc or http)"));
+        return Err(ctx.invalid(
+            node,
+            &["protocols"],
+            "enable at least one protocol (grpc or http)",
+        ));
     }
     if let Some(g) = &p.grpc {
         parse_endpoint(&g.endpoint)
@@ -160,7 +173,10 @@ mod tests {
         let cfg = parse("protocols:\n  http: ~\n  grpc: {}\n").unwrap();
         assert_eq!(cfg.protocols.http, Some(HttpConfig::default()));
         assert!(cfg.protocols.grpc.is_some());
-        assert_eq!(HttpConfig::default().max_request_body_size.0, 20 * 1024 * 1024);
+        assert_eq!(
+            HttpConfig::default().max_request_body_size.0,
+            20 * 1024 * 1024
+        );
     }
 
     #[test]
@@ -171,8 +187,18 @@ mod tests {
         )
         .unwrap();
         let h = cfg.protocols.http.unwrap();
-        assert_eq!((h.endpoint.as_str(), h.max_request_body_size.0, h.include_metadata), ("0.0.0.0:9999", 1024, true));
-        assert_eq!((h.traces_url_path.as_str(), h.logs_url_path.as_str()), ("/t", "/v1/logs"));
+        assert_eq!(
+            (
+                h.endpoint.as_str(),
+                h.max_request_body_size.0,
+                h.include_metadata
+            ),
+            ("0.0.0.0:9999", 1024, true)
+        );
+        assert_eq!(
+            (h.traces_url_path.as_str(), h.logs_url_path.as_str()),
+            ("/t", "/v1/logs")
+        );
         assert_eq!(cfg.protocols.grpc.unwrap().max_recv_msg_size_mib, 16);
     }
 
@@ -183,12 +209,30 @@ mod tests {
             ("protocols:\n  thrift:\n", "thrift"),
             ("", "protocols"),
             ("protocols:\n", "protocols"),
-            ("protocols:\n  grpc:\n    endpoint: nope\n", "protocols.grpc.endpoint"),
-            ("protocols:\n  http:\n    endpoint: 1.2.3.4\n", "protocols.http.endpoint"),
-            ("protocols:\n  http:\n    max_request_body_size: 0\n", "max_request_body_size"),
-            ("protocols:\n  http:\n    logs_url_path: /v1/traces\n", "logs_url_path"),
-            ("protocols:\n  http:\n    traces_url_path: v1\n", "traces_url_path"),
-            ("protocols:\n  grpc:\n    max_recv_msg_size_mib: 0\n", "max_recv_msg_size_mib"),
+            (
+                "protocols:\n  grpc:\n    endpoint: nope\n",
+                "protocols.grpc.endpoint",
+            ),
+            (
+                "protocols:\n  http:\n    endpoint: 1.2.3.4\n",
+                "protocols.http.endpoint",
+            ),
+            (
+                "protocols:\n  http:\n    max_request_body_size: 0\n",
+                "max_request_body_size",
+            ),
+            (
+                "protocols:\n  http:\n    logs_url_path: /v1/traces\n",
+                "logs_url_path",
+            ),
+            (
+                "protocols:\n  http:\n    traces_url_path: v1\n",
+                "traces_url_path",
+            ),
+            (
+                "protocols:\n  grpc:\n    max_recv_msg_size_mib: 0\n",
+                "max_recv_msg_size_mib",
+            ),
         ];
         for (yaml, key) in cases {
             let err = parse(yaml).expect_err(yaml).to_string();
@@ -198,7 +242,10 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        assert_eq!(parse_endpoint("localhost:4317").unwrap(), SocketAddr::from(([127, 0, 0, 1], 4317)));
+        assert_eq!(
+            parse_endpoint("localhost:4317").unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], 4317))
+        );
         assert_eq!(parse_endpoint("[::]:1").unwrap().port(), 1);
         assert!(parse_endpoint("localhost").is_err());
         assert!(parse_endpoint("example.com:80").is_err());

@@ -25,14 +25,23 @@ pub enum ReceiveError {
     /// Not a valid OTLP request, or the pipeline rejected it (HTTP 400, gRPC INVALID_ARGUMENT).
     Invalid(String),
     /// The pipeline is saturated; try again later (HTTP 503 + Retry-After, gRPC UNAVAILABLE + RetryInfo).
-    Refused { reason: String, retry_after: Duration },
+    Refused {
+        reason: String,
+        retry_after: Duration,
+    },
 }
 
 impl From<ConsumeError> for ReceiveError {
     fn from(e: ConsumeError) -> Self {
         match e {
             ConsumeError::Rejected { reason } => ReceiveError::Invalid(reason),
-            ConsumeError::Refused { reason, retry_after } => ReceiveError::Refused { reason, retry_after },
+            ConsumeError::Refused {
+                reason,
+                retry_after,
+            } => ReceiveError::Refused {
+                reason,
+                retry_after,
+            },
         }
     }
 }
@@ -64,9 +73,13 @@ impl ReceiveError {
     /// The human-readable message.
     pub fn message(&self) -> String {
         match self {
-            ReceiveError::NotFound(m) | ReceiveError::Unsupported(m) | ReceiveError::TooLarge(m) => m.clone(),
+            ReceiveError::NotFound(m)
+            | ReceiveError::Unsupported(m)
+            | ReceiveError::TooLarge(m) => m.clone(),
             ReceiveError::Invalid(m) => m.clone(),
-            ReceiveError::NoPipeline(signal) => format!("no pipeline accepts {signal} from this receiver"),
+            ReceiveError::NoPipeline(signal) => {
+                format!("no pipeline accepts {signal} from this receiver")
+            }
             ReceiveError::MethodNotAllowed => "only POST is allowed".into(),
             ReceiveError::Refused { reason, .. } => reason.clone(),
         }
@@ -75,7 +88,9 @@ impl ReceiveError {
     /// `Retry-After` in whole seconds, rounded up so a client never comes back early.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            ReceiveError::Refused { retry_after, .. } => Some(retry_after.as_nanos().div_ceil(1_000_000_000) as u64),
+            ReceiveError::Refused { retry_after, .. } => {
+                Some(retry_after.as_nanos().div_ceil(1_000_000_000) as u64)
+            }
             _ => None,
         }
     }
@@ -83,7 +98,10 @@ impl ReceiveError {
     /// The gRPC status; a refusal carries a `google.rpc.RetryInfo` detail, which OTLP clients honour.
     pub fn to_grpc_status(&self) -> tonic::Status {
         match self {
-            ReceiveError::Refused { reason, retry_after } => tonic::Status::with_error_details(
+            ReceiveError::Refused {
+                reason,
+                retry_after,
+            } => tonic::Status::with_error_details(
                 Code::Unavailable,
                 reason.clone(),
                 ErrorDetails::with_retry_info(Some(*retry_after)),
@@ -97,7 +115,9 @@ impl ReceiveError {
         let code = self.grpc_code() as i32;
         let message = self.message();
         if json {
-            serde_json::json!({ "code": code, "message": message }).to_string().into_bytes()
+            serde_json::json!({ "code": code, "message": message })
+                .to_string()
+                .into_bytes()
         } else {
             RpcStatus { code, message }.encode_to_vec()
         }
@@ -127,14 +147,22 @@ mod tests {
         assert_eq!(refused.retry_after_secs(), Some(2));
         let st = refused.to_grpc_status();
         assert_eq!(st.code(), Code::Unavailable);
-        assert_eq!(st.get_details_retry_info().unwrap().retry_delay, Some(Duration::from_millis(1500)));
+        assert_eq!(
+            st.get_details_retry_info().unwrap().retry_delay,
+            Some(Duration::from_millis(1500))
+        );
 
-        let rejected = ReceiveError::from(ConsumeError::Rejected { reason: "bad".into() });
+        let rejected = ReceiveError::from(ConsumeError::Rejected {
+            reason: "bad".into(),
+        });
         assert_eq!(rejected.http_status(), StatusCode::BAD_REQUEST);
         let body = RpcStatus::decode(&rejected.http_body(false)[..]).unwrap();
         assert_eq!((body.code, body.message.as_str()), (3, "bad"));
         let json: serde_json::Value = serde_json::from_slice(&rejected.http_body(true)).unwrap();
         assert_eq!(json, serde_json::json!({"code": 3, "message": "bad"}));
-        assert_eq!(ReceiveError::Invalid(String::new()).retry_after_secs(), None);
+        assert_eq!(
+            ReceiveError::Invalid(String::new()).retry_after_secs(),
+            None
+        );
     }
 }

@@ -4,7 +4,9 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
 use prost::Message;
 use tonic::codec::EnabledCompressionEncodings;
 use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError};
@@ -28,16 +30,26 @@ fn defaults_and_unknown_fields() {
     let built = build("endpoint: h:4317").unwrap();
     assert_eq!(built.settings.timeout, Duration::from_secs(5));
     assert!(build_err(build("endpoint: h:4317\nendpont: x")).contains("endpont"));
-    assert!(build_err(build("endpoint: h:4317\ntls: {insecure: true, verify: 1}")).contains("verify"));
+    assert!(
+        build_err(build("endpoint: h:4317\ntls: {insecure: true, verify: 1}")).contains("verify")
+    );
 }
 
 #[test]
 fn endpoint_is_required_and_validated() {
     assert!(build_err(build("timeout: 1s")).starts_with("exporters.otlp.endpoint"));
     assert!(build_err(build("endpoint: collector")).contains("port"));
-    assert!(build_err(build("endpoint: h:1\ntls: {insecure: true, insecure_skip_verify: true}")).contains("TLS"));
+    assert!(
+        build_err(build(
+            "endpoint: h:1\ntls: {insecure: true, insecure_skip_verify: true}"
+        ))
+        .contains("TLS")
+    );
     assert!(build("endpoint: https://h:1\ntls: {insecure_skip_verify: true}").is_ok());
-    assert!(build_err(build("endpoint: h:1\nsending_queue: {num_consumers: 0}")).contains("num_consumers"));
+    assert!(
+        build_err(build("endpoint: h:1\nsending_queue: {num_consumers: 0}"))
+            .contains("num_consumers")
+    );
 }
 
 #[test]
@@ -47,33 +59,73 @@ fn compression_and_headers_parse() {
         ("gzip", GrpcCompression::Gzip),
         ("zstd", GrpcCompression::Zstd),
     ] {
-        let cfg: OtlpGrpcConfig = ctx("otlp").config(&node(&format!("compression: {text}"))).unwrap();
+        let cfg: OtlpGrpcConfig = ctx("otlp")
+            .config(&node(&format!("compression: {text}")))
+            .unwrap();
         assert_eq!(cfg.compression, want);
     }
-    assert!(ctx("otlp").config::<OtlpGrpcConfig>(&node("compression: deflate")).is_err());
+    assert!(
+        ctx("otlp")
+            .config::<OtlpGrpcConfig>(&node("compression: deflate"))
+            .is_err()
+    );
     assert!(build("endpoint: h:1\nheaders: {x-api-key: abc, x-num: 7}").is_ok());
     let e = build_err(build("endpoint: h:1\nheaders: {\"bad key\": v}"));
     assert!(e.starts_with("exporters.otlp.headers.bad key"), "{e}");
     assert!(build_err(build("endpoint: h:1\nheaders: {k: \"caf\u{e9}\"}")).contains("metadata"));
+    assert!(build_err(build("endpoint: h:1\nheaders: {k-bin: v}")).contains("k-bin"));
 }
 
 #[test]
 fn status_mapping_follows_the_collector() {
     let retry_info = |code| {
-        Status::with_error_details(code, "slow down", ErrorDetails::with_retry_info(Some(Duration::from_secs(3))))
+        Status::with_error_details(
+            code,
+            "slow down",
+            ErrorDetails::with_retry_info(Some(Duration::from_secs(3))),
+        )
     };
     let delay = |e: ExportError| match e {
         ExportError::Retryable { delay, .. } => delay,
         ExportError::Permanent { reason } => panic!("permanent: {reason}"),
     };
     assert_eq!(delay(map_status(&Status::unavailable("down"))), None);
-    assert_eq!(delay(map_status(&retry_info(Code::Unavailable))), Some(Duration::from_secs(3)));
-    assert_eq!(delay(map_status(&retry_info(Code::ResourceExhausted))), Some(Duration::from_secs(3)));
-    for code in [Code::Cancelled, Code::DeadlineExceeded, Code::Aborted, Code::OutOfRange, Code::DataLoss] {
-        assert!(matches!(map_status(&Status::new(code, "x")), ExportError::Retryable { .. }), "{code:?}");
+    assert_eq!(
+        delay(map_status(&retry_info(Code::Unavailable))),
+        Some(Duration::from_secs(3))
+    );
+    assert_eq!(
+        delay(map_status(&retry_info(Code::ResourceExhausted))),
+        Some(Duration::from_secs(3))
+    );
+    for code in [
+        Code::Cancelled,
+        Code::DeadlineExceeded,
+        Code::Aborted,
+        Code::OutOfRange,
+        Code::DataLoss,
+    ] {
+        assert!(
+            matches!(
+                map_status(&Status::new(code, "x")),
+                ExportError::Retryable { .. }
+            ),
+            "{code:?}"
+        );
     }
-    for code in [Code::ResourceExhausted, Code::InvalidArgument, Code::Unauthenticated, Code::Unknown] {
-        assert!(matches!(map_status(&Status::new(code, "x")), ExportError::Permanent { .. }), "{code:?}");
+    for code in [
+        Code::ResourceExhausted,
+        Code::InvalidArgument,
+        Code::Unauthenticated,
+        Code::Unknown,
+    ] {
+        assert!(
+            matches!(
+                map_status(&Status::new(code, "x")),
+                ExportError::Permanent { .. }
+            ),
+            "{code:?}"
+        );
     }
     let e = map_status(&Status::invalid_argument("bad span"));
     assert!(e.to_string().contains("bad span"), "{e}");
@@ -81,8 +133,16 @@ fn status_mapping_follows_the_collector() {
 
 #[test]
 fn paths_name_each_service() {
-    assert!(export_path(Signal::Metrics).as_str().contains("metrics.v1.MetricsService"));
-    assert!(export_path(Signal::Logs).as_str().contains("logs.v1.LogsService"));
+    assert!(
+        export_path(Signal::Metrics)
+            .as_str()
+            .contains("metrics.v1.MetricsService")
+    );
+    assert!(
+        export_path(Signal::Logs)
+            .as_str()
+            .contains("logs.v1.LogsService")
+    );
 }
 
 type Answer = Arc<dyn Fn() -> Result<Bytes, Status> + Send + Sync>;
@@ -123,7 +183,11 @@ impl UnaryService<Bytes> for Handler {
     type Future = BoxFuture<tonic::Response<Bytes>, Status>;
 
     fn call(&mut self, req: tonic::Request<Bytes>) -> Self::Future {
-        let api_key = req.metadata().get("x-api-key").and_then(|v| v.to_str().ok()).map(String::from);
+        let api_key = req
+            .metadata()
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
         self.shared.seen.lock().unwrap().push(Seen {
             path: self.path.clone(),
             encoding: self.encoding.clone(),
@@ -152,13 +216,18 @@ where
         let handler = Handler {
             shared: self.0.clone(),
             path: req.uri().path().to_string(),
-            encoding: req.headers().get("grpc-encoding").and_then(|v| v.to_str().ok()).map(String::from),
+            encoding: req
+                .headers()
+                .get("grpc-encoding")
+                .and_then(|v| v.to_str().ok())
+                .map(String::from),
         };
         Box::pin(async move {
             let mut accept = EnabledCompressionEncodings::default();
             accept.enable(CompressionEncoding::Gzip);
             accept.enable(CompressionEncoding::Zstd);
-            let mut grpc = Grpc::new(RawCodec).apply_compression_config(accept, EnabledCompressionEncodings::default());
+            let mut grpc = Grpc::new(RawCodec)
+                .apply_compression_config(accept, EnabledCompressionEncodings::default());
             Ok(grpc.unary(handler, req).await)
         })
     }
@@ -170,7 +239,8 @@ async fn serve(answer: Answer) -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
         answer,
         seen: seen.clone(),
     };
-    let incoming = tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let incoming =
+        tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = incoming.local_addr().unwrap();
     let router = tonic::transport::Server::builder()
         .add_service(RawSvc::<0>(shared.clone()))
@@ -195,7 +265,10 @@ async fn sends_the_payload_unchanged_with_gzip_and_headers() {
     };
     let body = Bytes::from(partial.encode_to_vec());
     let (addr, seen) = serve(Arc::new(move || Ok(body.clone()))).await;
-    let exporter = started(&format!("endpoint: {addr}\ntls: {{insecure: true}}\nheaders: {{x-api-key: k1}}")).await;
+    let exporter = started(&format!(
+        "endpoint: {addr}\ntls: {{insecure: true}}\nheaders: {{x-api-key: k1}}"
+    ))
+    .await;
     let batch = trace_batch(5);
     exporter.export(&batch).await.unwrap();
     let metrics = Batch::new(Signal::Metrics, Bytes::from_static(b"\x0a\x00"), 0);
@@ -203,11 +276,17 @@ async fn sends_the_payload_unchanged_with_gzip_and_headers() {
 
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 2);
-    assert_eq!(seen[0].path, "/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+    assert_eq!(
+        seen[0].path,
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    );
     assert_eq!(seen[0].encoding.as_deref(), Some("gzip"));
     assert_eq!(seen[0].api_key.as_deref(), Some("k1"));
     assert_eq!(seen[0].body, batch.payload);
-    assert_eq!(seen[1].path, "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export");
+    assert_eq!(
+        seen[1].path,
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+    );
     assert_eq!(&seen[1].body[..], b"\x0a\x00");
 }
 
@@ -245,7 +324,9 @@ async fn server_errors_map_to_retryable_or_permanent() {
     let (addr, _) = serve(Arc::new(|| Err(Status::invalid_argument("bad trace id")))).await;
     let exporter = started(&format!("endpoint: {addr}\ntls: {{insecure: true}}")).await;
     match exporter.export(&trace_batch(1)).await {
-        Err(ExportError::Permanent { reason }) => assert!(reason.contains("bad trace id"), "{reason}"),
+        Err(ExportError::Permanent { reason }) => {
+            assert!(reason.contains("bad trace id"), "{reason}")
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -256,7 +337,10 @@ async fn dead_backend_starts_and_then_retries() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let exporter = started(&format!("endpoint: 127.0.0.1:{port}\ntls: {{insecure: true}}")).await;
+    let exporter = started(&format!(
+        "endpoint: 127.0.0.1:{port}\ntls: {{insecure: true}}"
+    ))
+    .await;
     let err = exporter.export(&trace_batch(1)).await.unwrap_err();
     assert!(matches!(err, ExportError::Retryable { .. }), "{err:?}");
 }
@@ -268,4 +352,20 @@ async fn export_before_start_is_an_error_not_a_panic() {
         exporter.export(&trace_batch(1)).await,
         Err(ExportError::Permanent { .. })
     ));
+}
+
+#[tokio::test]
+async fn tls_setups_start_lazily_and_a_missing_ca_file_fails_start() {
+    for yaml in [
+        "endpoint: otel.example.com:4317",
+        "endpoint: https://127.0.0.1:1\ntls: {insecure_skip_verify: true}",
+    ] {
+        let e = build(yaml).unwrap().exporter;
+        e.start().await.unwrap();
+    }
+    let e = build("endpoint: h:4317\ntls: {ca_file: /nonexistent/ca.pem}")
+        .unwrap()
+        .exporter;
+    let err = e.start().await.unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 }

@@ -1,0 +1,202 @@
+//! OTLP/gRPC: the three collector `Export` methods, served with [`RawCodec`] so each request arrives as the encoded
+//! bytes (tonic only unframes and decompresses) and goes down the pipeline without a prost decode.
+//!
+//! This is what tonic-build would generate for the services, with `Bytes` in place of the message types.
+
+use std::convert::Infallible;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use spanpipe_core::{Metadata, Signal};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::codec::CompressionEncoding;
+use tonic::codegen::{BoxFuture, Service};
+use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use super::ingest::{Ingest, metadata_from_headers};
+use crate::grpc_codec::RawCodec;
+
+/// One OTLP collector service: its gRPC name, the path of its `Export` method and its signal.
+pub trait ExportKind: Send + Sync + 'static {
+    const NAME: &'static str;
+    const PATH: &'static str;
+    const SIGNAL: Signal;
+}
+
+/// `opentelemetry.proto.collector.trace.v1.TraceService`.
+pub struct TraceKind;
+/// `opentelemetry.proto.collector.metrics.v1.MetricsService`.
+pub struct MetricsKind;
+/// `opentelemetry.proto.collector.logs.v1.LogsService`.
+pub struct LogsKind;
+
+impl ExportKind for TraceKind {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    const SIGNAL: Signal = Signal::Traces;
+}
+
+impl ExportKind for MetricsKind {
+    const NAME: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+    const SIGNAL: Signal = Signal::Metrics;
+}
+
+impl ExportKind for LogsKind {
+    const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    const SIGNAL: Signal = Signal::Logs;
+}
+
+/// What every gRPC service instance shares.
+pub struct GrpcState {
+    pub ingest: Arc<Ingest>,
+    pub include_metadata: bool,
+    /// Largest request message after decompression, in bytes.
+    pub max_recv: usize,
+}
+
+/// The tower service for one collector service (what tonic-build names `TraceServiceServer`).
+pub struct ExportService<K> {
+    state: Arc<GrpcState>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K> ExportService<K> {
+    pub fn new(state: Arc<GrpcState>) -> Self {
+        ExportService {
+            state,
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K> Clone for ExportService<K> {
+    fn clone(&self) -> Self {
+        ExportService::new(self.state.clone())
+    }
+}
+
+impl<K: ExportKind> NamedService for ExportService<K> {
+    const NAME: &'static str = K::NAME;
+}
+
+impl<K: ExportKind> Service<http::Request<tonic::body::Body>> for ExportService<K> {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let state = self.state.clone();
+        Box::pin(async move {
+            if req.uri().path() != K::PATH {
+                let status = tonic::Status::unimplemented("unknown method");
+                return Ok(status.into_http());
+            }
+            let mut grpc = Grpc::new(RawCodec)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .max_decoding_message_size(state.max_recv);
+            let method = Export {
+                state,
+                signal: K::SIGNAL,
+            };
+            Ok(too_large_is_resource_exhausted(
+                grpc.unary(method, req).await,
+            ))
+        })
+    }
+}
+
+/// tonic answers an oversized message with OUT_OF_RANGE when it arrives uncompressed but RESOURCE_EXHAUSTED when
+/// it is too large once decompressed; gRPC (and grpc-go, which OTLP clients are tested against) use
+/// RESOURCE_EXHAUSTED for both. Our handler never returns OUT_OF_RANGE, so any such status is tonic's size check.
+fn too_large_is_resource_exhausted(
+    mut resp: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let status = resp.headers_mut().get_mut(tonic::Status::GRPC_STATUS);
+    if let Some(v) = status
+        && v.as_bytes() == b"11"
+    {
+        *v = http::HeaderValue::from(Code::ResourceExhausted as i32);
+    }
+    resp
+}
+
+/// The `Export` method of one service.
+struct Export {
+    state: Arc<GrpcState>,
+    signal: Signal,
+}
+
+impl UnaryService<Bytes> for Export {
+    type Response = Bytes;
+    type Future = BoxFuture<tonic::Response<Bytes>, tonic::Status>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let state = self.state.clone();
+        let signal = self.signal;
+        Box::pin(async move {
+            let (meta, _, payload) = request.into_parts();
+            let metadata = if state.include_metadata {
+                metadata_from_headers(&meta.into_headers())
+            } else {
+                Metadata::default()
+            };
+            match state.ingest.protobuf(signal, payload, metadata).await {
+                // An empty Export*ServiceResponse encodes to zero bytes.
+                Ok(()) => Ok(tonic::Response::new(Bytes::new())),
+                Err(e) => Err(e.to_grpc_status()),
+            }
+        })
+    }
+}
+
+/// Serves the three services on `listener` until `stop`, then lets in-flight calls finish for up to `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<GrpcState>,
+    stop: CancellationToken,
+    grace: Duration,
+) {
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let router = Server::builder()
+        .add_service(ExportService::<TraceKind>::new(state.clone()))
+        .add_service(ExportService::<MetricsKind>::new(state.clone()))
+        .add_service(ExportService::<LogsKind>::new(state));
+    let mut server =
+        tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()));
+    tokio::select! {
+        ended = &mut server => {
+            log_end(ended);
+            return;
+        }
+        _ = stop.cancelled() => {}
+    }
+    match tokio::time::timeout(grace, &mut server).await {
+        Ok(ended) => log_end(ended),
+        Err(_) => {
+            tracing::warn!(grace = ?grace, "OTLP/gRPC calls still in flight at shutdown deadline; abandoning them");
+            server.abort();
+        }
+    }
+}
+
+fn log_end(ended: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>) {
+    match ended {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "OTLP/gRPC server failed"),
+        Err(e) => tracing::error!(error = %e, "OTLP/gRPC server task failed"),
+    }
+}

@@ -1,0 +1,289 @@
+//! OTLP/HTTP: `POST` protobuf or JSON bodies (optionally gzip/zstd/deflate) to one path per signal, over HTTP/1.1
+//! or cleartext HTTP/2, answered as the OTLP specification says (status codes, `google.rpc.Status` bodies,
+//! `Retry-After`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Body;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use spanpipe_core::Signal;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::config::HttpConfig;
+use super::ingest::{Ingest, metadata_from_headers};
+use super::status::ReceiveError;
+use crate::compression::{self, Compression, DecompressError};
+use crate::json::json_to_protobuf;
+
+/// Bodies at least this large are decompressed/converted on the blocking pool, so one big request does not stall
+/// the other connections served by the same runtime thread.
+const BLOCKING_BODY: usize = 256 << 10;
+/// The same for JSON, which converts ~30x slower than protobuf scans.
+const BLOCKING_JSON_BODY: usize = 16 << 10;
+
+/// The body formats OTLP/HTTP defines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Protobuf,
+    Json,
+}
+
+impl Format {
+    /// From `Content-Type`, ignoring parameters such as `; charset=utf-8`.
+    pub fn from_headers(headers: &HeaderMap) -> Option<Format> {
+        let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+        let essence = value.split(';').next().unwrap_or_default().trim();
+        if essence.eq_ignore_ascii_case("application/x-protobuf") {
+            Some(Format::Protobuf)
+        } else if essence.eq_ignore_ascii_case("application/json") {
+            Some(Format::Json)
+        } else {
+            None
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Protobuf => "application/x-protobuf",
+            Format::Json => "application/json",
+        }
+    }
+}
+
+/// What the HTTP server needs per request.
+pub struct HttpState {
+    routes: [(String, Signal); 3],
+    max_body: usize,
+    include_metadata: bool,
+    ingest: Arc<Ingest>,
+}
+
+impl HttpState {
+    pub fn new(cfg: &HttpConfig, ingest: Arc<Ingest>) -> Arc<Self> {
+        Arc::new(HttpState {
+            routes: [
+                (cfg.traces_url_path.clone(), Signal::Traces),
+                (cfg.metrics_url_path.clone(), Signal::Metrics),
+                (cfg.logs_url_path.clone(), Signal::Logs),
+            ],
+            max_body: usize::try_from(cfg.max_request_body_size.0).unwrap_or(usize::MAX),
+            include_metadata: cfg.include_metadata,
+            ingest,
+        })
+    }
+}
+
+/// Accepts connections until `stop`, then lets in-flight requests finish for up to `grace` and closes the rest.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<HttpState>,
+    stop: CancellationToken,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder.http2().timer(TokioTimer::new());
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let svc = service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                });
+                let conn = graceful.watch(
+                    builder
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .into_owned(),
+                );
+                connections.spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "OTLP/HTTP connection ended with an error");
+                    }
+                });
+            }
+            Err(e) => {
+                // Usually out of file descriptors: back off instead of spinning.
+                tracing::warn!(error = %e, "OTLP/HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?grace, "OTLP/HTTP requests still in flight at shutdown deadline; closing them");
+    }
+    connections.shutdown().await;
+}
+
+/// Answers one request; never fails (every error becomes an OTLP error response).
+pub async fn handle<B>(state: &HttpState, req: Request<B>) -> Response<Full<Bytes>>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let request_format = Format::from_headers(req.headers());
+    match process(state, req).await {
+        Ok(format) => {
+            let body = match format {
+                Format::Protobuf => Bytes::new(),
+                Format::Json => Bytes::from_static(b"{}"),
+            };
+            response(StatusCode::OK, format, body)
+        }
+        Err(e) => error_response(&e, request_format == Some(Format::Json)),
+    }
+}
+
+async fn process<B>(state: &HttpState, req: Request<B>) -> Result<Format, ReceiveError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let signal = state
+        .routes
+        .iter()
+        .find(|(path, _)| path == req.uri().path())
+        .map(|(_, s)| *s)
+        .ok_or_else(|| ReceiveError::NotFound("no OTLP endpoint at this path".into()))?;
+    state.ingest.check_signal(signal)?;
+    if req.method() != Method::POST {
+        return Err(ReceiveError::MethodNotAllowed);
+    }
+    let format = Format::from_headers(req.headers()).ok_or_else(|| {
+        ReceiveError::Unsupported(
+            "unsupported Content-Type; use application/x-protobuf or application/json".into(),
+        )
+    })?;
+    let compression = match req.headers().get(CONTENT_ENCODING) {
+        None => Compression::None,
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(Compression::from_header)
+            .ok_or_else(|| {
+                ReceiveError::Unsupported(
+                    "unsupported Content-Encoding; use gzip, zstd, deflate or identity".into(),
+                )
+            })?,
+    };
+    let too_large =
+        || ReceiveError::TooLarge(format!("request body exceeds {} bytes", state.max_body));
+    // Content-Length, when sent, is the lower bound of the size hint: refuse before reading anything.
+    if req.body().size_hint().lower() > state.max_body as u64 {
+        return Err(too_large());
+    }
+    let (parts, body) = req.into_parts();
+    let metadata = if state.include_metadata {
+        metadata_from_headers(&parts.headers)
+    } else {
+        Default::default()
+    };
+    let body = match Limited::new(body, state.max_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+        Err(e) => {
+            return Err(ReceiveError::Invalid(format!(
+                "could not read the request body: {e}"
+            )));
+        }
+    };
+    let limit = state.max_body;
+    let blocking =
+        body.len() >= BLOCKING_BODY || (format == Format::Json && body.len() >= BLOCKING_JSON_BODY);
+    let (payload, items) = if blocking {
+        tokio::task::spawn_blocking(move || decode(signal, format, compression, body, limit))
+            .await
+            .map_err(|_| ReceiveError::Invalid("could not decode the request".into()))??
+    } else {
+        decode(signal, format, compression, body, limit)?
+    };
+    state
+        .ingest
+        .deliver(signal, payload, items, metadata)
+        .await?;
+    Ok(format)
+}
+
+/// Decompresses (capped at `limit`), converts JSON to protobuf, validates and counts. An uncompressed protobuf
+/// body is passed on as the same `Bytes` it arrived in.
+pub fn decode(
+    signal: Signal,
+    format: Format,
+    compression: Compression,
+    body: Bytes,
+    limit: usize,
+) -> Result<(Bytes, usize), ReceiveError> {
+    let raw = match compression {
+        Compression::None => body,
+        c => compression::decompress(c, &body, limit)
+            .map(Bytes::from)
+            .map_err(|e| match e {
+                DecompressError::TooLarge(_) => ReceiveError::TooLarge(e.to_string()),
+                DecompressError::Invalid(_) => ReceiveError::Invalid(e.to_string()),
+            })?,
+    };
+    match format {
+        Format::Protobuf => {
+            let items = spanpipe_core::wire::count_items(signal, &raw)
+                .map_err(|e| ReceiveError::Invalid(format!("invalid OTLP protobuf: {e}")))?;
+            Ok((raw, items))
+        }
+        Format::Json => {
+            let (encoded, items) =
+                json_to_protobuf(signal, &raw).map_err(|e| ReceiveError::Invalid(e.to_string()))?;
+            Ok((Bytes::from(encoded), items))
+        }
+    }
+}
+
+fn response(status: StatusCode, format: Format, body: Bytes) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    resp
+}
+
+/// The OTLP/HTTP error answer: status, `google.rpc.Status` body encoded like the request (protobuf unless the
+/// request was JSON), `Allow` for 405 and `Retry-After` for 503.
+fn error_response(e: &ReceiveError, json: bool) -> Response<Full<Bytes>> {
+    let format = if json { Format::Json } else { Format::Protobuf };
+    let mut resp = response(e.http_status(), format, Bytes::from(e.http_body(json)));
+    if *e == ReceiveError::MethodNotAllowed {
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
+    }
+    if let Some(secs) = e.retry_after_secs() {
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}

@@ -1,0 +1,172 @@
+//! The `otlp` receiver: OTLP over gRPC and HTTP (protobuf or JSON), for traces, metrics and logs.
+//!
+//! Requests stay encoded: a protobuf body is validated and counted by scanning it ([`spanpipe_core::wire`]) and
+//! handed to the pipeline as the very `Bytes` it arrived in; only JSON bodies are decoded (and re-encoded).
+//! Building has no side effects, so `validate` can build every component: ports are bound in `start`.
+
+pub mod config;
+pub mod grpc;
+pub mod http;
+pub mod ingest;
+pub mod status;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use spanpipe_core::{
+    BuildContext, ComponentError, ConfigError, Node, Receiver, ReceiverFactory, Signal,
+    SignalConsumers,
+};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::OtlpReceiverConfig;
+use config::parse_endpoint;
+use ingest::Ingest;
+
+/// How long `shutdown` lets in-flight requests finish before closing their connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Builds `otlp` receivers.
+pub struct OtlpReceiverFactory;
+
+impl ReceiverFactory for OtlpReceiverFactory {
+    fn type_name(&self) -> &'static str {
+        "otlp"
+    }
+
+    fn signals(&self) -> &'static [Signal] {
+        &[Signal::Traces, Signal::Metrics, Signal::Logs]
+    }
+
+    fn build(&self, ctx: &BuildContext, node: &Node) -> Result<Arc<dyn Receiver>, ConfigError> {
+        let cfg: OtlpReceiverConfig = ctx.config(node)?;
+        config::validate(&cfg, ctx, node)?;
+        Ok(Arc::new(OtlpReceiver::new(ctx.id.to_string(), cfg)))
+    }
+}
+
+/// A configured OTLP receiver; serves between `start` and `shutdown`.
+pub struct OtlpReceiver {
+    id: String,
+    config: OtlpReceiverConfig,
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    grpc_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
+}
+
+impl OtlpReceiver {
+    /// A receiver named `id` (used in errors, logs and the `receiver` metric label).
+    pub fn new(id: impl Into<String>, config: OtlpReceiverConfig) -> Self {
+        OtlpReceiver {
+            id: id.into(),
+            config,
+            running: Mutex::new(None),
+        }
+    }
+
+    /// The address the gRPC server listens on while running (the real port when configured with port 0).
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.lock().as_ref().and_then(|r| r.grpc_addr)
+    }
+
+    /// The address the HTTP server listens on while running.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.lock().as_ref().and_then(|r| r.http_addr)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn bind(&self, endpoint: &str, what: &str) -> Result<TcpListener, ComponentError> {
+        let addr = parse_endpoint(endpoint).map_err(|m| ComponentError::new(&self.id, m))?;
+        TcpListener::bind(addr).await.map_err(|e| {
+            ComponentError::new(&self.id, format!("cannot listen on {addr} for {what}: {e}"))
+        })
+    }
+}
+
+#[async_trait]
+impl Receiver for OtlpReceiver {
+    /// Binds every enabled protocol first (so a taken port fails `start` with nothing served), then serves.
+    async fn start(&self, consumers: SignalConsumers) -> Result<(), ComponentError> {
+        if self.lock().is_some() {
+            return Err(ComponentError::new(&self.id, "already started"));
+        }
+        let protocols = &self.config.protocols;
+        let grpc_listener = match &protocols.grpc {
+            Some(g) => Some(self.bind(&g.endpoint, "OTLP/gRPC").await?),
+            None => None,
+        };
+        let http_listener = match &protocols.http {
+            Some(h) => Some(self.bind(&h.endpoint, "OTLP/HTTP").await?),
+            None => None,
+        };
+        let ingest = Ingest::new(consumers, &self.id);
+        let stop = CancellationToken::new();
+        let mut running = Running {
+            stop: stop.clone(),
+            tasks: Vec::new(),
+            grpc_addr: None,
+            http_addr: None,
+        };
+        if let (Some(listener), Some(g)) = (grpc_listener, &protocols.grpc) {
+            running.grpc_addr = listener.local_addr().ok();
+            let state = Arc::new(grpc::GrpcState {
+                ingest: ingest.clone(),
+                include_metadata: g.include_metadata,
+                max_recv: usize::try_from(g.max_recv_msg_size_mib << 20).unwrap_or(usize::MAX),
+            });
+            tracing::info!(receiver = %self.id, endpoint = ?running.grpc_addr, "OTLP/gRPC listening");
+            running.tasks.push(tokio::spawn(grpc::serve(
+                listener,
+                state,
+                stop.clone(),
+                SHUTDOWN_GRACE,
+            )));
+        }
+        if let (Some(listener), Some(h)) = (http_listener, &protocols.http) {
+            running.http_addr = listener.local_addr().ok();
+            let state = http::HttpState::new(h, ingest);
+            tracing::info!(receiver = %self.id, endpoint = ?running.http_addr, "OTLP/HTTP listening");
+            running.tasks.push(tokio::spawn(http::serve(
+                listener,
+                state,
+                stop,
+                SHUTDOWN_GRACE,
+            )));
+        }
+        *self.lock() = Some(running);
+        Ok(())
+    }
+
+    /// Stops accepting, waits (at most [`SHUTDOWN_GRACE`]) for in-flight requests, then closes what is left.
+    async fn shutdown(&self) {
+        let Some(running) = self.lock().take() else {
+            return;
+        };
+        running.stop.cancel();
+        for task in running.tasks {
+            // The servers bound their own drain; this is only a backstop.
+            let abort = task.abort_handle();
+            if tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! OTLP/gRPC with a raw-bytes tonic client.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use prost::Message;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+use super::{Mode, Recorder, bad_id_bytes, start, traces, traces_bytes};
+use crate::grpc_codec::RawCodec;
+use spanpipe_core::Receiver;
+
+const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+const METRICS: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+
+async fn call(
+    addr: SocketAddr,
+    path: &'static str,
+    body: Vec<u8>,
+    gzip: bool,
+) -> Result<Bytes, Status> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = tonic::client::Grpc::new(channel);
+    if gzip {
+        client = client.send_compressed(CompressionEncoding::Gzip);
+    }
+    client.ready().await.unwrap();
+    let mut req = tonic::Request::new(Bytes::from(body));
+    req.metadata_mut()
+        .insert("x-tenant", "acme".parse().unwrap());
+    let path = PathAndQuery::from_static(path);
+    client
+        .unary(req, path, RawCodec)
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn export_with_gzip_passes_bytes_and_metadata() {
+    let rec = Recorder::new(Mode::Accept);
+    let rx = start(&rec, true).await;
+    let addr = rx.grpc_addr().unwrap();
+    let body = traces_bytes(4);
+    let answer = call(addr, TRACES, body.clone(), true).await.unwrap();
+    assert!(answer.is_empty(), "empty ExportTraceServiceResponse");
+    let answer = call(addr, TRACES, body.clone(), false).await.unwrap();
+    assert!(answer.is_empty());
+    let batches = rec.batches();
+    assert_eq!(batches.len(), 2);
+    assert_eq!((batches[0].items, &batches[0].payload[..]), (4, &body[..]));
+    assert_eq!(batches[0].metadata.get("x-tenant"), Some("acme"));
+    // Empty requests are fine and consume nothing.
+    call(addr, TRACES, Vec::new(), false).await.unwrap();
+    assert_eq!(rec.batches().len(), 2);
+    rx.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_unimplemented_and_too_large() {
+    let rec = Recorder::new(Mode::Accept);
+    let rx = start(&rec, false).await;
+    let addr = rx.grpc_addr().unwrap();
+    let st = call(addr, TRACES, b"\xff\xff garbage".to_vec(), false)
+        .await
+        .unwrap_err();
+    assert_eq!(st.code(), Code::InvalidArgument);
+    let st = call(addr, TRACES, bad_id_bytes(), true).await.unwrap_err();
+    assert_eq!(st.code(), Code::InvalidArgument);
+    assert!(st.message().contains("trace_id is 15 bytes"), "{st:?}");
+    let st = call(addr, METRICS, Vec::new(), false).await.unwrap_err();
+    assert_eq!(st.code(), Code::Unimplemented);
+    // max_recv_msg_size_mib is 1 in these tests.
+    let big = traces(1, 1 << 20).encode_to_vec();
+    let st = call(addr, TRACES, big.clone(), false).await.unwrap_err();
+    assert_eq!(st.code(), Code::ResourceExhausted, "{st:?}");
+    let st = call(addr, TRACES, big, true).await.unwrap_err();
+    assert_eq!(
+        st.code(),
+        Code::ResourceExhausted,
+        "compressed but too large once decompressed: {st:?}"
+    );
+    assert!(rec.batches().is_empty());
+    rx.shutdown().await;
+}
+
+#[tokio::test]
+async fn refusal_is_unavailable_with_retry_info_and_rejection_invalid() {
+    let rec = Recorder::new(Mode::Refuse(Duration::from_secs(3)));
+    let rx = start(&rec, false).await;
+    let st = call(rx.grpc_addr().unwrap(), TRACES, traces_bytes(1), false)
+        .await
+        .unwrap_err();
+    assert_eq!(st.code(), Code::Unavailable);
+    assert_eq!(
+        st.get_details_retry_info().unwrap().retry_delay,
+        Some(Duration::from_secs(3))
+    );
+    rx.shutdown().await;
+
+    let rec = Recorder::new(Mode::Reject);
+    let rx = start(&rec, false).await;
+    let st = call(rx.grpc_addr().unwrap(), TRACES, traces_bytes(1), false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (st.code(), st.message()),
+        (Code::InvalidArgument, "not wanted")
+    );
+    rx.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_calls_finish() {
+    let rec = Recorder::new(Mode::Slow(Duration::from_millis(400)));
+    let rx = start(&rec, false).await;
+    let addr = rx.grpc_addr().unwrap();
+    let in_flight = tokio::spawn(async move { call(addr, TRACES, traces_bytes(2), false).await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    rx.shutdown().await;
+    assert!(in_flight.await.unwrap().is_ok());
+    assert_eq!(rec.batches().len(), 1);
+}
