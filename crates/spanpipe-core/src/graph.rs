@@ -12,13 +12,18 @@ use crate::fanout::{Fanout, PipelinesFanout};
 use crate::queue::SendingQueue;
 use crate::{ComponentId, ConfigError, Consumer, Node, PipelineId, Registry, Signal};
 
+/// Extensions by id, in start order.
+pub type Extensions = Vec<(ComponentId, Arc<dyn Extension>)>;
+/// Receivers by id with the consumers each signal feeds.
+pub type Receivers = Vec<(ComponentId, Arc<dyn Receiver>, SignalConsumers)>;
+
 /// The built, not yet started, components in lifecycle order.
 pub struct Graph {
-    pub extensions: Vec<(ComponentId, Arc<dyn Extension>)>,
+    pub extensions: Extensions,
     pub queues: Vec<Arc<SendingQueue>>,
     /// Processors and connectors, downstream first (start in this order, stop in reverse).
     pub processors: Vec<(String, Arc<dyn Processor>)>,
-    pub receivers: Vec<(ComponentId, Arc<dyn Receiver>, SignalConsumers)>,
+    pub receivers: Receivers,
 }
 
 fn unknown_type(
@@ -176,7 +181,7 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn extensions(&self) -> Result<Vec<(ComponentId, Arc<dyn Extension>)>, ConfigError> {
+    fn extensions(&self) -> Result<Extensions, ConfigError> {
         let mut out = Vec::new();
         for (id, _) in &self.cfg.service.extensions {
             if let (Some((_, _, node)), Some(f)) = (
@@ -360,7 +365,7 @@ impl Builder<'_> {
 
     fn receivers(
         &mut self,
-    ) -> Result<Vec<(ComponentId, Arc<dyn Receiver>, SignalConsumers)>, ConfigError> {
+    ) -> Result<Receivers, ConfigError> {
         let mut out = Vec::new();
         for (id, key, node) in &self.cfg.receivers {
             let f = self.reg.receivers.get(id.type_name()).ok_or_else(|| {

@@ -131,7 +131,7 @@ mod tests {
     fn bomb_is_capped_and_garbage_is_invalid() {
         let zeros = vec![0u8; 50 << 20];
         let bomb = compress(Compression::Gzip, &zeros).unwrap();
-        assert!(bomb.len() < 200_000);
+        assert!(bomb.len() < 1_000_000, "a bomb is small: {}", bomb.len());
         assert!(matches!(
             decompress(Compression::Gzip, &bomb, 1 << 20),
             Err(DecompressError::TooLarge(_))

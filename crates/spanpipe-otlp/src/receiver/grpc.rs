@@ -13,7 +13,6 @@ use bytes::Bytes;
 use spanpipe_core::{Metadata, Signal};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::Code;
 use tonic::codec::CompressionEncoding;
 use tonic::codegen::{BoxFuture, Service};
 use tonic::server::{Grpc, NamedService, UnaryService};
@@ -70,6 +69,7 @@ pub struct ExportService<K> {
 }
 
 impl<K> ExportService<K> {
+    /// One instance per service; all share `state`.
     pub fn new(state: Arc<GrpcState>) -> Self {
         ExportService {
             state,
@@ -112,26 +112,9 @@ impl<K: ExportKind> Service<http::Request<tonic::body::Body>> for ExportService<
                 state,
                 signal: K::SIGNAL,
             };
-            Ok(too_large_is_resource_exhausted(
-                grpc.unary(method, req).await,
-            ))
+            Ok(grpc.unary(method, req).await)
         })
     }
-}
-
-/// tonic answers an oversized message with OUT_OF_RANGE when it arrives uncompressed but RESOURCE_EXHAUSTED when
-/// it is too large once decompressed; gRPC (and grpc-go, which OTLP clients are tested against) use
-/// RESOURCE_EXHAUSTED for both. Our handler never returns OUT_OF_RANGE, so any such status is tonic's size check.
-fn too_large_is_resource_exhausted(
-    mut resp: http::Response<tonic::body::Body>,
-) -> http::Response<tonic::body::Body> {
-    let status = resp.headers_mut().get_mut(tonic::Status::GRPC_STATUS);
-    if let Some(v) = status
-        && v.as_bytes() == b"11"
-    {
-        *v = http::HeaderValue::from(Code::ResourceExhausted as i32);
-    }
-    resp
 }
 
 /// The `Export` method of one service.

@@ -35,7 +35,9 @@ const BLOCKING_JSON_BODY: usize = 16 << 10;
 /// The body formats OTLP/HTTP defines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
+    /// `application/x-protobuf`: passed on as received.
     Protobuf,
+    /// `application/json`: converted to protobuf.
     Json,
 }
 
@@ -70,6 +72,7 @@ pub struct HttpState {
 }
 
 impl HttpState {
+    /// Resolves the config once, so requests only compare paths and read plain fields.
     pub fn new(cfg: &HttpConfig, ingest: Arc<Ingest>) -> Arc<Self> {
         Arc::new(HttpState {
             routes: [

@@ -5,10 +5,10 @@
 //! Building has no side effects, so `validate` can build every component: ports are bound in `start`.
 
 pub mod config;
-pub mod grpc;
-pub mod http;
-pub mod ingest;
-pub mod status;
+mod grpc;
+mod http;
+mod ingest;
+mod status;
 
 #[cfg(test)]
 mod tests;
@@ -152,7 +152,7 @@ impl Receiver for OtlpReceiver {
         Ok(())
     }
 
-    /// Stops accepting, waits (at most [`SHUTDOWN_GRACE`]) for in-flight requests, then closes what is left.
+    /// Stops accepting, waits (at most `SHUTDOWN_GRACE`, 10 s) for in-flight requests, then closes what is left.
     async fn shutdown(&self) {
         let Some(running) = self.lock().take() else {
             return;

@@ -137,12 +137,13 @@ async fn h2c_and_empty_requests() {
         StatusCode::OK
     );
     let batches = rec.batches();
-    assert_eq!(batches.len(), 1);
+    assert_eq!(batches.len(), 2);
     assert_eq!(
         batches[0].metadata,
         Default::default(),
         "include_metadata is off"
     );
+    assert!(batches[1].payload.len() > 40 << 10);
     rx.shutdown().await;
 }
 
@@ -192,6 +193,14 @@ async fn size_limits() {
     let big = traces(1, MAX_BODY as usize).encode_to_vec();
     expect_pb_error(
         post(&url, PB, None, big.clone()).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        8,
+    )
+    .await;
+    // Far over the limit: still a clean 413, not a reset connection.
+    let huge = traces(1, 3 << 20).encode_to_vec();
+    expect_pb_error(
+        post(&url, PB, None, huge).await,
         StatusCode::PAYLOAD_TOO_LARGE,
         8,
     )
