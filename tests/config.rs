@@ -47,7 +47,9 @@ fn diags_for(stderr: &str, file_name: &str) -> Vec<Diag> {
     let needle = format!("{file_name}:");
     let mut out = Vec::new();
     for raw in strip_ansi(stderr).lines() {
-        let Some(pos) = raw.find(&needle) else { continue };
+        let Some(pos) = raw.find(&needle) else {
+            continue;
+        };
         let after = &raw[pos + needle.len()..];
         let mut parts = after.splitn(3, ':');
         let (Some(line), Some(col), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
@@ -71,7 +73,10 @@ struct ConfigFile {
 }
 
 fn write_config(name: &str, yaml: &str) -> ConfigFile {
-    let dir = tempfile::Builder::new().prefix("spanpipe-cfg-").tempdir().expect("tempdir");
+    let dir = tempfile::Builder::new()
+        .prefix("spanpipe-cfg-")
+        .tempdir()
+        .expect("tempdir");
     let path = dir.path().join(name);
     std::fs::write(&path, yaml).expect("write config");
     ConfigFile { _dir: dir, path }
@@ -83,7 +88,13 @@ fn validate(path: &Path) -> CmdOutput {
 
 /// Runs `validate` on `yaml` and asserts exit code 1 and a diagnostic for `name` at `line` whose key path
 /// satisfies `key_ok` (given the key path and the full `key.path: message` rest).
-fn expect_error(name: &str, yaml: &str, line: u32, what: &str, key_ok: impl Fn(&str, &str) -> bool) {
+fn expect_error(
+    name: &str,
+    yaml: &str,
+    line: u32,
+    what: &str,
+    key_ok: impl Fn(&str, &str) -> bool,
+) {
     let cfg = write_config(name, yaml);
     let out = validate(&cfg.path);
     assert_eq!(
@@ -95,7 +106,9 @@ fn expect_error(name: &str, yaml: &str, line: u32, what: &str, key_ok: impl Fn(&
     );
     let diags = diags_for(&out.stderr, name);
     assert!(
-        diags.iter().any(|d| d.line == line && d.col >= 1 && key_ok(d.key_path(), &d.rest)),
+        diags
+            .iter()
+            .any(|d| d.line == line && d.col >= 1 && key_ok(d.key_path(), &d.rest)),
         "{what}: expected a diagnostic `{name}:{line}:COL: key.path: message` (1-based COL) on stderr; parsed {diags:?}\nstderr:\n{}",
         out.stderr
     );
@@ -125,7 +138,11 @@ fn every_shipped_config_validates() {
         .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "no configs/*.yaml found in {}", dir.display());
+    assert!(
+        !files.is_empty(),
+        "no configs/*.yaml found in {}",
+        dir.display()
+    );
     let mut failures = Vec::new();
     for f in &files {
         let out = validate(f);
@@ -133,7 +150,11 @@ fn every_shipped_config_validates() {
             failures.push(format!("{} ({}):\n{}", f.display(), out.status, out.stderr));
         }
     }
-    assert!(failures.is_empty(), "configs that do not validate:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "configs that do not validate:\n{}",
+        failures.join("\n")
+    );
     eprintln!("validated {} shipped config(s)", files.len());
 }
 
@@ -162,7 +183,13 @@ service:
   pipelines:
     traces: { receivers: [otlp], exporters: [nosuch] }
 ";
-    expect_error("unknown_type.yaml", yaml, 6, "unknown component type", |key, _| key == "exporters.nosuch");
+    expect_error(
+        "unknown_type.yaml",
+        yaml,
+        6,
+        "unknown component type",
+        |key, _| key == "exporters.nosuch",
+    );
 }
 
 #[test]
@@ -180,9 +207,16 @@ service:
   pipelines:
     traces: { receivers: [otlp], exporters: [otlp/x] }
 ";
-    expect_error("unknown_field.yaml", yaml, 7, "unknown field `endpont`", |key, rest| {
-        key == "exporters.otlp/x.endpont" || (key == "exporters.otlp/x" && rest.contains("endpont"))
-    });
+    expect_error(
+        "unknown_field.yaml",
+        yaml,
+        7,
+        "unknown field `endpont`",
+        |key, rest| {
+            key == "exporters.otlp/x.endpont"
+                || (key == "exporters.otlp/x" && rest.contains("endpont"))
+        },
+    );
 }
 
 #[test]
@@ -200,9 +234,13 @@ service:
       receivers: [otlp]
       exporters: [debug, ghost]
 ";
-    expect_error("undefined_exporter.yaml", yaml, 11, "pipeline names an undefined exporter", |key, rest| {
-        key.starts_with("service.pipelines.traces.exporters") && rest.contains("ghost")
-    });
+    expect_error(
+        "undefined_exporter.yaml",
+        yaml,
+        11,
+        "pipeline names an undefined exporter",
+        |key, rest| key.starts_with("service.pipelines.traces.exporters") && rest.contains("ghost"),
+    );
 }
 
 #[test]
@@ -222,7 +260,9 @@ service:
   pipelines:
     traces: { receivers: [otlp], processors: [batch], exporters: [debug] }
 ";
-    expect_error("bad_duration.yaml", yaml, 8, "bad duration", |key, _| key == "processors.batch.timeout");
+    expect_error("bad_duration.yaml", yaml, 8, "bad duration", |key, _| {
+        key == "processors.batch.timeout"
+    });
 }
 
 #[test]
@@ -272,7 +312,9 @@ fn error_in_second_file_names_that_file() {
     assert_eq!(out.code(), 1, "stderr:\n{}", out.stderr);
     let diags = diags_for(&out.stderr, "overlay.yaml");
     assert!(
-        diags.iter().any(|d| d.line == 3 && d.key_path() == "processors.batch.timeout"),
+        diags
+            .iter()
+            .any(|d| d.line == 3 && d.key_path() == "processors.batch.timeout"),
         "expected overlay.yaml:3:COL: processors.batch.timeout: ...; got {diags:?}\nstderr:\n{}",
         out.stderr
     );
@@ -285,10 +327,18 @@ fn unused_component_warns_but_validates() {
         "exporters:\n  debug: { verbosity: basic }\n",
         "exporters:\n  debug: { verbosity: basic }\n  debug/spare: { verbosity: detailed }\n",
     );
-    assert!(yaml.contains("debug/spare"), "test setup: replacement failed");
+    assert!(
+        yaml.contains("debug/spare"),
+        "test setup: replacement failed"
+    );
     let cfg = write_config("unused.yaml", &yaml);
     let out = validate(&cfg.path);
-    assert_eq!(out.code(), 0, "an unused component is only a warning\nstderr:\n{}", out.stderr);
+    assert_eq!(
+        out.code(),
+        0,
+        "an unused component is only a warning\nstderr:\n{}",
+        out.stderr
+    );
     let err = strip_ansi(&out.stderr);
     let warning_line = err.lines().find(|l| l.contains("debug/spare"));
     assert!(
@@ -305,8 +355,17 @@ fn print_config(args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
     let mut full = vec!["print-config"];
     full.extend_from_slice(args);
     let out = run_spanpipe_env(&full, env);
-    assert_eq!(out.code(), 0, "print-config {args:?} failed\nstderr:\n{}", out.stderr);
-    assert!(!out.stdout.trim().is_empty(), "print-config printed nothing; stderr:\n{}", out.stderr);
+    assert_eq!(
+        out.code(),
+        0,
+        "print-config {args:?} failed\nstderr:\n{}",
+        out.stderr
+    );
+    assert!(
+        !out.stdout.trim().is_empty(),
+        "print-config printed nothing; stderr:\n{}",
+        out.stderr
+    );
     yaml_to_json(&out.stdout)
 }
 
@@ -331,14 +390,22 @@ fn set_override_shows_in_print_config() {
         ],
         &[],
     );
-    assert_eq!(at(&after, "processors.batch.timeout").and_then(|v| v.as_str()), Some("750ms"), "{after:#}");
+    assert_eq!(
+        at(&after, "processors.batch.timeout").and_then(|v| v.as_str()),
+        Some("750ms"),
+        "{after:#}"
+    );
     assert_eq!(
         at(&after, "receivers.otlp.protocols.grpc.endpoint").and_then(|v| v.as_str()),
         Some("127.0.0.1:24317"),
         "{after:#}"
     );
     // Untouched values survive the override.
-    assert_eq!(at(&after, "exporters.debug.verbosity").and_then(|v| v.as_str()), Some("basic"), "{after:#}");
+    assert_eq!(
+        at(&after, "exporters.debug.verbosity").and_then(|v| v.as_str()),
+        Some("basic"),
+        "{after:#}"
+    );
 }
 
 #[test]
@@ -352,25 +419,46 @@ fn print_config_redacts_token() {
             ),
         )
         .replace("exporters: [debug] }", "exporters: [debug, otlp/auth] }");
-    assert!(yaml.contains("otlp/auth]"), "test setup: replacement failed");
+    assert!(
+        yaml.contains("otlp/auth]"),
+        "test setup: replacement failed"
+    );
     let cfg = write_config("token.yaml", &yaml);
     let out = run_spanpipe(&["print-config", "--config", cfg.path.to_str().unwrap()]);
     assert_eq!(out.code(), 0, "stderr:\n{}", out.stderr);
-    assert!(!out.stdout.contains(secret), "print-config leaked the token:\n{}", out.stdout);
-    assert!(!out.stderr.contains(secret), "print-config leaked the token on stderr:\n{}", out.stderr);
+    assert!(
+        !out.stdout.contains(secret),
+        "print-config leaked the token:\n{}",
+        out.stdout
+    );
+    assert!(
+        !out.stderr.contains(secret),
+        "print-config leaked the token on stderr:\n{}",
+        out.stderr
+    );
     let doc = yaml_to_json(&out.stdout);
     let token = doc
         .get("exporters")
         .and_then(|e| e.get("otlp/auth"))
         .and_then(|e| e.get("headers"))
         .and_then(|h| h.get("token"));
-    assert!(token.is_some(), "the token key itself should still be shown (redacted):\n{}", out.stdout);
+    assert!(
+        token.is_some(),
+        "the token key itself should still be shown (redacted):\n{}",
+        out.stdout
+    );
 }
 
 #[test]
 fn env_expansion_shows_in_print_config() {
-    let yaml = VALID_BASE.replace("http: { endpoint: 127.0.0.1:4318 }", "http: { endpoint: \"${env:SPANPIPE_E2E_HTTP_EP}\" }");
-    assert!(yaml.contains("${env:SPANPIPE_E2E_HTTP_EP}"), "test setup: replacement failed");
+    let yaml = VALID_BASE.replace(
+        "http: { endpoint: 127.0.0.1:4318 }",
+        "http: { endpoint: \"${env:SPANPIPE_E2E_HTTP_EP}\" }",
+    );
+    assert!(
+        yaml.contains("${env:SPANPIPE_E2E_HTTP_EP}"),
+        "test setup: replacement failed"
+    );
     let cfg = write_config("env.yaml", &yaml);
     let doc = print_config(
         &["--config", cfg.path.to_str().unwrap()],
@@ -393,7 +481,29 @@ fn components_lists_builtin_types() {
         .filter(|w| !w.is_empty())
         .collect();
     for kind in ["otlp", "batch", "otlp_http", "debug", "file"] {
-        assert!(words.contains(kind), "`spanpipe components` does not list {kind}:\n{}", out.stdout);
+        assert!(
+            words.contains(kind),
+            "`spanpipe components` does not list {kind}:\n{}",
+            out.stdout
+        );
+    }
+}
+
+/// `key:` (null) and `key: {}` mean the same in a collector config (a component with default settings).
+fn normalize(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => serde_json::Value::Object(
+            m.into_iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::Null => (k, serde_json::json!({})),
+                    other => (k, normalize(other)),
+                })
+                .collect(),
+        ),
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(normalize).collect())
+        }
+        other => other,
     }
 }
 
@@ -401,9 +511,18 @@ fn components_lists_builtin_types() {
 fn default_config_is_configs_local_yaml() {
     let local_path = workspace_root().join("configs").join("local.yaml");
     let local_text = std::fs::read_to_string(&local_path).expect("configs/local.yaml exists");
-    let local = yaml_to_json(&local_text);
-    let embedded = print_config(&[], &[]);
-    assert_eq!(embedded, local, "print-config with no --config must equal configs/local.yaml in content");
-    let explicit = print_config(&["--config", local_path.to_str().unwrap()], &[]);
-    assert_eq!(embedded, explicit, "embedded default differs from print-config --config configs/local.yaml");
+    let local = normalize(yaml_to_json(&local_text));
+    let embedded = normalize(print_config(&[], &[]));
+    assert_eq!(
+        embedded, local,
+        "print-config with no --config must equal configs/local.yaml in content"
+    );
+    let explicit = normalize(print_config(
+        &["--config", local_path.to_str().unwrap()],
+        &[],
+    ));
+    assert_eq!(
+        embedded, explicit,
+        "embedded default differs from print-config --config configs/local.yaml"
+    );
 }

@@ -19,7 +19,11 @@ fn stages(c: &mut Criterion) {
         b.iter(|| scan_traces(&bytes, |_, _| {}).map(|s| s.spans))
     });
     g.bench_function("prost_decode", |b| {
-        b.iter(|| opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(bytes.as_slice()))
+        b.iter(|| {
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+                bytes.as_slice(),
+            )
+        })
     });
     let part = Batch::new(Signal::Traces, Bytes::from(bytes.clone()), 500);
     g.bench_function("batch_concat_x10", |b| {
@@ -29,7 +33,9 @@ fn stages(c: &mut Criterion) {
     g.bench_function("json_encode", |b| {
         b.iter(|| spanpipe_otlp::json::protobuf_to_json(Signal::Traces, &bytes))
     });
-    g.bench_function("gzip_fast", |b| b.iter(|| compress(Compression::Gzip, &bytes)));
+    g.bench_function("gzip_fast", |b| {
+        b.iter(|| compress(Compression::Gzip, &bytes))
+    });
     g.bench_function("zstd_1", |b| b.iter(|| compress(Compression::Zstd, &bytes)));
     g.finish();
     eprintln!("bytes per span: {}", bytes.len() as u64 / spans);

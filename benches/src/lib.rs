@@ -29,21 +29,42 @@ pub fn agent_span(seed: u64, t: u64, i: u64) -> Span {
     let span_id = (t.wrapping_mul(1 << 12) + i + 1) ^ seed.rotate_left(32);
     let root_id = (t.wrapping_mul(1 << 12) + 1) ^ seed.rotate_left(32);
     let start = 1_760_000_000_000_000_000 + t * 1_000_000_000 + i * 3_000_000;
-    let ty = if i == 0 { "\"AGENT\"" } else { TYPES[(i % 4) as usize] };
+    let ty = if i == 0 {
+        "\"AGENT\""
+    } else {
+        TYPES[(i % 4) as usize]
+    };
     Span {
         trace_id: trace_id.to_vec(),
         span_id: span_id.to_be_bytes().to_vec(),
-        parent_span_id: if i == 0 { vec![] } else { root_id.to_be_bytes().to_vec() },
-        name: if i == 0 { "invoke_agent travel_planner".into() } else { format!("chat gpt-4o step {i}") },
+        parent_span_id: if i == 0 {
+            vec![]
+        } else {
+            root_id.to_be_bytes().to_vec()
+        },
+        name: if i == 0 {
+            "invoke_agent travel_planner".into()
+        } else {
+            format!("chat gpt-4o step {i}")
+        },
         kind: 1,
         start_time_unix_nano: start,
         end_time_unix_nano: start + 1_000_000 * (5 + (i * 37) % 900),
         attributes: vec![
             s("mlflow.spanType", ty),
             s("mlflow.traceRequestId", &format!("\"tr-{t:032x}\"")),
-            s("mlflow.spanInputs", "{\"messages\": [{\"role\": \"user\", \"content\": \"Plan a trip to Lisbon\"}]}"),
-            s("mlflow.spanOutputs", "{\"choices\": [{\"message\": {\"content\": \"Day 1: Alfama\"}}]}"),
-            s("gen_ai.operation.name", if i == 0 { "invoke_agent" } else { "chat" }),
+            s(
+                "mlflow.spanInputs",
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"Plan a trip to Lisbon\"}]}",
+            ),
+            s(
+                "mlflow.spanOutputs",
+                "{\"choices\": [{\"message\": {\"content\": \"Day 1: Alfama\"}}]}",
+            ),
+            s(
+                "gen_ai.operation.name",
+                if i == 0 { "invoke_agent" } else { "chat" },
+            ),
             s("gen_ai.system", "openai"),
             s("gen_ai.request.model", "gpt-4o-mini"),
             kv("gen_ai.usage.input_tokens", any_value::Value::IntValue(412)),

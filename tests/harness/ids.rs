@@ -37,7 +37,9 @@ pub fn count_ids(ids: &[String]) -> HashMap<String, usize> {
 }
 
 fn is_hex_id(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b.to_ascii_lowercase()))
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b.to_ascii_lowercase()))
 }
 
 /// Span ids from the `file` exporter's output: one OTLP/JSON `ExportTraceServiceRequest` per line, walking
@@ -46,17 +48,39 @@ fn is_hex_id(s: &str, len: usize) -> bool {
 pub fn file_exporter_span_ids(path: &Path) -> Vec<String> {
     let mut ids = Vec::new();
     for (n, line) in complete_lines(path).iter().enumerate() {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("{} line {}: not JSON ({e}): {}", path.display(), n + 1, crate::tail(line, 300)));
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+            panic!(
+                "{} line {}: not JSON ({e}): {}",
+                path.display(),
+                n + 1,
+                crate::tail(line, 300)
+            )
+        });
         let resource_spans = v
             .get("resourceSpans")
             .and_then(|r| r.as_array())
             .unwrap_or_else(|| panic!("{} line {}: no resourceSpans array", path.display(), n + 1));
         for rs in resource_spans {
-            for ss in rs.get("scopeSpans").and_then(|s| s.as_array()).into_iter().flatten() {
-                for span in ss.get("spans").and_then(|s| s.as_array()).into_iter().flatten() {
-                    let sid = span.get("spanId").and_then(|s| s.as_str()).unwrap_or_default();
-                    let tid = span.get("traceId").and_then(|s| s.as_str()).unwrap_or_default();
+            for ss in rs
+                .get("scopeSpans")
+                .and_then(|s| s.as_array())
+                .into_iter()
+                .flatten()
+            {
+                for span in ss
+                    .get("spans")
+                    .and_then(|s| s.as_array())
+                    .into_iter()
+                    .flatten()
+                {
+                    let sid = span
+                        .get("spanId")
+                        .and_then(|s| s.as_str())
+                        .unwrap_or_default();
+                    let tid = span
+                        .get("traceId")
+                        .and_then(|s| s.as_str())
+                        .unwrap_or_default();
                     assert!(
                         is_hex_id(sid, 16) && is_hex_id(tid, 32),
                         "{} line {}: span with non-hex or wrong-length ids (spanId={sid:?}, traceId={tid:?})",
@@ -88,11 +112,27 @@ impl IdDiff {
     /// Compares `received` against `expected` (which must itself be duplicate-free).
     pub fn compute(expected: &[String], received: &[String]) -> IdDiff {
         let want = count_ids(expected);
-        assert_eq!(want.len(), expected.len(), "the expected id list itself has duplicates");
+        assert_eq!(
+            want.len(),
+            expected.len(),
+            "the expected id list itself has duplicates"
+        );
         let got = count_ids(received);
-        let mut missing: Vec<String> = want.keys().filter(|id| !got.contains_key(*id)).cloned().collect();
-        let mut unexpected: Vec<String> = got.keys().filter(|id| !want.contains_key(*id)).cloned().collect();
-        let dup: BTreeMap<String, usize> = got.iter().filter(|(_, n)| **n > 1).map(|(k, n)| (k.clone(), *n)).collect();
+        let mut missing: Vec<String> = want
+            .keys()
+            .filter(|id| !got.contains_key(*id))
+            .cloned()
+            .collect();
+        let mut unexpected: Vec<String> = got
+            .keys()
+            .filter(|id| !want.contains_key(*id))
+            .cloned()
+            .collect();
+        let dup: BTreeMap<String, usize> = got
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(k, n)| (k.clone(), *n))
+            .collect();
         missing.sort();
         unexpected.sort();
         IdDiff {
@@ -126,12 +166,77 @@ impl fmt::Display for IdDiff {
             write!(f, "; missing e.g. [{}]", show(&self.missing))?;
         }
         if !self.duplicated.is_empty() {
-            let d: Vec<String> = self.duplicated.iter().take(5).map(|(id, n)| format!("{id}x{n}")).collect();
+            let d: Vec<String> = self
+                .duplicated
+                .iter()
+                .take(5)
+                .map(|(id, n)| format!("{id}x{n}"))
+                .collect();
             write!(f, "; duplicated e.g. [{}]", d.join(","))?;
         }
         if !self.unexpected.is_empty() {
             write!(f, "; unexpected e.g. [{}]", show(&self.unexpected))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn diff_reports_missing_duplicated_and_unexpected() {
+        let d = IdDiff::compute(&s(&["a", "b", "c"]), &s(&["a", "a", "c", "z"]));
+        assert_eq!(d.missing, s(&["b"]));
+        assert_eq!(d.duplicated, vec![("a".to_string(), 2)]);
+        assert_eq!(d.unexpected, s(&["z"]));
+        assert!(!d.is_exact());
+        assert!(
+            d.to_string()
+                .contains("1 missing, 1 duplicated, 1 unexpected"),
+            "{d}"
+        );
+        assert!(IdDiff::compute(&s(&["a", "b"]), &s(&["b", "a"])).is_exact());
+    }
+
+    #[test]
+    fn partial_last_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ids.txt");
+        std::fs::write(&p, "aaaa\nbbbb\ncc").unwrap();
+        assert_eq!(read_ids(&p), s(&["aaaa", "bbbb"]));
+        assert!(read_ids(&dir.path().join("missing")).is_empty());
+    }
+
+    #[test]
+    fn file_exporter_lines_are_walked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.jsonl");
+        let line = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"A1A2A3A4A5A6A7A8"},{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"b1b2b3b4b5b6b7b8"}]}]}]}"#;
+        std::fs::write(&p, format!("{line}\n{line}\n{{\"resourceSp")).unwrap();
+        assert_eq!(
+            file_exporter_span_ids(&p),
+            s(&[
+                "a1a2a3a4a5a6a7a8",
+                "b1b2b3b4b5b6b7b8",
+                "a1a2a3a4a5a6a7a8",
+                "b1b2b3b4b5b6b7b8"
+            ])
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "non-hex or wrong-length")]
+    fn base64_ids_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.jsonl");
+        let line = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"AQIDBAUGBwgJCgsMDQ4PEA==","spanId":"obKztLW2t7g="}]}]}]}"#;
+        std::fs::write(&p, format!("{line}\n")).unwrap();
+        file_exporter_span_ids(&p);
     }
 }

@@ -65,14 +65,20 @@ pub fn spanpipe_bin() -> PathBuf {
         }
         let profile = profile_dir_of_current_exe();
         let mut candidates: Vec<PathBuf> = profile.iter().map(|d| d.join("spanpipe")).collect();
-        candidates.push(workspace_root().join("target").join("debug").join("spanpipe"));
+        candidates.push(
+            workspace_root()
+                .join("target")
+                .join("debug")
+                .join("spanpipe"),
+        );
         if let Some(found) = candidates.iter().find(|p| p.is_file()) {
             return found.clone();
         }
         // Not built yet: build it once (bounded), with the same target dir/profile as this test executable.
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace_root()).args(["build", "-p", "spanpipe", "--bin", "spanpipe"]);
+        cmd.current_dir(workspace_root())
+            .args(["build", "-p", "spanpipe", "--bin", "spanpipe"]);
         if let Some(profile) = &profile {
             if profile.file_name().is_some_and(|n| n == "release") {
                 cmd.arg("--release");

@@ -53,13 +53,20 @@ fn now_nanos() -> u64 {
 
 /// An `ExportTraceServiceRequest` with one span per id in `span_ids`, all in trace `trace_id`. Ids are used
 /// verbatim (so wrong lengths can be sent). `padding` bytes of attribute payload are added to the first span.
-pub fn proto_request(trace_id: &[u8], span_ids: &[Vec<u8>], padding: usize) -> ExportTraceServiceRequest {
+pub fn proto_request(
+    trace_id: &[u8],
+    span_ids: &[Vec<u8>],
+    padding: usize,
+) -> ExportTraceServiceRequest {
     let now = now_nanos();
     let spans = span_ids
         .iter()
         .enumerate()
         .map(|(i, sid)| {
-            let mut attributes = vec![kv("gen_ai.operation.name", "chat"), kv("mlflow.spanType", "\"LLM\"")];
+            let mut attributes = vec![
+                kv("gen_ai.operation.name", "chat"),
+                kv("mlflow.spanType", "\"LLM\""),
+            ];
             if i == 0 && padding > 0 {
                 attributes.push(kv("padding", &"x".repeat(padding)));
             }
@@ -278,11 +285,19 @@ pub async fn grpc_export_raw(
     body: Vec<u8>,
     compression: Option<CompressionEncoding>,
 ) -> Result<Vec<u8>, tonic::Status> {
-    grpc_unary_raw(grpc_channel(port).await, TRACE_EXPORT_PATH, body, compression).await
+    grpc_unary_raw(
+        grpc_channel(port).await,
+        TRACE_EXPORT_PATH,
+        body,
+        compression,
+    )
+    .await
 }
 
 /// A reqwest client with bounded timeouts, no proxies (127.0.0.1 only).
 pub fn http_client() -> reqwest::Client {
+    // The workspace builds reqwest with `rustls-no-provider`; plain-HTTP clients still need a process-wide provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(Duration::from_secs(5))
@@ -307,7 +322,7 @@ pub async fn http_post(
     if let Some(enc) = content_encoding {
         req = req.header(http::header::CONTENT_ENCODING, enc);
     }
-    req.send()
-        .await
-        .unwrap_or_else(|e| panic!("POST 127.0.0.1:{port}{path} ({content_type}, {content_encoding:?}): {e}"))
+    req.send().await.unwrap_or_else(|e| {
+        panic!("POST 127.0.0.1:{port}{path} ({content_type}, {content_encoding:?}): {e}")
+    })
 }

@@ -18,9 +18,12 @@ pub struct CmdOutput {
 impl CmdOutput {
     /// Exit code, panicking (with the output) if the process was killed by a signal.
     pub fn code(&self) -> i32 {
-        self.status
-            .code()
-            .unwrap_or_else(|| panic!("process ended by a signal: {}\nstderr:\n{}", self.status, self.stderr))
+        self.status.code().unwrap_or_else(|| {
+            panic!(
+                "process ended by a signal: {}\nstderr:\n{}",
+                self.status, self.stderr
+            )
+        })
     }
 }
 
@@ -78,7 +81,10 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> CmdOutput {
             let _ = child.kill();
             let _ = child.wait();
             let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-            panic!("{cmd:?} did not finish within {timeout:?}; stderr tail:\n{}", tail(&stderr, 4000));
+            panic!(
+                "{cmd:?} did not finish within {timeout:?}; stderr tail:\n{}",
+                tail(&stderr, 4000)
+            );
         }
     };
     CmdOutput {
@@ -124,7 +130,10 @@ impl Spanpipe {
 
     /// [`Spanpipe::start`] with extra command-line arguments after `--config FILE` (e.g. `--set a.b=c`).
     pub fn start_with_args(yaml: &str, extra_args: &[&str], ports: &[u16]) -> Spanpipe {
-        let dir = tempfile::Builder::new().prefix("spanpipe-e2e-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("spanpipe-e2e-")
+            .tempdir()
+            .expect("tempdir");
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, yaml).expect("write config");
         let stderr_path = dir.path().join("spanpipe.stderr");
@@ -199,7 +208,10 @@ impl Spanpipe {
     /// Panics with stderr if the process has exited.
     pub fn assert_running(&mut self) {
         if let Some(status) = self.try_status() {
-            panic!("spanpipe is not running any more ({status}); stderr:\n{}", tail(&self.stderr_text(), 8000));
+            panic!(
+                "spanpipe is not running any more ({status}); stderr:\n{}",
+                tail(&self.stderr_text(), 8000)
+            );
         }
     }
 
@@ -224,6 +236,34 @@ impl Spanpipe {
             tail(&self.stderr_text(), 8000)
         );
         status
+    }
+
+    /// Sends `sig` (e.g. `libc::SIGINT`) without waiting.
+    pub fn signal(&self, sig: libc::c_int) {
+        send_signal(self.pid(), sig);
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself (e.g. after [`Spanpipe::signal`]); panics —
+    /// after SIGKILL — if it does not.
+    pub fn wait_exit_within(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("spanpipe already stopped");
+        if let Some(status) = wait_timeout(&mut child, timeout) {
+            return status;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "spanpipe did not exit within {timeout:?}; stderr:\n{}",
+            tail(&self.stderr_text(), 8000)
+        );
+    }
+
+    /// SIGKILL now (for tests whose collector is deliberately wedged, e.g. a queue retrying a dead backend).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// [`Spanpipe::stop_gracefully_within`] with a 30 s bound.

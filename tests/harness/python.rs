@@ -24,7 +24,10 @@ pub struct PyProcess {
 /// line `READY` on stdout. Panics with its stderr if it exits first or times out.
 pub fn spawn_python(script: &str, args: &[String]) -> PyProcess {
     const READY_TIMEOUT: Duration = Duration::from_secs(30);
-    let dir = tempfile::Builder::new().prefix("spanpipe-py-").tempdir().expect("tempdir");
+    let dir = tempfile::Builder::new()
+        .prefix("spanpipe-py-")
+        .tempdir()
+        .expect("tempdir");
     let stderr_path = dir.path().join("stderr");
     let mut child = Command::new(venv_python())
         .arg("-u")
@@ -58,7 +61,10 @@ pub fn spawn_python(script: &str, args: &[String]) -> PyProcess {
             Ok(_) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let status = proc.child.as_mut().and_then(|c| c.wait().ok());
-                panic!("{script} exited before READY ({status:?}); stderr:\n{}", tail(&proc.stderr_text(), 8000));
+                panic!(
+                    "{script} exited before READY ({status:?}); stderr:\n{}",
+                    tail(&proc.stderr_text(), 8000)
+                );
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if Instant::now() >= deadline {
@@ -103,7 +109,11 @@ impl Drop for PyProcess {
             let _ = terminate(&mut child, Duration::from_secs(10));
         }
         if std::thread::panicking() {
-            eprintln!("---- {} stderr ----\n{}\n---- end ----", self.name, tail(&self.stderr_text(), 4000));
+            eprintln!(
+                "---- {} stderr ----\n{}\n---- end ----",
+                self.name,
+                tail(&self.stderr_text(), 4000)
+            );
         }
     }
 }
@@ -141,7 +151,12 @@ pub struct SendResult {
 }
 
 impl SendSpans {
-    pub fn new(protocol: &str, endpoint: impl Into<String>, spans: usize, run_id: impl Into<String>) -> Self {
+    pub fn new(
+        protocol: &str,
+        endpoint: impl Into<String>,
+        spans: usize,
+        run_id: impl Into<String>,
+    ) -> Self {
         SendSpans {
             protocol: protocol.to_string(),
             endpoint: endpoint.into(),
@@ -214,6 +229,10 @@ impl SendSpans {
             self.timeout.as_secs().to_string(),
         ];
         // The script bounds itself; the extra margin only catches a wedged interpreter.
-        run_python("send_spans.py", &args, self.timeout + Duration::from_secs(15))
+        run_python(
+            "send_spans.py",
+            &args,
+            self.timeout + Duration::from_secs(15),
+        )
     }
 }

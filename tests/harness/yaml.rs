@@ -6,7 +6,8 @@ use serde_json::{Map, Value};
 
 /// Parses a single YAML document into JSON. Panics (showing the text) if it is not valid YAML.
 pub fn yaml_to_json(text: &str) -> Value {
-    let docs = YamlOwned::load_from_str(text).unwrap_or_else(|e| panic!("invalid YAML ({e}):\n{text}"));
+    let docs =
+        YamlOwned::load_from_str(text).unwrap_or_else(|e| panic!("invalid YAML ({e}):\n{text}"));
     match docs.len() {
         0 => Value::Null,
         1 => convert(&docs[0]),

@@ -363,9 +363,7 @@ impl Builder<'_> {
         Ok(out)
     }
 
-    fn receivers(
-        &mut self,
-    ) -> Result<Receivers, ConfigError> {
+    fn receivers(&mut self) -> Result<Receivers, ConfigError> {
         let mut out = Vec::new();
         for (id, key, node) in &self.cfg.receivers {
             let f = self.reg.receivers.get(id.type_name()).ok_or_else(|| {

@@ -71,12 +71,14 @@ pub fn decompress(c: Compression, body: &[u8], limit: usize) -> Result<Vec<u8>, 
         }
         Compression::Gzip => read_capped(flate2::read::MultiGzDecoder::new(body), limit, hint),
         // HTTP "deflate" is zlib-wrapped (RFC 9110); accept raw deflate too, as many clients send it.
-        Compression::Deflate => match read_capped(flate2::read::ZlibDecoder::new(body), limit, hint) {
-            Err(DecompressError::Invalid(_)) => {
-                read_capped(flate2::read::DeflateDecoder::new(body), limit, hint)
+        Compression::Deflate => {
+            match read_capped(flate2::read::ZlibDecoder::new(body), limit, hint) {
+                Err(DecompressError::Invalid(_)) => {
+                    read_capped(flate2::read::DeflateDecoder::new(body), limit, hint)
+                }
+                other => other,
             }
-            other => other,
-        },
+        }
         Compression::Zstd => {
             let dec = zstd::stream::read::Decoder::new(body)
                 .map_err(|e| DecompressError::Invalid(e.to_string()))?;
@@ -117,7 +119,12 @@ mod tests {
     #[test]
     fn round_trips_each_encoding() {
         let body = b"hello hello hello hello".repeat(100);
-        for c in [Compression::None, Compression::Gzip, Compression::Zstd, Compression::Deflate] {
+        for c in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Zstd,
+            Compression::Deflate,
+        ] {
             let z = compress(c, &body).unwrap();
             assert_eq!(decompress(c, &z, body.len()).unwrap(), body, "{c:?}");
             assert!(matches!(

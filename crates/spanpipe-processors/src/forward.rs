@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 use spanpipe_core::{
-    Batch, BuildContext, ConfigError, ConnectorFactory, ConsumeError, Consumer, Node, Processor, Signal,
-    component::Connector,
+    Batch, BuildContext, ConfigError, ConnectorFactory, ConsumeError, Consumer, Node, Processor,
+    Signal, component::Connector,
 };
 
 /// `forward` has no settings.

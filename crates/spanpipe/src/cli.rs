@@ -15,7 +15,11 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../../configs/local.yaml");
 const DEFAULT_CONFIG_NAME: &str = "<embedded configs/local.yaml>";
 
 #[derive(Parser, Debug)]
-#[command(name = "spanpipe", version, about = "An OTLP trace pipeline for GenAI agents and MLflow")]
+#[command(
+    name = "spanpipe",
+    version,
+    about = "An OTLP trace pipeline for GenAI agents and MLflow"
+)]
 struct Cli {
     /// Configuration file; repeat to merge several in order (maps merge, lists replace).
     #[arg(long = "config", global = true, value_name = "FILE")]
@@ -55,7 +59,10 @@ pub fn load(files: &[PathBuf], sets: &[String]) -> Result<Node, ConfigError> {
 }
 
 /// Loads and fully validates: layout, component configs, graph. Returns what `run` needs.
-pub fn validate(files: &[PathBuf], sets: &[String]) -> Result<(CollectorConfig, Vec<Warning>, Service), ConfigError> {
+pub fn validate(
+    files: &[PathBuf],
+    sets: &[String],
+) -> Result<(CollectorConfig, Vec<Warning>, Service), ConfigError> {
     let node = load(files, sets)?;
     let (cfg, warnings) = CollectorConfig::from_node(&node)?;
     let service = Service::build(&cfg, &registry())?;

@@ -287,7 +287,7 @@ impl Exporter for OtlpHttpExporter {
 }
 
 /// Up to [`MAX_ANSWER_BODY`] bytes of the answer; a broken body just ends early (the status already decided).
-async fn read_capped(mut resp: reqwest::Response) -> Vec<u8> {
+pub async fn read_capped(mut resp: reqwest::Response) -> Vec<u8> {
     let mut out = Vec::new();
     while let Ok(Some(chunk)) = resp.chunk().await {
         let room = MAX_ANSWER_BODY - out.len();
@@ -301,7 +301,7 @@ async fn read_capped(mut resp: reqwest::Response) -> Vec<u8> {
 
 /// A transport failure (connect, TLS, timeout, reset) is worth a retry; only a request we could not even build
 /// is permanent.
-fn map_send_error(e: reqwest::Error) -> ExportError {
+pub fn map_send_error(e: reqwest::Error) -> ExportError {
     let mut reason = format!("http request: {e}");
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {

@@ -112,8 +112,28 @@ impl<K: ExportKind> Service<http::Request<tonic::body::Body>> for ExportService<
                 state,
                 signal: K::SIGNAL,
             };
-            Ok(grpc.unary(method, req).await)
+            let mut response = grpc.unary(method, req).await;
+            too_large_is_resource_exhausted(&mut response);
+            Ok(response)
         })
+    }
+}
+
+/// tonic answers OUT_OF_RANGE for a message over `max_recv_msg_size_mib`, which OTLP clients treat as retryable:
+/// they would resend the same oversized request forever. The Go collector answers RESOURCE_EXHAUSTED (without
+/// RetryInfo: not retryable), so do the same. Decode-limit errors are trailers-only responses: the status is in
+/// the headers.
+fn too_large_is_resource_exhausted(response: &mut http::Response<tonic::body::Body>) {
+    let out_of_range = (tonic::Code::OutOfRange as i32).to_string();
+    if response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == out_of_range.as_bytes())
+    {
+        let code = (tonic::Code::ResourceExhausted as i32).to_string();
+        if let Ok(v) = http::HeaderValue::from_str(&code) {
+            response.headers_mut().insert("grpc-status", v);
+        }
     }
 }
 

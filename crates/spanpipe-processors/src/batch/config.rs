@@ -40,7 +40,10 @@ impl BatchConfig {
             ));
         }
         if self.timeout.0.is_zero() && self.send_batch_size == 0 {
-            return Err(("timeout", "must be greater than 0 when send_batch_size is 0".into()));
+            return Err((
+                "timeout",
+                "must be greater than 0 when send_batch_size is 0".into(),
+            ));
         }
         Ok(())
     }

@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use spanpipe_core::wire::split_traces;
 use spanpipe_core::{
-    Batch, BuildContext, ComponentError, ConfigError, ConsumeError, Consumer, Metadata, Node, Processor,
-    ProcessorFactory, Signal,
+    Batch, BuildContext, ComponentError, ConfigError, ConsumeError, Consumer, Metadata, Node,
+    Processor, ProcessorFactory, Signal,
 };
 use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
@@ -51,7 +51,8 @@ impl ProcessorFactory for BatchProcessorFactory {
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
         let cfg: BatchConfig = ctx.config(node)?;
-        cfg.validate().map_err(|(k, m)| ctx.invalid(node, &[k], m))?;
+        cfg.validate()
+            .map_err(|(k, m)| ctx.invalid(node, &[k], m))?;
         Ok(Arc::new(BatchProcessor {
             inner: Arc::new(Inner {
                 id: ctx.id.to_string(),
@@ -129,7 +130,11 @@ impl Inner {
     }
 
     /// Hands `parts` on, offering each piece until the pipeline takes it or `give_up_at` passes.
-    async fn flush(&self, parts: Vec<Batch>, give_up_at: Option<Instant>) -> Result<(), ConsumeError> {
+    async fn flush(
+        &self,
+        parts: Vec<Batch>,
+        give_up_at: Option<Instant>,
+    ) -> Result<(), ConsumeError> {
         let Some(batch) = Batch::concat(parts) else {
             return Ok(());
         };
@@ -183,7 +188,11 @@ impl Inner {
         self.first_item.notify_one();
     }
 
-    async fn offer(&self, batch: Batch, mut give_up_at: Option<Instant>) -> Result<(), ConsumeError> {
+    async fn offer(
+        &self,
+        batch: Batch,
+        mut give_up_at: Option<Instant>,
+    ) -> Result<(), ConsumeError> {
         loop {
             match self.next.consume(batch.clone()).await {
                 Ok(()) => {
@@ -192,7 +201,10 @@ impl Inner {
                     }
                     return Ok(());
                 }
-                Err(ConsumeError::Refused { retry_after, reason }) => {
+                Err(ConsumeError::Refused {
+                    retry_after,
+                    reason,
+                }) => {
                     if !self.stalled.swap(true, Ordering::Relaxed) {
                         tracing::warn!(processor = %self.id, %reason, "pipeline refuses batches; holding and refusing new data");
                     }
@@ -202,7 +214,10 @@ impl Inner {
                     if give_up_at.is_some_and(|g| Instant::now() >= g) {
                         tracing::error!(processor = %self.id, items = batch.items, %reason,
                             "batch could not be handed on before shutdown; dropped");
-                        return Err(ConsumeError::Refused { reason, retry_after });
+                        return Err(ConsumeError::Refused {
+                            reason,
+                            retry_after,
+                        });
                     }
                     tokio::time::sleep(retry_after.min(MAX_REFUSED_PAUSE)).await;
                 }

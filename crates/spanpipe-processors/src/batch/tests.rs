@@ -114,7 +114,11 @@ async fn timeout_flushes_partial_batch() {
 #[tokio::test]
 async fn max_size_cuts_at_span_boundaries() {
     let sink = Arc::new(Sink::default());
-    let p = build("send_batch_size: 5\nsend_batch_max_size: 5\ntimeout: 10s", sink.clone()).unwrap();
+    let p = build(
+        "send_batch_size: 5\nsend_batch_max_size: 5\ntimeout: 10s",
+        sink.clone(),
+    )
+    .unwrap();
     p.start().await.unwrap();
     p.consume(spans_batch(0, 12)).await.unwrap();
     let sizes: Vec<usize> = sink.got.lock().unwrap().iter().map(|b| b.items).collect();
@@ -162,7 +166,11 @@ fn config_errors_name_the_key() {
     let err = build("send_batch_size: 10\nsend_batch_max_size: 5", sink.clone())
         .err()
         .unwrap();
-    assert!(err.to_string().contains("processors.batch.send_batch_max_size"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("processors.batch.send_batch_max_size"),
+        "{err}"
+    );
     assert!(err.to_string().contains("t.yaml:2"), "{err}");
     let err = build("timeout: 5 parsecs", sink.clone()).err().unwrap();
     assert!(err.to_string().contains("t.yaml:1"), "{err}");

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# THE test command for spanpipe (CI runs it through .ci/run).
+#
+#   bash scripts/test.sh            # everything: system deps, Python venv, fmt, clippy, build, all tests
+#   bash scripts/test.sh -- FILTER  # same, passing FILTER (and anything after --) to the test runner
+#
+# Works on a fresh Debian machine with a Rust toolchain: it installs what the end-to-end tests need.
+# Environment knobs:
+#   SPANPIPE_TEST_VENV   Python venv for the e2e tests (default: <repo>/.venv-test)
+#   SKIP_LINT=1          skip cargo fmt --check and clippy (local iteration only; CI never sets it)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$(pwd)"
+
+RUNNER_ARGS=()
+if [[ "${1:-}" == "--" ]]; then
+  shift
+  RUNNER_ARGS=("$@")
+fi
+
+T_ALL=$(date +%s)
+T_STAGE=$T_ALL
+STAGE=""
+stage() {
+  local now
+  now=$(date +%s)
+  if [[ -n "$STAGE" ]]; then
+    echo "==> [$STAGE] done in $((now - T_STAGE))s"
+  fi
+  STAGE="$1"
+  T_STAGE=$now
+  [[ -n "$STAGE" ]] && echo "==> [$STAGE] ..."
+  return 0
+}
+trap 'rc=$?; if [[ $rc -ne 0 ]]; then echo "==> FAILED in stage [$STAGE] after $(( $(date +%s) - T_STAGE ))s (total $(( $(date +%s) - T_ALL ))s), exit $rc"; fi' EXIT
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; fi
+APT_UPDATED=0
+# apt_install PKG... : install Debian packages that are missing (no-op when all are installed or no apt-get).
+apt_install() {
+  local missing=()
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "warning: apt-get not available; please install: ${missing[*]}" >&2
+    return 0
+  fi
+  if [[ $(id -u) -ne 0 && -z "$SUDO" ]]; then
+    echo "warning: not root and no sudo; please install: ${missing[*]}" >&2
+    return 0
+  fi
+  if [[ $APT_UPDATED -eq 0 ]]; then
+    $SUDO apt-get update -qq
+    APT_UPDATED=1
+  fi
+  echo "installing: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+stage "system packages"
+# The e2e tests need Python 3 with venv/ensurepip (Debian ships the latter in python3-venv).
+if ! command -v python3 >/dev/null 2>&1; then
+  apt_install python3 python3-venv
+elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  apt_install python3-venv
+fi
+# >>> Later issues: extra system services for the e2e tests go here, e.g.
+# apt_install prometheus nginx
+# (apt_install skips packages that are already installed and only runs apt-get as root / via sudo.)
+# <<<
+
+# ---------------------------------------------------------------------------------------------------------------
+stage "python venv"
+# Every tests/python/requirements*.txt is installed together (one pip resolve), so a suite that needs more
+# Python packages (e.g. MLflow: requirements-mlflow.txt) only adds a file. Reinstalled when any of them changes.
+VENV="${SPANPIPE_TEST_VENV:-$ROOT/.venv-test}"
+mapfile -t REQ_FILES < <(ls "$ROOT"/tests/python/requirements*.txt | sort)
+STAMP="$VENV/.requirements.sha256"
+want_hash=$( (for f in "${REQ_FILES[@]}"; do echo "== ${f##*/}"; cat "$f"; done) | sha256sum | cut -d' ' -f1)
+if [[ ! -x "$VENV/bin/python" ]]; then
+  echo "creating $VENV"
+  python3 -m venv "$VENV"
+fi
+if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want_hash" ]]; then
+  echo "installing ${REQ_FILES[*]##*/} into $VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+  pip_args=()
+  for f in "${REQ_FILES[@]}"; do pip_args+=(-r "$f"); done
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${pip_args[@]}"
+  echo "$want_hash" > "$STAMP"
+else
+  echo "venv up to date ($VENV)"
+fi
+"$VENV/bin/python" -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http, grpc, google.protobuf' \
+  || { echo "venv $VENV is broken: delete it and re-run" >&2; exit 1; }
+export SPANPIPE_TEST_VENV="$VENV"
+
+# ---------------------------------------------------------------------------------------------------------------
+if [[ "${SKIP_LINT:-0}" != "1" ]]; then
+  stage "cargo fmt --check"
+  cargo fmt --all -- --check
+
+  stage "cargo clippy"
+  cargo clippy --workspace --all-targets -- -D warnings
+fi
+
+# ---------------------------------------------------------------------------------------------------------------
+stage "cargo build"
+cargo build -p spanpipe
+# The e2e harness looks for the binary next to the test executables' profile dir; say it explicitly too.
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+export SPANPIPE_BIN="${SPANPIPE_BIN:-$TARGET_DIR/debug/spanpipe}"
+
+# ---------------------------------------------------------------------------------------------------------------
+stage "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "${RUNNER_ARGS[@]}"
+else
+  cargo test --workspace --no-fail-fast "${RUNNER_ARGS[@]}"
+fi
+
+stage ""
+echo "==> all stages passed in $(( $(date +%s) - T_ALL ))s"
