@@ -227,6 +227,22 @@ impl Exporter for OtlpGrpcExporter {
         let Some(channel) = self.channel.get() else {
             return Err(ExportError::permanent("exporter not started"));
         };
+        if self.compression.is_none() {
+            let timeout = (!self.timeout.is_zero()).then_some(self.timeout);
+            let response = super::grpc_unary::unary_raw(
+                channel,
+                export_path(batch.signal),
+                batch.payload.clone(),
+                &self.metadata,
+                timeout,
+            )
+            .await
+            .map_err(|s| map_status(&s))?;
+            if let Some((n, msg)) = rejected_from_protobuf(batch.signal, &response) {
+                self.partial.note(&self.id, batch.signal, n, &msg);
+            }
+            return Ok(());
+        }
         let mut grpc = tonic::client::Grpc::new(channel.clone())
             .accept_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Zstd);

@@ -369,3 +369,53 @@ async fn tls_setups_start_lazily_and_a_missing_ca_file_fails_start() {
     let err = e.start().await.unwrap_err();
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 }
+
+/// `compression: none` takes the zero-copy path (grpc_unary.rs): same metadata, same error mapping.
+#[tokio::test]
+async fn uncompressed_zero_copy_path_keeps_headers_errors_and_dead_backend_semantics() {
+    let (addr, seen) = serve(Arc::new(|| Ok(Bytes::new()))).await;
+    let exporter = started(&format!(
+        "endpoint: http://{addr}\ncompression: none\nheaders: {{x-api-key: k2}}"
+    ))
+    .await;
+    let batch = trace_batch(7);
+    exporter.export(&batch).await.unwrap();
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0].api_key.as_deref(), Some("k2"));
+        assert_eq!(seen[0].body, batch.payload);
+    }
+
+    let (addr, _) = serve(Arc::new(|| {
+        Err(Status::with_error_details(
+            Code::Unavailable,
+            "overloaded",
+            ErrorDetails::with_retry_info(Some(Duration::from_millis(1500))),
+        ))
+    }))
+    .await;
+    let exporter = started(&format!("endpoint: http://{addr}\ncompression: none")).await;
+    match exporter.export(&trace_batch(1)).await {
+        Err(ExportError::Retryable { delay, reason }) => {
+            assert_eq!(delay, Some(Duration::from_millis(1500)));
+            assert!(reason.contains("overloaded"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let (addr, _) = serve(Arc::new(|| Err(Status::invalid_argument("bad trace id")))).await;
+    let exporter = started(&format!("endpoint: http://{addr}\ncompression: none")).await;
+    assert!(matches!(
+        exporter.export(&trace_batch(1)).await,
+        Err(ExportError::Permanent { reason }) if reason.contains("bad trace id")
+    ));
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let exporter = started(&format!(
+        "endpoint: http://127.0.0.1:{port}\ncompression: none"
+    ))
+    .await;
+    let err = exporter.export(&trace_batch(1)).await.unwrap_err();
+    assert!(matches!(err, ExportError::Retryable { .. }), "{err:?}");
+}
