@@ -73,6 +73,8 @@ fi
 # >>> Later issues: extra system services for the e2e tests go here, e.g.
 # apt_install prometheus nginx
 # (apt_install skips packages that are already installed and only runs apt-get as root / via sudo.)
+# nginx terminates TLS in front of MLflow in tests/mlflow_tls_token.rs; openssl makes its certificates.
+apt_install nginx openssl
 # <<<
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -101,6 +103,18 @@ fi
   || { echo "venv $VENV is broken: delete it and re-run" >&2; exit 1; }
 export SPANPIPE_TEST_VENV="$VENV"
 
+# One MLflow tracking server for the whole run (the mlflow_* suites share it through MLFLOW_TEST_URI; suites that
+# restart or reconfigure a server start their own). Started now so its ~30 s start-up overlaps lint and build.
+MLFLOW_DIR=$(mktemp -d -t spanpipe-mlflow-XXXXXX)
+MLFLOW_PORT=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid "$VENV/bin/mlflow" server \
+  --backend-store-uri "sqlite:///$MLFLOW_DIR/mlflow.db" --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 \
+  > "$MLFLOW_DIR/server.log" 2>&1 &
+MLFLOW_PID=$!
+stop_mlflow() { kill -TERM -- "-$MLFLOW_PID" 2>/dev/null || true; sleep 1; kill -KILL -- "-$MLFLOW_PID" 2>/dev/null || true; rm -rf "$MLFLOW_DIR"; }
+trap 'rc=$?; stop_mlflow; if [[ $rc -ne 0 ]]; then echo "==> FAILED in stage [$STAGE] after $(( $(date +%s) - T_STAGE ))s (total $(( $(date +%s) - T_ALL ))s), exit $rc"; fi' EXIT
+export MLFLOW_TEST_URI="http://127.0.0.1:$MLFLOW_PORT"
+
 # ---------------------------------------------------------------------------------------------------------------
 if [[ "${SKIP_LINT:-0}" != "1" ]]; then
   stage "cargo fmt --check"
@@ -118,6 +132,18 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 export SPANPIPE_BIN="${SPANPIPE_BIN:-$TARGET_DIR/debug/spanpipe}"
 
 # ---------------------------------------------------------------------------------------------------------------
+stage "mlflow server"
+# Bounded wait for the server started above (150 s: a cold start on 2 busy cores).
+for _ in $(seq 1 300); do
+  "$VENV/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+    "$MLFLOW_TEST_URI/health" 2>/dev/null && break
+  kill -0 "$MLFLOW_PID" 2>/dev/null || { cat "$MLFLOW_DIR/server.log" >&2; echo "mlflow server exited" >&2; exit 1; }
+  sleep 0.5
+done
+"$VENV/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$MLFLOW_TEST_URI/health" \
+  || { tail -50 "$MLFLOW_DIR/server.log" >&2; echo "mlflow server not healthy at $MLFLOW_TEST_URI" >&2; exit 1; }
+echo "mlflow server at $MLFLOW_TEST_URI"
+
 stage "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "${RUNNER_ARGS[@]}"

@@ -15,6 +15,7 @@
 //!   created by `scripts/test.sh`).
 
 pub mod ids;
+pub mod mlflow;
 pub mod otlp;
 pub mod process;
 pub mod python;

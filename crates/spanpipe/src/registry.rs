@@ -7,5 +7,6 @@ pub fn registry() -> Registry {
     let mut r = Registry::default();
     spanpipe_otlp::register(&mut r);
     spanpipe_processors::register(&mut r);
+    spanpipe_mlflow::register(&mut r);
     r
 }

@@ -1,0 +1,296 @@
+//! The `mlflow` exporter: one export attempt per call (the core's sending queue queues, retries and times out).
+//!
+//! A batch becomes one or more MLflow requests: resources are routed to experiments, each experiment's spans are
+//! grouped by trace and cut to size ([`crate::group`]). The core retries a failed batch as a whole, and that is
+//! safe: MLflow upserts spans by id, so re-sending is idempotent; requests already acknowledged are skipped
+//! anyway ([`crate::delivered`]).
+
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use spanpipe_core::{Batch, ComponentError, ExportError, Exporter};
+use spanpipe_otlp::compression::{Compression, compress};
+
+use crate::api::{Api, Endpoints, Failure};
+use crate::auth::Auth;
+use crate::config::{AuthSource, Destination, Settings};
+use crate::delivered::{Delivered, key};
+use crate::experiments::Resolver;
+use crate::group::{Chunk, Plan};
+use crate::routing::{Router, Target};
+
+/// Reads an environment variable; injectable so tests need not mutate the process environment.
+pub type EnvFn = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Bodies above this are compressed on a blocking thread so a big request does not stall the runtime.
+const BLOCKING_COMPRESS_ABOVE: usize = 256 << 10;
+
+/// Sends traces to MLflow.
+pub struct MlflowExporter {
+    id: String,
+    settings: Settings,
+    router: Router,
+    resolver: Resolver,
+    delivered: Delivered,
+    env: EnvFn,
+    api: OnceLock<Api>,
+}
+
+/// Spans MLflow refused for good while the rest of the batch went through.
+#[derive(Default)]
+struct Rejected {
+    spans: usize,
+    first: Option<String>,
+}
+
+impl Rejected {
+    fn add(&mut self, spans: usize, reason: String) {
+        self.spans += spans;
+        self.first.get_or_insert(reason);
+    }
+}
+
+impl MlflowExporter {
+    pub fn new(id: String, settings: Settings, env: EnvFn) -> Self {
+        let router = Router::new(settings.rules.clone(), settings.default_target.clone());
+        MlflowExporter {
+            id,
+            settings,
+            router,
+            resolver: Resolver::default(),
+            delivered: Delivered::default(),
+            env,
+            api: OnceLock::new(),
+        }
+    }
+
+    /// Endpoints and credentials; for Databricks from `DATABRICKS_HOST` / `DATABRICKS_TOKEN` (a configured
+    /// token or token_file wins over the variable).
+    fn endpoints_and_auth(&self) -> Result<(Endpoints, Auth), String> {
+        let var = |k: &str| {
+            (self.env)(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        match &self.settings.destination {
+            Destination::Mlflow(url) => Ok((
+                Endpoints::mlflow(url)?,
+                Auth::from_source(&self.settings.auth),
+            )),
+            Destination::Databricks => {
+                let host = var("DATABRICKS_HOST").ok_or(
+                    "tracking_uri: databricks needs DATABRICKS_HOST (the workspace URL) in the environment",
+                )?;
+                let endpoints =
+                    Endpoints::databricks(&host).map_err(|e| format!("DATABRICKS_HOST: {e}"))?;
+                let auth = match &self.settings.auth {
+                    AuthSource::None => Auth::Bearer(var("DATABRICKS_TOKEN").ok_or(
+                        "tracking_uri: databricks needs DATABRICKS_TOKEN in the environment (or token / token_file)",
+                    )?),
+                    other => Auth::from_source(other),
+                };
+                Ok((endpoints, auth))
+            }
+        }
+    }
+
+    /// Sends every chunk of one experiment. `Err` only for a retryable failure (the batch is retried); permanent
+    /// refusals are collected in `rejected` so the other experiments of the batch still get their spans.
+    async fn send_target(
+        &self,
+        api: &Api,
+        target: &Target,
+        chunks: Vec<Chunk>,
+        rejected: &mut Rejected,
+    ) -> Result<(), ExportError> {
+        let total: usize = chunks.iter().map(|c| c.spans).sum();
+        let mut id = match self.resolver.resolve(api, target).await {
+            Ok(id) => id,
+            Err(ExportError::Permanent { reason }) => {
+                rejected.add(total, reason);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let mut resolved_again = false;
+        let mut chunks = chunks.into_iter();
+        while let Some(chunk) = chunks.next() {
+            let what = format!("mlflow {target} (id {id})");
+            match self.send_chunk(api, &id, &chunk).await {
+                Ok(()) => continue,
+                Err(f) if unknown_experiment(&f) && !resolved_again => {
+                    if let Target::Name(name) = target {
+                        // Deleted and purged, or a new database behind the same URL: look the name up again.
+                        resolved_again = true;
+                        self.resolver.invalidate(name);
+                        tracing::warn!(exporter = %self.id, experiment = %name, old_id = %id,
+                            "MLflow no longer knows this experiment; resolving its name again");
+                        id = match self.resolver.resolve(api, target).await {
+                            Ok(id) => id,
+                            Err(ExportError::Permanent { reason }) => {
+                                rejected.add(
+                                    chunk.spans + chunks.map(|c| c.spans).sum::<usize>(),
+                                    reason,
+                                );
+                                return Ok(());
+                            }
+                            Err(e) => return Err(e),
+                        };
+                        match self.send_chunk(api, &id, &chunk).await {
+                            Ok(()) => continue,
+                            Err(f) => self.refused(f, &what, chunk.spans, rejected)?,
+                        }
+                    } else {
+                        self.refused(f, &what, chunk.spans, rejected)?;
+                    }
+                }
+                Err(f) => self.refused(f, &what, chunk.spans, rejected)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A failed request: retryable → `Err` (stop, retry the batch); permanent → noted in `rejected`.
+    fn refused(
+        &self,
+        f: Failure,
+        what: &str,
+        spans: usize,
+        rejected: &mut Rejected,
+    ) -> Result<(), ExportError> {
+        let hint = match &f {
+            Failure::Status {
+                status: 404,
+                message,
+                ..
+            } if message.starts_with("Workspace") => " (create the workspace or fix `workspace`)",
+            Failure::Status { status: 404, .. } => " (the experiment does not exist)",
+            Failure::Status { status: 401, .. } => {
+                " (check token, token_file or username/password)"
+            }
+            Failure::Status { status: 403, .. } => {
+                " (forbidden: check the credentials' permissions, or the server's --allowed-hosts)"
+            }
+            Failure::Status { status: 413, .. } => {
+                " (lower max_request_bytes / max_spans_per_request)"
+            }
+            _ => "",
+        };
+        match f.into_export_error(what) {
+            ExportError::Permanent { reason } => {
+                rejected.add(spans, format!("{reason}{hint}"));
+                Ok(())
+            }
+            retryable => Err(retryable),
+        }
+    }
+
+    /// One request, unless MLflow already acknowledged the same body for this experiment. A 401 with a token file
+    /// that changed since it was read is tried once more with the new token.
+    async fn send_chunk(&self, api: &Api, id: &str, chunk: &Chunk) -> Result<(), Failure> {
+        let k = key(id, &chunk.body);
+        if self.delivered.contains(k) {
+            return Ok(());
+        }
+        let body = self
+            .compressed(&chunk.body)
+            .await
+            .map_err(Failure::Transport)?;
+        let c = self.settings.compression;
+        let result = match api.post_traces(id, body.clone(), c).await {
+            Err(f) if f.status() == Some(401) && api.auth.refresh_after_unauthorized() => {
+                api.post_traces(id, body, c).await
+            }
+            other => other,
+        };
+        if result.is_ok() {
+            self.delivered.insert(k);
+            tracing::debug!(exporter = %self.id, experiment_id = id, spans = chunk.spans, traces = chunk.traces,
+                bytes = chunk.body.len(), "sent to MLflow");
+        }
+        result
+    }
+
+    async fn compressed(&self, body: &[u8]) -> Result<Bytes, ExportError> {
+        let c = self.settings.compression;
+        if c == Compression::None {
+            return Ok(Bytes::copy_from_slice(body));
+        }
+        let out = if body.len() > BLOCKING_COMPRESS_ABOVE {
+            let owned = body.to_vec();
+            tokio::task::spawn_blocking(move || compress(c, &owned))
+                .await
+                .map_err(|e| ExportError::permanent(format!("mlflow: compression task: {e}")))?
+        } else {
+            compress(c, body)
+        };
+        out.map(Bytes::from)
+            .map_err(|e| ExportError::permanent(format!("mlflow: compression: {e}")))
+    }
+}
+
+/// MLflow's answer for an experiment id it does not know (not an unknown workspace, also a 404).
+fn unknown_experiment(f: &Failure) -> bool {
+    matches!(f, Failure::Status { status: 404, code, message, .. }
+        if code.as_deref() == Some("RESOURCE_DOES_NOT_EXIST") && !message.starts_with("Workspace"))
+}
+
+#[async_trait]
+impl Exporter for MlflowExporter {
+    /// Builds the client; never contacts MLflow (experiments are resolved on first use), so a server that is
+    /// down at startup only delays delivery.
+    async fn start(&self) -> Result<(), ComponentError> {
+        if self.api.get().is_some() {
+            return Ok(());
+        }
+        let (endpoints, auth) = self
+            .endpoints_and_auth()
+            .map_err(|m| ComponentError::new(&self.id, m))?;
+        let s = &self.settings;
+        let api = Api::new(endpoints, auth, &s.tls, s.timeout, s.workspace.as_deref())
+            .map_err(|m| ComponentError::new(&self.id, m))?;
+        tracing::info!(exporter = %self.id, traces = %api.endpoints.traces, default = %self.router.default_target(),
+            "mlflow exporter ready");
+        let _ = self.api.set(api);
+        Ok(())
+    }
+
+    async fn export(&self, batch: &Batch) -> Result<(), ExportError> {
+        let Some(api) = self.api.get() else {
+            return Err(ExportError::permanent("mlflow: exporter not started"));
+        };
+        let plan = Plan::parse(&batch.payload)
+            .map_err(|e| ExportError::permanent(format!("mlflow: invalid OTLP traces: {e}")))?;
+        let targets: Vec<Target> = plan
+            .resources
+            .iter()
+            .map(|r| self.router.route(r.resource, &batch.metadata))
+            .collect();
+        let mut order: Vec<&Target> = Vec::new();
+        for t in &targets {
+            if !order.contains(&t) {
+                order.push(t);
+            }
+        }
+        let mut rejected = Rejected::default();
+        for target in order {
+            let chunks = plan.chunks(
+                |r| &targets[r] == target,
+                self.settings.max_spans,
+                self.settings.max_bytes,
+            );
+            if !chunks.is_empty() {
+                self.send_target(api, target, chunks, &mut rejected).await?;
+            }
+        }
+        match rejected.first {
+            None => Ok(()),
+            Some(reason) => Err(ExportError::permanent(format!(
+                "{reason} [{} of {} spans of the batch refused]",
+                rejected.spans,
+                plan.span_count()
+            ))),
+        }
+    }
+}

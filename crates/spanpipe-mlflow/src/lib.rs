@@ -1,0 +1,109 @@
+//! The `mlflow` exporter: OTLP traces into MLflow experiments — a self-hosted tracking server, the OpenShift
+//! MLflow gateway (workspaces, rotating service-account tokens, cluster CA) or Databricks.
+//!
+//! Spans stay encoded: a batch is routed per resource to experiments, grouped by trace and cut into requests by
+//! copying field bytes, then POSTed to MLflow's OTLP endpoint (`/v1/traces`, protobuf, gzip by default) with the
+//! `x-mlflow-experiment-id` header. Experiment names are resolved (and created) lazily through MLflow's REST API.
+//! See `README.md` for the configuration reference and the status-by-status error handling.
+
+pub mod api;
+pub mod attrs;
+pub mod auth;
+pub mod config;
+pub mod delivered;
+pub mod experiments;
+pub mod exporter;
+pub mod group;
+pub mod routing;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use spanpipe_config::Value;
+use spanpipe_core::{
+    BuildContext, BuiltExporter, ConfigError, ExporterFactory, ExporterSettings, Node, Registry,
+    Signal,
+};
+
+use crate::config::{Invalid, Key, MlflowConfig};
+use crate::exporter::{EnvFn, MlflowExporter};
+
+/// Registers the `mlflow` exporter.
+pub fn register(registry: &mut Registry) {
+    registry.exporter(MlflowExporterFactory::default(), &[]);
+}
+
+/// Builds `mlflow` exporters. `env` is how Databricks' variables are read when an exporter starts.
+#[derive(Clone)]
+pub struct MlflowExporterFactory {
+    pub env: EnvFn,
+}
+
+impl Default for MlflowExporterFactory {
+    fn default() -> Self {
+        MlflowExporterFactory {
+            env: Arc::new(|k| std::env::var(k).ok()),
+        }
+    }
+}
+
+impl ExporterFactory for MlflowExporterFactory {
+    fn type_name(&self) -> &'static str {
+        "mlflow"
+    }
+
+    fn signals(&self) -> &'static [Signal] {
+        &[Signal::Traces]
+    }
+
+    fn build(&self, ctx: &BuildContext, node: &Node) -> Result<BuiltExporter, ConfigError> {
+        let cfg: MlflowConfig = ctx.config(node)?;
+        let settings = cfg.validate().map_err(|e| located(ctx, node, &e))?;
+        let exporter_settings = ExporterSettings::new(
+            ctx,
+            node,
+            cfg.sending_queue.clone(),
+            cfg.retry_on_failure.clone(),
+            cfg.timeout.0,
+        )?;
+        Ok(BuiltExporter {
+            exporter: Arc::new(MlflowExporter::new(
+                ctx.id.to_string(),
+                settings,
+                self.env.clone(),
+            )),
+            settings: exporter_settings,
+        })
+    }
+}
+
+/// A validation error located at the deepest of its keys present in the config (`routing[1].header`).
+fn located(ctx: &BuildContext, node: &Node, e: &Invalid) -> ConfigError {
+    let mut at = node;
+    let mut found = true;
+    let mut path = ctx.path.clone();
+    for k in &e.keys {
+        let next = match (k, &at.value) {
+            (Key::Name(name), _) => {
+                path.push('.');
+                path.push_str(name);
+                at.get(name)
+            }
+            (Key::Index(i), Value::Seq(items)) => {
+                path.push_str(&format!("[{i}]"));
+                items.get(*i)
+            }
+            (Key::Index(i), _) => {
+                path.push_str(&format!("[{i}]"));
+                None
+            }
+        };
+        match next {
+            Some(n) if found => at = n,
+            _ => found = false,
+        }
+    }
+    ConfigError::new(at.location.clone(), path, e.message.clone())
+}
