@@ -74,7 +74,7 @@ fi
 # apt_install prometheus nginx
 # (apt_install skips packages that are already installed and only runs apt-get as root / via sudo.)
 # nginx terminates TLS in front of MLflow in tests/mlflow_tls_token.rs; openssl makes its certificates.
-apt_install nginx openssl
+apt_install nginx openssl prometheus
 # <<<
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -8,5 +8,7 @@ pub fn registry() -> Registry {
     spanpipe_otlp::register(&mut r);
     spanpipe_processors::register(&mut r);
     spanpipe_mlflow::register(&mut r);
+    spanpipe_spanmetrics::register(&mut r);
+    spanpipe_prometheus::register(&mut r);
     r
 }

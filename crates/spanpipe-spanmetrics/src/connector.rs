@@ -1,0 +1,232 @@
+//! The `mlflow_spanmetrics` connector: consumes traces, sends the cumulative histograms to its metrics
+//! pipelines every `flush_interval` and once more on shutdown.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use metrics::Counter;
+use spanpipe_core::{
+    Batch, BuildContext, ComponentError, ConfigError, ConnectorFactory, ConsumeError, Consumer,
+    Node, Processor, Signal, component::Connector,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Settings, SpanMetricsConfig};
+use crate::emit::export_request;
+use crate::extract::extract;
+use crate::state::{Counts, State};
+
+/// Housekeeping (expired waits and series) runs at least this often, whatever `flush_interval` is.
+const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Builds `mlflow_spanmetrics` connectors.
+pub struct SpanMetricsConnectorFactory;
+
+impl ConnectorFactory for SpanMetricsConnectorFactory {
+    fn type_name(&self) -> &'static str {
+        "mlflow_spanmetrics"
+    }
+
+    fn supports(&self, from: Signal, to: Signal) -> bool {
+        from == Signal::Traces && to == Signal::Metrics
+    }
+
+    fn build(
+        &self,
+        ctx: &BuildContext,
+        config: &Node,
+        _from: Signal,
+        _to: Signal,
+        downstream: Arc<dyn Consumer>,
+    ) -> Result<Arc<dyn Connector>, ConfigError> {
+        let cfg: SpanMetricsConfig = ctx.config(config)?;
+        let settings = cfg
+            .validate()
+            .map_err(|(keys, m)| ctx.invalid(config, &keys, m))?;
+        Ok(Arc::new(SpanMetricsConnector::new(
+            ctx.id.to_string(),
+            settings,
+            downstream,
+        )))
+    }
+}
+
+/// The connector's internal metrics, mirrored from [`Counts`] at every flush.
+struct Telemetry {
+    overflow_points: Counter,
+    untagged_pending_full: Counter,
+    untagged_no_root: Counter,
+    expired_series: Counter,
+    reported: Counts,
+}
+
+impl Telemetry {
+    fn new(id: &str) -> Self {
+        let c = |what: &'static str| metrics::counter!(format!("spanpipe_spanmetrics_{what}"), "connector" => id.to_string());
+        Telemetry {
+            overflow_points: c("overflow_points"),
+            untagged_pending_full: c("untagged_pending_full_points"),
+            untagged_no_root: c("untagged_no_root_points"),
+            expired_series: c("expired_series"),
+            reported: Counts::default(),
+        }
+    }
+
+    fn report(&mut self, now: Counts) {
+        let r = self.reported;
+        self.overflow_points
+            .increment(now.overflow_points - r.overflow_points);
+        self.untagged_pending_full
+            .increment(now.untagged_pending_full - r.untagged_pending_full);
+        self.untagged_no_root
+            .increment(now.untagged_no_root - r.untagged_no_root);
+        self.expired_series
+            .increment(now.expired_series - r.expired_series);
+        self.reported = now;
+    }
+}
+
+/// Shared between the connector and its flush task.
+struct Inner {
+    id: String,
+    settings: Arc<Settings>,
+    state: Mutex<State>,
+    telemetry: Mutex<Telemetry>,
+    downstream: Arc<dyn Consumer>,
+}
+
+/// Turns spans into `mlflow.trace.span.duration` histograms.
+pub struct SpanMetricsConnector {
+    inner: Arc<Inner>,
+    cancel: CancellationToken,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn wall_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // State updates are plain arithmetic; a panic elsewhere cannot leave them half-done in a harmful way.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inner {
+    /// Sends the current state downstream. A refusal is only logged: the state is cumulative, so the next flush
+    /// carries everything again.
+    async fn flush(&self) {
+        let (request, counts) = {
+            let state = lock(&self.state);
+            (
+                export_request(&self.settings, state.series(), wall_ns()),
+                state.counts,
+            )
+        };
+        lock(&self.telemetry).report(counts);
+        let Some(request) = request else { return };
+        let batch = Batch::new(Signal::Metrics, request.bytes, request.points);
+        if let Err(e) = self.downstream.consume(batch).await {
+            tracing::warn!(connector = %self.id, error = %e, "metrics pipeline did not take the span metrics; the next flush resends them");
+        }
+    }
+
+    fn sweep(&self) {
+        lock(&self.state).sweep(Instant::now(), wall_ns());
+    }
+}
+
+impl SpanMetricsConnector {
+    pub fn new(id: String, settings: Settings, downstream: Arc<dyn Consumer>) -> Self {
+        let settings = Arc::new(settings);
+        SpanMetricsConnector {
+            inner: Arc::new(Inner {
+                telemetry: Mutex::new(Telemetry::new(&id)),
+                id,
+                state: Mutex::new(State::new(settings.clone())),
+                settings,
+                downstream,
+            }),
+            cancel: CancellationToken::new(),
+            task: Mutex::new(None),
+        }
+    }
+
+    /// The counters so far (for tests and logs).
+    pub fn counts(&self) -> Counts {
+        lock(&self.inner.state).counts
+    }
+}
+
+#[async_trait]
+impl Consumer for SpanMetricsConnector {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        if batch.signal != Signal::Traces {
+            return Err(ConsumeError::Rejected {
+                reason: format!("{} takes traces, got {}", self.inner.id, batch.signal),
+            });
+        }
+        let s = &self.inner.settings;
+        let facts = extract(s, &batch.payload, &batch.metadata, batch.items).map_err(|e| {
+            ConsumeError::Rejected {
+                reason: format!("malformed traces: {e}"),
+            }
+        })?;
+        let (now, wall) = (Instant::now(), wall_ns());
+        lock(&self.inner.state).record_batch(&facts, now, wall);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Processor for SpanMetricsConnector {
+    async fn start(&self) -> Result<(), ComponentError> {
+        let inner = self.inner.clone();
+        let cancel = self.cancel.clone();
+        let flush_every = inner.settings.flush_interval;
+        let tick = flush_every.min(MAX_SWEEP_INTERVAL);
+        let handle = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(tick);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            let mut last_flush = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = ticker.tick() => {}
+                }
+                inner.sweep();
+                if last_flush.elapsed() + tick / 2 >= flush_every {
+                    last_flush = Instant::now();
+                    inner.flush().await;
+                }
+            }
+        });
+        *lock(&self.task) = Some(handle);
+        Ok(())
+    }
+
+    /// Stops the timer, records every point still waiting for a root (without tags), and flushes once more.
+    async fn shutdown(&self) {
+        self.cancel.cancel();
+        let task = lock(&self.task).take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+        {
+            let mut state = lock(&self.inner.state);
+            state.drain_pending(Instant::now(), wall_ns());
+        }
+        self.inner.flush().await;
+        let c = self.counts();
+        tracing::info!(connector = %self.inner.id, overflow_points = c.overflow_points,
+            untagged_no_root = c.untagged_no_root, untagged_pending_full = c.untagged_pending_full,
+            expired_series = c.expired_series, "span metrics connector stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,217 @@
+//! One pass over an encoded `ExportTraceServiceRequest`: per span the value and span-level labels, per root span
+//! its trace's tag and metadata labels. Runs outside the connector's lock; everything but a root's labels is
+//! borrowed from the request.
+
+use std::borrow::Cow;
+
+use spanpipe_core::Metadata;
+use spanpipe_core::wire::WireError;
+
+use crate::attrs::{AttrValue, RESOURCE_ATTRIBUTES, for_each_attr, json_str};
+use crate::config::{ExperimentSource, MAX_EXPERIMENT_SOURCES, MetaKey, Settings};
+use crate::labels::{SCHEMA_VERSION, Status, TraceLabels};
+use crate::scan::{for_each_span, span_fields};
+use crate::span_type::TypeHints;
+
+const TRACE_TAG_PREFIX: &[u8] = b"mlflow.traceTag.";
+
+/// What one span contributes, before its trace's labels are known.
+#[derive(Clone, Debug)]
+pub struct SpanFacts<'a> {
+    pub trace_id: [u8; 16],
+    /// `(end − start) / 1e6`, 0 when the span ends before it starts.
+    pub value_ms: f64,
+    pub root: bool,
+    pub status: Status,
+    pub span_type: Cow<'a, str>,
+    pub experiment: Cow<'a, str>,
+}
+
+/// Every span of a request, and the labels of each trace whose root span is in it.
+#[derive(Debug, Default)]
+pub struct BatchFacts<'a> {
+    pub spans: Vec<SpanFacts<'a>>,
+    pub roots: Vec<([u8; 16], TraceLabels)>,
+}
+
+/// What the spans of one resource share.
+struct ResourceFacts<'a> {
+    /// Address and length of the encoded resource: consecutive spans of one resource share it.
+    key: (usize, usize),
+    /// The value of each `resource_attribute` experiment source, by source position.
+    experiment: [Option<Cow<'a, str>>; MAX_EXPERIMENT_SOURCES],
+    /// The resource attribute of each tag key (`telemetry.sdk.*` and `mlflow.*` never are tags).
+    tags: Vec<Option<Cow<'a, str>>>,
+}
+
+/// Reads every span of `payload`. A request whose structure is malformed is an error (the receiver validated it,
+/// so only another feeder could send one); a malformed attribute is skipped and the span still counts.
+pub fn extract<'a>(
+    s: &'a Settings,
+    payload: &'a [u8],
+    metadata: &'a Metadata,
+    items_hint: usize,
+) -> Result<BatchFacts<'a>, WireError> {
+    let mut out = BatchFacts {
+        spans: Vec::with_capacity(items_hint),
+        roots: Vec::new(),
+    };
+    let mut res: Option<ResourceFacts<'a>> = None;
+    for_each_span(payload, |resource, span| {
+        let key = (resource.as_ptr() as usize, resource.len());
+        let r = match res.take() {
+            Some(r) if r.key == key => r,
+            _ => resource_facts(s, resource, key),
+        };
+        let facts = span_facts(s, span, &r, metadata, &mut out.roots);
+        res = Some(r);
+        out.spans.push(facts?);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn resource_facts<'a>(s: &Settings, resource: &'a [u8], key: (usize, usize)) -> ResourceFacts<'a> {
+    let mut r = ResourceFacts {
+        key,
+        experiment: Default::default(),
+        tags: vec![None; s.tag_keys.len()],
+    };
+    let _ = for_each_attr(resource, RESOURCE_ATTRIBUTES, |k, v| {
+        for (i, src) in s.experiment_from.iter().enumerate() {
+            if let ExperimentSource::ResourceAttribute(name) = src
+                && k == name.as_bytes()
+                && let Some(slot) = r.experiment.get_mut(i)
+            {
+                *slot = decoded(v.get());
+            }
+        }
+        if k.starts_with(b"telemetry.sdk.") || k.starts_with(b"mlflow.") {
+            return;
+        }
+        if let Some(i) = s.tag_keys.iter().position(|t| t.as_bytes() == k) {
+            r.tags[i] = v.get().tag_text();
+        }
+    });
+    r
+}
+
+/// A string value JSON-decoded (MLflow writes `mlflow.*` values as JSON), other scalars as text.
+fn decoded(v: AttrValue<'_>) -> Option<Cow<'_, str>> {
+    match v {
+        AttrValue::Str(s) => Some(json_str(s)),
+        other => other.tag_text(),
+    }
+}
+
+/// The root-only attributes: trace tags and the metadata OTLP carries.
+#[derive(Default)]
+struct RootAttrs<'a> {
+    tags: Vec<Option<AttrValue<'a>>>,
+    user: Option<AttrValue<'a>>,
+    session: Option<AttrValue<'a>>,
+    conversation: Option<AttrValue<'a>>,
+}
+
+fn span_facts<'a>(
+    s: &'a Settings,
+    raw: &'a [u8],
+    r: &ResourceFacts<'a>,
+    md: &'a Metadata,
+    roots: &mut Vec<([u8; 16], TraceLabels)>,
+) -> Result<SpanFacts<'a>, WireError> {
+    let mut hints = TypeHints::default();
+    let mut exp: [Option<AttrValue<'a>>; MAX_EXPERIMENT_SOURCES] = [None; MAX_EXPERIMENT_SOURCES];
+    // Collected whether or not the span turns out to be a root (its parent id may come after its attributes).
+    let mut ra = RootAttrs::default();
+    let labelled = !s.label_names.is_empty();
+    let span = span_fields(raw, |k, v| {
+        if hints.offer(k, v) {
+            return;
+        }
+        for (i, src) in s.experiment_from.iter().enumerate() {
+            if let ExperimentSource::SpanAttribute(name) = src
+                && k == name.as_bytes()
+                && let Some(slot) = exp.get_mut(i)
+            {
+                *slot = Some(v.get());
+            }
+        }
+        if !labelled {
+            return;
+        }
+        match k {
+            b"user.id" => ra.user = Some(v.get()),
+            b"session.id" => ra.session = Some(v.get()),
+            b"gen_ai.conversation.id" => ra.conversation = Some(v.get()),
+            _ => {
+                if let Some(tag) = k.strip_prefix(TRACE_TAG_PREFIX)
+                    && let Some(i) = s.tag_keys.iter().position(|t| t.as_bytes() == tag)
+                {
+                    if ra.tags.is_empty() {
+                        ra.tags = vec![None; s.tag_keys.len()];
+                    }
+                    ra.tags[i] = Some(v.get());
+                }
+            }
+        }
+    })?;
+    let root = span.parent_span_id.is_empty();
+    let mut trace_id = [0u8; 16];
+    if span.trace_id.len() == 16 {
+        trace_id.copy_from_slice(span.trace_id);
+    }
+    if root && labelled {
+        roots.push((trace_id, root_labels(s, &ra, r)));
+    }
+    let experiment = s
+        .experiment_from
+        .iter()
+        .enumerate()
+        .find_map(|(i, src)| {
+            match src {
+                ExperimentSource::SpanAttribute(_) => exp[i].and_then(decoded),
+                ExperimentSource::ResourceAttribute(_) => r.experiment[i].clone(),
+                ExperimentSource::RequestHeader(h) => md.get(h).map(Cow::Borrowed),
+            }
+            .filter(|v| !v.is_empty())
+        })
+        .unwrap_or(Cow::Borrowed(s.default_experiment.as_str()));
+    Ok(SpanFacts {
+        trace_id,
+        value_ms: span
+            .end_time_unix_nano
+            .saturating_sub(span.start_time_unix_nano) as f64
+            / 1e6,
+        root,
+        status: Status::from_code(span.status_code),
+        span_type: hints.resolve(),
+        experiment,
+    })
+}
+
+/// A root span's trace labels: root-span tags win over resource attributes, as on MLflow's server.
+fn root_labels(s: &Settings, ra: &RootAttrs<'_>, r: &ResourceFacts<'_>) -> TraceLabels {
+    let text = |v: &Option<AttrValue<'_>>| -> Option<Box<str>> {
+        v.and_then(decoded)
+            .filter(|c| !c.is_empty())
+            .map(|c| Box::<str>::from(c.as_ref()))
+    };
+    let mut out: Vec<Option<Box<str>>> = Vec::with_capacity(s.label_names.len());
+    for i in 0..s.tag_keys.len() {
+        let from_root = ra.tags.get(i).and_then(text);
+        let from_resource = r.tags[i].as_deref().filter(|t| !t.is_empty());
+        out.push(from_root.or_else(|| from_resource.map(Box::from)));
+    }
+    for m in &s.meta_keys {
+        out.push(match m {
+            MetaKey::User => text(&ra.user),
+            MetaKey::Session => text(&ra.session).or_else(|| text(&ra.conversation)),
+            MetaKey::SchemaVersion => Some(SCHEMA_VERSION.into()),
+        });
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests;
