@@ -11,7 +11,7 @@ use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use spanpipe_core::ExportError;
 use spanpipe_otlp::compression::Compression;
 use spanpipe_otlp::exporter::otlp_http::{map_send_error, read_capped, retry_after};
-use spanpipe_otlp::exporter::tls::{TlsSettings, ensure_crypto_provider};
+use spanpipe_otlp::exporter::tls::TlsSettings;
 
 use crate::auth::{Auth, AuthError};
 
@@ -146,31 +146,13 @@ impl Api {
         timeout: Duration,
         workspace: Option<&str>,
     ) -> Result<Self, String> {
-        ensure_crypto_provider();
         let mut headers = http::HeaderMap::new();
         if let Some(ws) = workspace {
             let v = http::HeaderValue::from_str(ws)
                 .map_err(|_| format!("workspace {ws:?} is not a header value"))?;
             headers.insert(WORKSPACE_HEADER, v);
         }
-        let mut b = reqwest::Client::builder()
-            .default_headers(headers)
-            .user_agent(concat!("spanpipe/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10));
-        if !timeout.is_zero() {
-            b = b.timeout(timeout);
-        }
-        if tls.insecure_skip_verify {
-            b = b.tls_danger_accept_invalid_certs(true);
-        }
-        if let Some(pem) = tls.read_ca()? {
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("tls.ca_file: {e}"))?;
-            b = b.tls_certs_only(certs);
-        }
-        let client = b
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client = tls.http_client(headers, timeout)?;
         Ok(Api {
             endpoints,
             auth,

@@ -24,7 +24,7 @@ use spanpipe_core::{
 };
 use spanpipe_otlp::exporter::endpoint::{check_http_url, http_headers};
 use spanpipe_otlp::exporter::otlp_http::{map_send_error, read_capped, retry_after};
-use spanpipe_otlp::exporter::tls::{TlsSettings, ensure_crypto_provider};
+use spanpipe_otlp::exporter::tls::TlsSettings;
 
 use crate::names::go_float;
 use crate::prompb::{Label, Sample, TimeSeries, WriteRequest};
@@ -274,24 +274,7 @@ pub fn write_requests(
 
 impl RemoteWriteExporter {
     fn make_client(&self) -> Result<reqwest::Client, String> {
-        ensure_crypto_provider();
-        let mut b = reqwest::Client::builder()
-            .default_headers(self.headers.clone())
-            .user_agent(concat!("spanpipe/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10));
-        if !self.timeout.is_zero() {
-            b = b.timeout(self.timeout);
-        }
-        if self.tls.insecure_skip_verify {
-            b = b.tls_danger_accept_invalid_certs(true);
-        }
-        if let Some(pem) = self.tls.read_ca()? {
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("tls.ca_file: {e}"))?;
-            b = b.tls_certs_only(certs);
-        }
-        b.build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        self.tls.http_client(self.headers.clone(), self.timeout)
     }
 
     async fn send(&self, client: &reqwest::Client, w: &WriteRequest) -> Result<(), ExportError> {

@@ -17,7 +17,7 @@ use spanpipe_core::{
 
 use super::endpoint::{check_http_url, http_headers, join_signal_path};
 use super::partial::{PartialSuccessLog, rejected_from_json, rejected_from_protobuf};
-use super::tls::{TlsSettings, ensure_crypto_provider};
+use super::tls::TlsSettings;
 use crate::compression::{Compression, compress};
 use crate::json::protobuf_to_json;
 
@@ -170,24 +170,7 @@ const ERROR_SNIPPET_CHARS: usize = 256;
 
 impl OtlpHttpExporter {
     fn make_client(&self) -> Result<reqwest::Client, String> {
-        ensure_crypto_provider();
-        let mut b = reqwest::Client::builder()
-            .default_headers(self.headers.clone())
-            .user_agent(concat!("spanpipe/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10));
-        if !self.timeout.is_zero() {
-            b = b.timeout(self.timeout);
-        }
-        if self.tls.insecure_skip_verify {
-            b = b.tls_danger_accept_invalid_certs(true);
-        }
-        if let Some(pem) = self.tls.read_ca()? {
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("tls.ca_file: {e}"))?;
-            b = b.tls_certs_only(certs);
-        }
-        b.build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        self.tls.http_client(self.headers.clone(), self.timeout)
     }
 
     /// The request body: encoded as configured, then compressed.

@@ -31,6 +31,33 @@ impl TlsSettings {
                 .map_err(|e| format!("cannot read tls.ca_file {}: {e}", p.display())),
         }
     }
+
+    /// The one way every HTTP exporter builds its pooled reqwest client: these TLS settings, default headers,
+    /// a per-request `timeout` (zero: none) and a 10 s connect timeout. Called from `start()` (reads `ca_file`).
+    pub fn http_client(
+        &self,
+        headers: http::HeaderMap,
+        timeout: std::time::Duration,
+    ) -> Result<reqwest::Client, String> {
+        ensure_crypto_provider();
+        let mut b = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("spanpipe/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(10));
+        if !timeout.is_zero() {
+            b = b.timeout(timeout);
+        }
+        if self.insecure_skip_verify {
+            b = b.tls_danger_accept_invalid_certs(true);
+        }
+        if let Some(pem) = self.read_ca()? {
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("tls.ca_file: {e}"))?;
+            b = b.tls_certs_only(certs);
+        }
+        b.build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))
+    }
 }
 
 static PROVIDER: Once = Once::new();
