@@ -27,15 +27,52 @@ impl ComponentError {
     }
 }
 
-/// What a factory gets besides its config: who it is, and the key path to use in error messages.
+/// What a factory gets besides its config: who it is, the key path to use in error messages, and the extensions
+/// it may name (a storage for its queue, an authenticator for its server).
 #[derive(Clone, Debug)]
 pub struct BuildContext {
     pub id: ComponentId,
     /// e.g. `exporters.otlp/backend`
     pub path: String,
+    pub extensions: ExtensionHost,
 }
 
 impl BuildContext {
+    pub fn new(id: ComponentId, path: String) -> Self {
+        BuildContext {
+            id,
+            path,
+            extensions: ExtensionHost::default(),
+        }
+    }
+
+    pub fn with_extensions(mut self, extensions: ExtensionHost) -> Self {
+        self.extensions = extensions;
+        self
+    }
+
+    /// The enabled extension `name` refers to (a `ComponentId` string such as `file_storage/queue`), or an error
+    /// located at `keys` saying it is not defined or not listed in `service.extensions`.
+    pub fn extension(
+        &self,
+        node: &Node,
+        keys: &[&str],
+        name: &str,
+    ) -> Result<Arc<dyn Extension>, ConfigError> {
+        let found = name
+            .parse::<ComponentId>()
+            .ok()
+            .and_then(|id| self.extensions.get(&id).cloned());
+        found.ok_or_else(|| {
+            self.invalid(
+                node,
+                keys,
+                format!(
+                    "extension \"{name}\" is not defined in `extensions` and listed in `service.extensions`"
+                ),
+            )
+        })
+    }
     /// Deserializes this component's config node, `null` meaning "all defaults".
     pub fn config<T: serde::de::DeserializeOwned>(&self, node: &Node) -> Result<T, ConfigError> {
         node.deserialize(&self.path)
@@ -196,13 +233,34 @@ pub struct BuiltExporter {
     pub settings: ExporterSettings,
 }
 
-/// Side services (health checks, storage). None are required by the pipeline itself.
+/// Side services (health checks, storage, authenticators). None are required by the pipeline itself; a component
+/// that needs one finds it by id through [`BuildContext::extension`] and asks it for a capability.
 #[async_trait]
 pub trait Extension: Send + Sync {
     async fn start(&self) -> Result<(), ComponentError> {
         Ok(())
     }
     async fn shutdown(&self) {}
+}
+
+/// The extensions enabled in `service.extensions`, by id.
+#[derive(Clone, Default)]
+pub struct ExtensionHost(Arc<std::collections::BTreeMap<ComponentId, Arc<dyn Extension>>>);
+
+impl ExtensionHost {
+    pub fn new(extensions: impl IntoIterator<Item = (ComponentId, Arc<dyn Extension>)>) -> Self {
+        ExtensionHost(Arc::new(extensions.into_iter().collect()))
+    }
+
+    pub fn get(&self, id: &ComponentId) -> Option<&Arc<dyn Extension>> {
+        self.0.get(id)
+    }
+}
+
+impl std::fmt::Debug for ExtensionHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
 }
 
 /// Builds receivers of one type.

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use spanpipe_config::{CollectorConfig, Location, Pipeline};
 
-use crate::component::{BuildContext, Connector, Extension, Processor, Receiver, SignalConsumers};
+use crate::component::{
+    BuildContext, Connector, Extension, ExtensionHost, Processor, Receiver, SignalConsumers,
+};
 use crate::fanout::{Fanout, PipelinesFanout};
 use crate::queue::SendingQueue;
 use crate::{ComponentId, ConfigError, Consumer, Node, PipelineId, Registry, Signal};
@@ -68,6 +70,8 @@ struct Builder<'a> {
     heads: BTreeMap<PipelineId, Arc<dyn Consumer>>,
     visiting: BTreeSet<PipelineId>,
     processors: Vec<(String, Arc<dyn Processor>)>,
+    /// The extensions of `service.extensions`, built first so other components can look them up.
+    host: ExtensionHost,
 }
 
 fn find<'c>(
@@ -77,11 +81,8 @@ fn find<'c>(
     list.iter().find(|(i, _, _)| i == id)
 }
 
-fn ctx(section: &str, id: &ComponentId) -> BuildContext {
-    BuildContext {
-        id: id.clone(),
-        path: format!("{section}.{id}"),
-    }
+fn ctx_with(section: &str, id: &ComponentId, host: &ExtensionHost) -> BuildContext {
+    BuildContext::new(id.clone(), format!("{section}.{id}")).with_extensions(host.clone())
 }
 
 impl Graph {
@@ -96,9 +97,12 @@ impl Graph {
             heads: BTreeMap::new(),
             visiting: BTreeSet::new(),
             processors: Vec::new(),
+            host: ExtensionHost::default(),
         };
-        b.check_types()?;
+        b.check_extension_types()?;
         let extensions = b.extensions()?;
+        b.host = ExtensionHost::new(extensions.iter().cloned());
+        b.check_types()?;
         for p in &cfg.service.pipelines {
             b.pipeline(&p.id)?;
         }
@@ -127,7 +131,7 @@ impl Builder<'_> {
                     r.receivers.keys().collect(),
                 )
             })?;
-            f.build(&ctx("receivers", id), node)?;
+            f.build(&ctx_with("receivers", id, &self.host), node)?;
         }
         for (id, key, node) in &self.cfg.processors {
             let f = r.processors.get(id.type_name()).ok_or_else(|| {
@@ -141,7 +145,7 @@ impl Builder<'_> {
             })?;
             let sink: Arc<dyn Consumer> = Arc::new(PipelinesFanout { heads: vec![] });
             let signal = f.signals().first().copied().unwrap_or(Signal::Traces);
-            f.build(&ctx("processors", id), node, signal, sink)?;
+            f.build(&ctx_with("processors", id, &self.host), node, signal, sink)?;
         }
         for (id, key, node) in &self.cfg.exporters {
             let f = r.exporters.get(id.type_name()).ok_or_else(|| {
@@ -153,7 +157,7 @@ impl Builder<'_> {
                     r.exporters.keys().collect(),
                 )
             })?;
-            f.build(&ctx("exporters", id), node)?;
+            f.build(&ctx_with("exporters", id, &self.host), node)?;
         }
         for (id, key, _) in &self.cfg.connectors {
             r.connectors.get(id.type_name()).ok_or_else(|| {
@@ -166,6 +170,12 @@ impl Builder<'_> {
                 )
             })?;
         }
+        Ok(())
+    }
+
+    /// Extensions come first: other components' configs may name them.
+    fn check_extension_types(&self) -> Result<(), ConfigError> {
+        let r = self.reg;
         for (id, key, node) in &self.cfg.extensions {
             let f = r.extensions.get(id.type_name()).ok_or_else(|| {
                 unknown_type(
@@ -176,7 +186,7 @@ impl Builder<'_> {
                     r.extensions.keys().collect(),
                 )
             })?;
-            f.build(&ctx("extensions", id), node)?;
+            f.build(&ctx_with("extensions", id, &self.host), node)?;
         }
         Ok(())
     }
@@ -188,7 +198,10 @@ impl Builder<'_> {
                 find(&self.cfg.extensions, id),
                 self.reg.extensions.get(id.type_name()),
             ) {
-                out.push((id.clone(), f.build(&ctx("extensions", id), node)?));
+                out.push((
+                    id.clone(),
+                    f.build(&ctx_with("extensions", id, &self.host), node)?,
+                ));
             }
         }
         Ok(out)
@@ -252,7 +265,7 @@ impl Builder<'_> {
             if !f.signals().contains(&signal) {
                 return Err(unsupported(p, loc, "processors", "processor", id));
             }
-            let proc = f.build(&ctx("processors", id), node, signal, next)?;
+            let proc = f.build(&ctx_with("processors", id, &self.host), node, signal, next)?;
             self.processors
                 .push((format!("{id} in {pid}"), proc.clone()));
             next = proc;
@@ -282,7 +295,7 @@ impl Builder<'_> {
         if let Some(q) = self.queues.get(id) {
             return Ok(q.clone());
         }
-        let built = f.build(&ctx("exporters", id), node)?;
+        let built = f.build(&ctx_with("exporters", id, &self.host), node)?;
         let q = SendingQueue::new(id.to_string(), built.exporter, built.settings);
         self.queues.insert(id.clone(), q.clone());
         self.queue_order.push(q.clone());
@@ -346,7 +359,7 @@ impl Builder<'_> {
                 Some(c) => c.clone(),
                 None => {
                     let c = f.build(
-                        &ctx("connectors", id),
+                        &ctx_with("connectors", id, &self.host),
                         node,
                         from,
                         to,
@@ -410,7 +423,11 @@ impl Builder<'_> {
                 }
             }
             if used {
-                out.push((id.clone(), f.build(&ctx("receivers", id), node)?, consumers));
+                out.push((
+                    id.clone(),
+                    f.build(&ctx_with("receivers", id, &self.host), node)?,
+                    consumers,
+                ));
             }
         }
         Ok(out)

@@ -19,8 +19,8 @@ pub mod wire;
 pub use batch::{Batch, Metadata};
 pub use component::{
     BuildContext, BuiltExporter, ComponentError, Connector, ConnectorFactory, ExportError,
-    Exporter, ExporterFactory, ExporterSettings, Extension, ExtensionFactory, Processor,
-    ProcessorFactory, Receiver, ReceiverFactory, SignalConsumers,
+    Exporter, ExporterFactory, ExporterSettings, Extension, ExtensionFactory, ExtensionHost,
+    Processor, ProcessorFactory, Receiver, ReceiverFactory, SignalConsumers,
 };
 pub use consumer::{ConsumeError, Consumer};
 pub use queue::{OnFull, QueueSettings, Sizer};

@@ -10,10 +10,7 @@ use crate::config::{AuthSource, Destination, MlflowConfig, RuleAs};
 use crate::routing::{Source, Target};
 
 fn ctx() -> BuildContext {
-    BuildContext {
-        id: ComponentId::new("mlflow", None),
-        path: "exporters.mlflow".into(),
-    }
+    BuildContext::new(ComponentId::new("mlflow", None), "exporters.mlflow".into())
 }
 
 fn node(yaml: &str) -> spanpipe_core::Node {

@@ -22,10 +22,7 @@ pub(super) async fn started(yaml: &str, env: &[(&str, &str)]) -> Result<Arc<dyn 
     let factory = MlflowExporterFactory {
         env: Arc::new(move |k| env.get(k).cloned()),
     };
-    let ctx = BuildContext {
-        id: ComponentId::new("mlflow", None),
-        path: "exporters.mlflow".into(),
-    };
+    let ctx = BuildContext::new(ComponentId::new("mlflow", None), "exporters.mlflow".into());
     let node = spanpipe_config::load_str("t.yaml", yaml).map_err(|e| e.to_string())?;
     let e = factory
         .build(&ctx, &node)

@@ -23,10 +23,7 @@ pub fn node(yaml: &str) -> Node {
 
 /// A build context for component `kind` (no name).
 pub fn ctx(kind: &str) -> BuildContext {
-    BuildContext {
-        id: ComponentId::new(kind, None),
-        path: format!("exporters.{kind}"),
-    }
+    BuildContext::new(ComponentId::new(kind, None), format!("exporters.{kind}"))
 }
 
 /// The message of a build error (panics if the build succeeded).

@@ -151,10 +151,10 @@ mod tests {
     use spanpipe_config::{ComponentId, load_str};
 
     fn ctx() -> BuildContext {
-        BuildContext {
-            id: "otlp".parse::<ComponentId>().unwrap(),
-            path: "receivers.otlp".into(),
-        }
+        BuildContext::new(
+            "otlp".parse::<ComponentId>().unwrap(),
+            "receivers.otlp".into(),
+        )
     }
 
     fn parse(yaml: &str) -> Result<OtlpReceiverConfig, ConfigError> {

@@ -60,13 +60,13 @@ fn spans_batch(first_id: u64, n: u64) -> Batch {
 
 fn build(yaml: &str, sink: Arc<Sink>) -> Result<Arc<dyn Processor>, ConfigError> {
     let node = load_str("t.yaml", yaml)?;
-    let ctx = BuildContext {
-        id: ComponentId {
+    let ctx = BuildContext::new(
+        ComponentId {
             kind: "batch".into(),
             name: None,
         },
-        path: "processors.batch".into(),
-    };
+        "processors.batch".into(),
+    );
     BatchProcessorFactory.build(&ctx, &node, Signal::Traces, sink)
 }
 

@@ -144,10 +144,10 @@ async fn exporter(url: &str) -> Arc<dyn Exporter> {
         &format!("endpoint: {url}\nexternal_labels: {{ cluster: c1 }}\n"),
     )
     .unwrap();
-    let ctx = BuildContext {
-        id: ComponentId::new("prometheus_remote_write", None),
-        path: "exporters.prometheus_remote_write".into(),
-    };
+    let ctx = BuildContext::new(
+        ComponentId::new("prometheus_remote_write", None),
+        "exporters.prometheus_remote_write".into(),
+    );
     let e = RemoteWriteExporterFactory
         .build(&ctx, &node)
         .unwrap()
@@ -216,10 +216,10 @@ async fn server_errors_and_429_retry_other_4xx_are_permanent() {
 
 #[test]
 fn config_requires_an_endpoint_and_valid_label_names() {
-    let ctx = BuildContext {
-        id: ComponentId::new("prometheus_remote_write", None),
-        path: "exporters.prometheus_remote_write".into(),
-    };
+    let ctx = BuildContext::new(
+        ComponentId::new("prometheus_remote_write", None),
+        "exporters.prometheus_remote_write".into(),
+    );
     let build = |yaml: &str| {
         let node = spanpipe_config::load_str("t.yaml", yaml).unwrap();
         RemoteWriteExporterFactory

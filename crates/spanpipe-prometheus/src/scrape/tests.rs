@@ -4,10 +4,10 @@ use super::*;
 use crate::test_util::*;
 
 fn ctx() -> BuildContext {
-    BuildContext {
-        id: ComponentId::new("prometheus", None),
-        path: "exporters.prometheus".into(),
-    }
+    BuildContext::new(
+        ComponentId::new("prometheus", None),
+        "exporters.prometheus".into(),
+    )
 }
 
 fn build(yaml: &str) -> Result<BuiltExporter, ConfigError> {

@@ -62,10 +62,10 @@ impl Capture {
 
 fn build(yaml: &str, downstream: Arc<Capture>) -> Arc<dyn Connector> {
     let node = spanpipe_config::load_str("t.yaml", yaml).unwrap();
-    let ctx = BuildContext {
-        id: ComponentId::new("mlflow_spanmetrics", None),
-        path: "connectors.mlflow_spanmetrics".into(),
-    };
+    let ctx = BuildContext::new(
+        ComponentId::new("mlflow_spanmetrics", None),
+        "connectors.mlflow_spanmetrics".into(),
+    );
     SpanMetricsConnectorFactory
         .build(&ctx, &node, Signal::Traces, Signal::Metrics, downstream)
         .unwrap_or_else(|e| panic!("{}: {}", e.key, e.message))
@@ -140,10 +140,10 @@ async fn rejects_other_signals_and_malformed_traces_and_nothing_to_send_sends_no
 fn config_errors_name_the_key() {
     let err = |yaml: &str| {
         let node = spanpipe_config::load_str("t.yaml", yaml).unwrap();
-        let ctx = BuildContext {
-            id: ComponentId::new("mlflow_spanmetrics", None),
-            path: "connectors.mlflow_spanmetrics".into(),
-        };
+        let ctx = BuildContext::new(
+            ComponentId::new("mlflow_spanmetrics", None),
+            "connectors.mlflow_spanmetrics".into(),
+        );
         match SpanMetricsConnectorFactory.build(
             &ctx,
             &node,
