@@ -75,6 +75,11 @@ fi
 # (apt_install skips packages that are already installed and only runs apt-get as root / via sudo.)
 # nginx terminates TLS in front of MLflow in tests/mlflow_tls_token.rs; openssl makes its certificates.
 apt_install nginx openssl prometheus
+# tests/deploy.rs renders deploy/kubernetes with `kubectl kustomize` (offline); any kubectl will do, Debian's is
+# kubernetes-client (perl for the Dockerfile HEALTHCHECK test is Essential in Debian).
+if ! command -v kubectl >/dev/null 2>&1; then
+  apt_install kubernetes-client
+fi
 # <<<
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -129,6 +129,20 @@ service:
     traces: { receivers: [otlp], processors: [batch], exporters: [debug] }
 ";
 
+/// `configs/<env>.yaml` overlays, run as `--config configs/base.yaml --config configs/<env>.yaml`.
+const ENV_OVERLAYS: [&str; 3] = ["dev.yaml", "staging.yaml", "prod.yaml"];
+
+fn validate_over_base(overlay: &Path) -> CmdOutput {
+    let base = workspace_root().join("configs").join("base.yaml");
+    run_spanpipe(&[
+        "validate",
+        "--config",
+        base.to_str().expect("utf-8 path"),
+        "--config",
+        overlay.to_str().expect("utf-8 path"),
+    ])
+}
+
 #[test]
 fn every_shipped_config_validates() {
     let dir = workspace_root().join("configs");
@@ -145,7 +159,12 @@ fn every_shipped_config_validates() {
     );
     let mut failures = Vec::new();
     for f in &files {
-        let out = validate(f);
+        // The per-environment overlays are only used on top of configs/base.yaml.
+        let out = if ENV_OVERLAYS.iter().any(|o| f.ends_with(o)) {
+            validate_over_base(f)
+        } else {
+            validate(f)
+        };
         if !out.status.success() {
             failures.push(format!("{} ({}):\n{}", f.display(), out.status, out.stderr));
         }
@@ -156,6 +175,79 @@ fn every_shipped_config_validates() {
         failures.join("\n")
     );
     eprintln!("validated {} shipped config(s)", files.len());
+}
+
+/// The overlays change what they say they change, and the base's settings survive the merge.
+#[test]
+fn env_overlays_merge_onto_base() {
+    let configs = workspace_root().join("configs");
+    let merged = |env: &str| {
+        let base = configs.join("base.yaml");
+        let overlay = configs.join(env);
+        print_config(
+            &[
+                "--config",
+                base.to_str().expect("utf-8 path"),
+                "--config",
+                overlay.to_str().expect("utf-8 path"),
+            ],
+            &[],
+        )
+    };
+    let base = print_config(
+        &[
+            "--config",
+            configs.join("base.yaml").to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    let grpc = "/receivers/otlp/protocols/grpc/endpoint";
+    assert_eq!(
+        base.pointer(grpc),
+        Some(&serde_json::json!("127.0.0.1:4317"))
+    );
+    let traces = "/service/pipelines/traces/exporters";
+    for env in ENV_OVERLAYS {
+        let m = merged(env);
+        // From the base, untouched by any overlay.
+        assert_eq!(
+            m.pointer("/exporters/mlflow/tracking_uri"),
+            Some(&serde_json::json!("http://127.0.0.1:5000")),
+            "{env}: base's mlflow exporter lost in the merge: {m:#}"
+        );
+        assert_eq!(
+            m.pointer("/service/pipelines/metrics~1spanmetrics/exporters"),
+            Some(&serde_json::json!(["prometheus"])),
+            "{env}: {m:#}"
+        );
+        match env {
+            "dev.yaml" => {
+                assert_eq!(
+                    m.pointer(traces),
+                    Some(&serde_json::json!([
+                        "mlflow",
+                        "mlflow_spanmetrics",
+                        "debug"
+                    ])),
+                    "{m:#}"
+                );
+                assert_eq!(m.pointer(grpc), base.pointer(grpc));
+            }
+            _ => {
+                assert_eq!(
+                    m.pointer(grpc),
+                    Some(&serde_json::json!("0.0.0.0:4317")),
+                    "{env}"
+                );
+                assert_eq!(
+                    m.pointer("/service/telemetry/logs/encoding"),
+                    Some(&serde_json::json!("json")),
+                    "{env}"
+                );
+                assert_eq!(m.pointer(traces), base.pointer(traces), "{env}");
+            }
+        }
+    }
 }
 
 #[test]
