@@ -111,6 +111,38 @@ impl Node {
         crate::emit::to_yaml(self)
     }
 
+    /// Whether two trees hold the same configuration, ignoring where each value was written: a config reload
+    /// compares a component's old and new node this way, so moving a section to another line or file does not
+    /// count as a change. Map key order matters (it is kept as written); a quoted scalar differs from a plain one
+    /// (they may type differently); every spelling of null (`~`, `null`, empty) is the same.
+    pub fn same_value(&self, other: &Node) -> bool {
+        if self.is_null() || other.is_null() {
+            return self.is_null() && other.is_null();
+        }
+        match (&self.value, &other.value) {
+            (
+                Value::Scalar {
+                    text: a,
+                    quoted: qa,
+                },
+                Value::Scalar {
+                    text: b,
+                    quoted: qb,
+                },
+            ) => a == b && qa == qb,
+            (Value::Seq(a), Value::Seq(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_value(y))
+            }
+            (Value::Map(a), Value::Map(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|((ka, va), (kb, vb))| ka.same_value(kb) && va.same_value(vb))
+            }
+            _ => false,
+        }
+    }
+
     /// Number of nodes in this tree (used to bound alias expansion).
     pub(crate) fn count(&self) -> usize {
         match &self.value {
@@ -166,5 +198,28 @@ mod tests {
         assert!(n.get("e").unwrap().as_str().is_none());
         assert!(n.get("zz").is_none());
         assert!(n.get("a").unwrap().get("a").is_none());
+    }
+
+    #[test]
+    fn same_value_ignores_location_only() {
+        let a = load_str("a.yaml", "x: {endpoint: h:1, n: [1, 2]}\nz: ~\n").unwrap();
+        let b = load_str(
+            "b.yaml",
+            "\n\nx:\n  endpoint: h:1\n  n:\n    - 1\n    - 2\nz:\n",
+        )
+        .unwrap();
+        assert!(a.same_value(&b));
+        let differs = [
+            "x: {endpoint: h:2, n: [1, 2]}\nz: ~\n",
+            "x: {endpoint: h:1, n: [1]}\nz: ~\n",
+            "x: {endpoint: 'h:1', n: [1, 2]}\nz: ~\n",
+            "x: {n: [1, 2], endpoint: h:1}\nz: ~\n",
+            "x: {endpoint: h:1, n: [1, 2]}\nz: 0\n",
+            "x: {endpoint: h:1, n: [1, 2], extra: 1}\nz: ~\n",
+        ];
+        for text in differs {
+            let c = load_str("c.yaml", text).unwrap();
+            assert!(!a.same_value(&c), "{text} should differ");
+        }
     }
 }

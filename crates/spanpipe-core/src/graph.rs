@@ -10,9 +10,15 @@ use spanpipe_config::{CollectorConfig, Location, Pipeline};
 use crate::component::{
     BuildContext, Connector, Extension, ExtensionHost, Processor, Receiver, SignalConsumers,
 };
+use crate::counting::ProcessorCounting;
 use crate::fanout::{Fanout, PipelinesFanout};
 use crate::queue::SendingQueue;
+use crate::reload::Diff;
 use crate::{ComponentId, ConfigError, Consumer, Node, PipelineId, Registry, Signal};
+
+mod reuse;
+use reuse::Reuse;
+pub use reuse::{NamedProcessor, Parts, Route, same};
 
 /// Extensions by id, in start order.
 pub type Extensions = Vec<(ComponentId, Arc<dyn Extension>)>;
@@ -26,6 +32,8 @@ pub struct Graph {
     /// Processors and connectors, downstream first (start in this order, stop in reverse).
     pub processors: Vec<(String, Arc<dyn Processor>)>,
     pub receivers: Receivers,
+    /// The same instances by key (and each receiver's routes), for a reload to take over.
+    pub parts: Parts,
 }
 
 fn unknown_type(
@@ -72,6 +80,10 @@ struct Builder<'a> {
     processors: Vec<(String, Arc<dyn Processor>)>,
     /// The extensions of `service.extensions`, built first so other components can look them up.
     host: ExtensionHost,
+    /// On a reload: the running graph, whose unchanged parts are taken over instead of built.
+    reuse: Option<Reuse<'a>>,
+    chains: BTreeMap<PipelineId, Vec<NamedProcessor>>,
+    routes: BTreeMap<ComponentId, Vec<Route>>,
 }
 
 fn find<'c>(
@@ -88,6 +100,41 @@ fn ctx_with(section: &str, id: &ComponentId, host: &ExtensionHost) -> BuildConte
 impl Graph {
     /// Builds every configured component (validating its config) and wires the pipelines.
     pub fn build(cfg: &CollectorConfig, reg: &Registry) -> Result<Graph, ConfigError> {
+        Self::build_with_status(cfg, reg, crate::ServiceStatus::default())
+    }
+
+    /// As [`Graph::build`], the components reporting to (and health checks reading) `status`.
+    pub fn build_with_status(
+        cfg: &CollectorConfig,
+        reg: &Registry,
+        status: crate::ServiceStatus,
+    ) -> Result<Graph, ConfigError> {
+        Self::build_reusing(cfg, reg, status, None)
+    }
+
+    /// Builds the graph of `cfg` for a reload of `running` (built from `running_cfg`): unchanged extensions,
+    /// exporter queues, connectors, pipelines and receivers are the running instances (see [`reuse`]). Validates
+    /// exactly as [`Graph::build`] and changes nothing that runs.
+    pub fn rebuild(
+        cfg: &CollectorConfig,
+        reg: &Registry,
+        status: crate::ServiceStatus,
+        running: &Graph,
+        running_cfg: &CollectorConfig,
+    ) -> Result<Graph, ConfigError> {
+        let reuse = Reuse {
+            graph: running,
+            diff: Diff::new(running_cfg, cfg),
+        };
+        Self::build_reusing(cfg, reg, status, Some(reuse))
+    }
+
+    fn build_reusing(
+        cfg: &CollectorConfig,
+        reg: &Registry,
+        status: crate::ServiceStatus,
+        reuse: Option<Reuse<'_>>,
+    ) -> Result<Graph, ConfigError> {
         let mut b = Builder {
             cfg,
             reg,
@@ -97,11 +144,14 @@ impl Graph {
             heads: BTreeMap::new(),
             visiting: BTreeSet::new(),
             processors: Vec::new(),
-            host: ExtensionHost::default(),
+            host: ExtensionHost::default().with_status(status.clone()),
+            reuse,
+            chains: BTreeMap::new(),
+            routes: BTreeMap::new(),
         };
         b.check_extension_types()?;
         let extensions = b.extensions()?;
-        b.host = ExtensionHost::new(extensions.iter().cloned());
+        b.host = ExtensionHost::new(extensions.iter().cloned()).with_status(status);
         b.check_types()?;
         for p in &cfg.service.pipelines {
             b.pipeline(&p.id)?;
@@ -112,6 +162,13 @@ impl Graph {
             queues: b.queue_order,
             processors: b.processors,
             receivers,
+            parts: Parts {
+                queues: b.queues,
+                connectors: b.connectors,
+                heads: b.heads,
+                chains: b.chains,
+                routes: b.routes,
+            },
         })
     }
 }
@@ -198,10 +255,11 @@ impl Builder<'_> {
                 find(&self.cfg.extensions, id),
                 self.reg.extensions.get(id.type_name()),
             ) {
-                out.push((
-                    id.clone(),
-                    f.build(&ctx_with("extensions", id, &self.host), node)?,
-                ));
+                let e = match self.reused_extension(id) {
+                    Some(e) => e,
+                    None => f.build(&ctx_with("extensions", id, &self.host), node)?,
+                };
+                out.push((id.clone(), e));
             }
         }
         Ok(out)
@@ -247,7 +305,9 @@ impl Builder<'_> {
             }
         }
         let mut next: Arc<dyn Consumer> = Arc::new(Fanout::new(queues, connectors));
-        for (id, loc) in p.processors.iter().rev() {
+        let reused = self.reused_pipeline(pid);
+        let mut chain = Vec::new();
+        for (id, loc) in p.processors.iter().rev().filter(|_| reused.is_none()) {
             let (_, _, node) = find(&cfg.processors, id).ok_or_else(|| {
                 ConfigError::new(
                     loc.clone(),
@@ -265,11 +325,18 @@ impl Builder<'_> {
             if !f.signals().contains(&signal) {
                 return Err(unsupported(p, loc, "processors", "processor", id));
             }
-            let proc = f.build(&ctx_with("processors", id, &self.host), node, signal, next)?;
-            self.processors
-                .push((format!("{id} in {pid}"), proc.clone()));
+            let counting = ProcessorCounting::new(&id.to_string(), signal);
+            let out = counting.outgoing(next);
+            let proc = f.build(&ctx_with("processors", id, &self.host), node, signal, out)?;
+            let proc = counting.incoming(proc);
+            chain.push((format!("{id} in {pid}"), proc.clone()));
             next = proc;
         }
+        if let Some((head, kept)) = reused {
+            (next, chain) = (head, kept);
+        }
+        self.processors.extend(chain.iter().cloned());
+        self.chains.insert(pid.clone(), chain);
         self.visiting.remove(pid);
         self.heads.insert(pid.clone(), next.clone());
         Ok(next)
@@ -295,8 +362,15 @@ impl Builder<'_> {
         if let Some(q) = self.queues.get(id) {
             return Ok(q.clone());
         }
+        if let Some(q) = self.reused_queue(id) {
+            self.queues.insert(id.clone(), q.clone());
+            self.queue_order.push(q.clone());
+            return Ok(q);
+        }
         let built = f.build(&ctx_with("exporters", id, &self.host), node)?;
         let q = SendingQueue::new(id.to_string(), built.exporter, built.settings);
+        q.counters
+            .report_to(self.host.status().exporter(&id.to_string()));
         self.queues.insert(id.clone(), q.clone());
         self.queue_order.push(q.clone());
         Ok(q)
@@ -358,13 +432,16 @@ impl Builder<'_> {
             let c = match self.connectors.get(&key) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = f.build(
-                        &ctx_with("connectors", id, &self.host),
-                        node,
-                        from,
-                        to,
-                        Arc::new(PipelinesFanout { heads }),
-                    )?;
+                    let c = match self.reused_connector(&key) {
+                        Some(c) => c,
+                        None => f.build(
+                            &ctx_with("connectors", id, &self.host),
+                            node,
+                            from,
+                            to,
+                            Arc::new(PipelinesFanout { heads }),
+                        )?,
+                    };
                     self.processors
                         .push((format!("connector {id} {from}->{to}"), c.clone()));
                     self.connectors.insert(key, c.clone());
@@ -388,8 +465,7 @@ impl Builder<'_> {
                     self.reg.receivers.keys().collect(),
                 )
             })?;
-            let mut consumers = SignalConsumers::default();
-            let mut used = false;
+            let mut targets = Vec::new();
             for signal in [Signal::Traces, Signal::Metrics, Signal::Logs] {
                 let mut heads = Vec::new();
                 for p in self
@@ -413,21 +489,20 @@ impl Builder<'_> {
                     }
                 }
                 if !heads.is_empty() {
-                    used = true;
                     let c: Arc<dyn Consumer> = if heads.len() == 1 {
                         heads.remove(0)
                     } else {
                         Arc::new(PipelinesFanout { heads })
                     };
-                    consumers.set(signal, c);
+                    targets.push((signal, c));
                 }
             }
-            if used {
-                out.push((
-                    id.clone(),
-                    f.build(&ctx_with("receivers", id, &self.host), node)?,
-                    consumers,
-                ));
+            if !targets.is_empty() {
+                let host = self.host.clone();
+                let (r, consumers) = self.receiver_with_routes(id, targets, || {
+                    f.build(&ctx_with("receivers", id, &host), node)
+                })?;
+                out.push((id.clone(), r, consumers));
             }
         }
         Ok(out)
