@@ -8,6 +8,7 @@
 # Environment knobs:
 #   SPANPIPE_TEST_VENV   Python venv for the e2e tests (default: <repo>/.venv-test)
 #   SKIP_LINT=1          skip cargo fmt --check and clippy (local iteration only; CI never sets it)
+#   SKIP_FUZZ_BUILD=1    skip building the fuzz targets (local iteration only; CI never sets it)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -131,10 +132,19 @@ fi
 
 # ---------------------------------------------------------------------------------------------------------------
 stage "cargo build"
-cargo build -p spanpipe
+cargo build -p spanpipe -p spanpipe-loadgen
 # The e2e harness looks for the binary next to the test executables' profile dir; say it explicitly too.
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 export SPANPIPE_BIN="${SPANPIPE_BIN:-$TARGET_DIR/debug/spanpipe}"
+
+# ---------------------------------------------------------------------------------------------------------------
+# >>> Fuzz targets (fuzz/, own workspace): they must keep building; running them is `scripts/fuzz.sh SECONDS`,
+# outside the test command. Installs cargo-fuzz into ~/.cargo/bin when missing. SKIP_FUZZ_BUILD=1 skips (local only).
+if [[ "${SKIP_FUZZ_BUILD:-0}" != "1" ]]; then
+  stage "fuzz targets (build)"
+  bash scripts/fuzz.sh --build-only
+fi
+# <<<
 
 # ---------------------------------------------------------------------------------------------------------------
 stage "mlflow server"

@@ -51,6 +51,11 @@ impl BuildContext {
         self
     }
 
+    /// The service's state and exporter send outcomes (for health checks), shared by every component.
+    pub fn status(&self) -> &crate::ServiceStatus {
+        self.extensions.status()
+    }
+
     /// The enabled extension `name` refers to (a `ComponentId` string such as `file_storage/queue`), or an error
     /// located at `keys` saying it is not defined or not listed in `service.extensions`.
     pub fn extension(
@@ -202,6 +207,8 @@ pub struct ExporterSettings {
     pub retry_on_failure: RetrySettings,
     /// Per attempt; zero means none.
     pub timeout: Duration,
+    /// The extension named by `sending_queue.storage`: the queue is kept there (opened at start).
+    pub storage: Option<Arc<dyn crate::storage::Storage>>,
 }
 
 impl ExporterSettings {
@@ -219,10 +226,25 @@ impl ExporterSettings {
         retry_on_failure
             .validate()
             .map_err(|(k, m)| ctx.invalid(node, &["retry_on_failure", k], m))?;
+        let storage = match &sending_queue.storage {
+            Some(name) => {
+                let keys = ["sending_queue", "storage"];
+                let ext = ctx.extension(node, &keys, name)?;
+                Some(ext.storage().ok_or_else(|| {
+                    ctx.invalid(
+                        node,
+                        &keys,
+                        format!("extension \"{name}\" is not a storage extension"),
+                    )
+                })?)
+            }
+            None => None,
+        };
         Ok(ExporterSettings {
             sending_queue,
             retry_on_failure,
             timeout,
+            storage,
         })
     }
 }
@@ -241,19 +263,45 @@ pub trait Extension: Send + Sync {
         Ok(())
     }
     async fn shutdown(&self) {}
+    /// The request authenticator this extension offers to receivers (`auth.authenticator`), if it is one.
+    fn server_auth(&self) -> Option<Arc<dyn crate::ServerAuth>> {
+        None
+    }
+    /// The durable storage this extension offers to sending queues (`sending_queue.storage`), if it is one.
+    fn storage(&self) -> Option<Arc<dyn crate::storage::Storage>> {
+        None
+    }
 }
 
-/// The extensions enabled in `service.extensions`, by id.
+/// What the service offers its components (the OTel Collector's `component.Host`): the extensions enabled in
+/// `service.extensions`, by id, and the service's status (state and exporter send outcomes, for health checks).
 #[derive(Clone, Default)]
-pub struct ExtensionHost(Arc<std::collections::BTreeMap<ComponentId, Arc<dyn Extension>>>);
+pub struct ExtensionHost(
+    Arc<std::collections::BTreeMap<ComponentId, Arc<dyn Extension>>>,
+    crate::ServiceStatus,
+);
 
 impl ExtensionHost {
     pub fn new(extensions: impl IntoIterator<Item = (ComponentId, Arc<dyn Extension>)>) -> Self {
-        ExtensionHost(Arc::new(extensions.into_iter().collect()))
+        ExtensionHost(
+            Arc::new(extensions.into_iter().collect()),
+            Default::default(),
+        )
+    }
+
+    /// The same extensions reporting to `status` (the one the service sets its state on).
+    pub fn with_status(mut self, status: crate::ServiceStatus) -> Self {
+        self.1 = status;
+        self
     }
 
     pub fn get(&self, id: &ComponentId) -> Option<&Arc<dyn Extension>> {
         self.0.get(id)
+    }
+
+    /// The service's state and every exporter's send outcomes.
+    pub fn status(&self) -> &crate::ServiceStatus {
+        &self.1
     }
 }
 

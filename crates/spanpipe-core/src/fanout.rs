@@ -29,7 +29,7 @@ impl Consumer for Fanout {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
         let mut reservations = Vec::with_capacity(self.queues.len());
         for q in &self.queues {
-            match q.try_reserve(batch.items) {
+            match q.try_reserve(&batch) {
                 Ok(r) => reservations.push(r),
                 Err(full) => match full.policy {
                     OnFull::Refuse => {
@@ -38,7 +38,9 @@ impl Consumer for Fanout {
                             retry_after: q.retry_after(),
                         });
                     }
-                    OnFull::Drop => q.counters.enqueue_failed.add(batch.signal, batch.items),
+                    OnFull::Drop | OnFull::DropOldest => {
+                        q.counters.enqueue_failed.add(batch.signal, batch.items)
+                    }
                 },
             }
         }

@@ -4,18 +4,25 @@
 //! The core names no concrete component: receivers, processors, exporters, connectors and extensions are registered
 //! as factories in a [`Registry`] by the binary, and [`Service`] builds the graph from the configuration.
 
+pub mod auth;
 pub mod batch;
 pub mod component;
 pub mod consumer;
+pub mod counting;
 pub mod fanout;
 pub mod graph;
 pub mod queue;
 pub mod registry;
+pub mod reload;
 pub mod retry;
 pub mod service;
+pub mod status;
+pub mod storage;
+pub mod swap;
 pub mod telemetry;
 pub mod wire;
 
+pub use auth::{AuthError, ServerAuth};
 pub use batch::{Batch, Metadata};
 pub use component::{
     BuildContext, BuiltExporter, ComponentError, Connector, ConnectorFactory, ExportError,
@@ -28,3 +35,5 @@ pub use registry::Registry;
 pub use retry::RetrySettings;
 pub use service::Service;
 pub use spanpipe_config::{ComponentId, ConfigError, Node, PipelineId, Signal};
+pub use status::{ServiceState, ServiceStatus};
+pub use storage::{Record, RecordId, Storage, StorageClient, StorageError, StorageStats};

@@ -4,6 +4,11 @@
 //! Capacity is a semaphore (in requests or items); a batch holds its permits until its export finished, so the
 //! queue size counts in-flight work too. Admission is a separate step ([`SendingQueue::try_reserve`]) so the
 //! fan-out can reserve room in every queue before it commits the batch to any of them.
+//!
+//! With `storage` the queue is persistent ([`persistent`]): batches are appended to a storage extension's log
+//! before the fan-out returns (so before the client is answered), workers read them back oldest first, and a
+//! record is acknowledged only once its export succeeded or was given up; what a stop or crash interrupts is sent
+//! again after the restart.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
@@ -16,9 +21,17 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::component::{ExportError, Exporter, ExporterSettings};
-use crate::telemetry::{ExporterCounters, item_noun};
-use crate::{Batch, RetrySettings};
+use crate::Batch;
+use crate::component::{Exporter, ExporterSettings};
+use crate::telemetry::ExporterCounters;
+
+mod codec;
+mod deliver;
+mod gauges;
+mod persistent;
+
+use gauges::QueueGauges;
+use persistent::{Hold, Persistent};
 
 /// What `queue_size` counts.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
@@ -40,6 +53,9 @@ pub enum OnFull {
     /// Drop the batch for this exporter only (counted in `otelcol_exporter_enqueue_failed_*`); the others still
     /// get it. For best-effort backends that must never hold the rest back.
     Drop,
+    /// Persistent queues only: make room by dropping the oldest queued requests (counted in
+    /// `otelcol_exporter_send_failed_*`), so the newest data is kept through a long outage.
+    DropOldest,
 }
 
 /// `sending_queue` settings.
@@ -51,6 +67,8 @@ pub struct QueueSettings {
     pub queue_size: usize,
     pub sizer: Sizer,
     pub on_full: OnFull,
+    /// A storage extension id (`file_storage/<name>`): keep the queue on disk there instead of in memory.
+    pub storage: Option<String>,
 }
 
 impl Default for QueueSettings {
@@ -61,6 +79,7 @@ impl Default for QueueSettings {
             queue_size: 1000,
             sizer: Sizer::Requests,
             on_full: OnFull::Refuse,
+            storage: None,
         }
     }
 }
@@ -77,6 +96,15 @@ impl QueueSettings {
         if self.queue_size > (u32::MAX >> 4) as usize {
             return Err(("queue_size", "is too large".into()));
         }
+        if self.on_full == OnFull::DropOldest && self.storage.is_none() {
+            return Err((
+                "on_full",
+                "drop_oldest needs a persistent queue (`sending_queue.storage`)".into(),
+            ));
+        }
+        if self.storage.is_some() && !self.enabled {
+            return Err(("storage", "needs `sending_queue.enabled: true`".into()));
+        }
         Ok(())
     }
 }
@@ -90,18 +118,36 @@ struct Queued {
 pub struct Reservation {
     queue: Arc<SendingQueue>,
     permit: Option<OwnedSemaphorePermit>,
+    /// Room held in a persistent queue.
+    hold: Option<Hold>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(hold) = self.hold.take() {
+            self.queue.release(hold);
+        }
+        if self.permit.take().is_some() {
+            self.queue.update_size();
+        }
+    }
 }
 
 impl Reservation {
-    /// Commits the batch to the queue (or, with the queue disabled, exports it now).
-    pub async fn send(self, batch: Batch) {
+    /// Commits the batch to the queue (or, with the queue disabled, exports it now). A persistent queue returns
+    /// once the batch is written.
+    pub async fn send(mut self, batch: Batch) {
+        if let Some(hold) = self.hold.take() {
+            self.queue.clone().persist(batch, hold).await;
+            return;
+        }
         if !self.queue.settings.sending_queue.enabled {
             self.queue.deliver(&batch).await;
             return;
         }
         if let Err(mpsc::error::SendError(q)) = self.queue.tx.send(Queued {
             batch,
-            _permit: self.permit,
+            _permit: self.permit.take(),
         }) {
             // Only after shutdown closed the queue: count, never lose silently.
             self.queue
@@ -135,15 +181,32 @@ pub struct SendingQueue {
     failing: AtomicBool,
     saturated: AtomicBool,
     logged_permanent: StdMutex<Vec<String>>,
+    gauges: QueueGauges,
+    /// Set with `sending_queue.storage`: the queue lives there, not in `tx`/`rx`.
+    persistent: Option<Persistent>,
+}
+
+/// How one delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Sent,
+    /// Counted as failed (permanent error, retries exhausted or disabled, memory queue out of time).
+    Failed,
+    /// A persistent queue stopped before the export finished: not counted, sent again after the restart.
+    Interrupted,
 }
 
 impl SendingQueue {
     pub fn new(id: String, exporter: Arc<dyn Exporter>, settings: ExporterSettings) -> Arc<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
         let capacity = settings.sending_queue.queue_size.max(1);
-        metrics::gauge!("otelcol_exporter_queue_capacity", "exporter" => id.clone())
-            .set(capacity as f64);
+        let gauges = QueueGauges::new(&id);
+        gauges.capacity.set(capacity as f64);
+        gauges.size.set(0.0);
+        let persistent = settings.storage.clone().map(Persistent::new);
         Arc::new(SendingQueue {
+            gauges,
+            persistent,
             counters: ExporterCounters::new(&id),
             id,
             exporter,
@@ -163,37 +226,69 @@ impl SendingQueue {
 
     /// Current occupancy in the sizer's unit (queued plus being exported).
     pub fn size(&self) -> usize {
+        if let Some(p) = &self.persistent {
+            return p.size(self.settings.sending_queue.sizer);
+        }
         self.capacity - self.sem.available_permits().min(self.capacity)
+    }
+
+    fn update_size(&self) {
+        self.gauges.size.set(self.size() as f64);
+    }
+
+    /// What a batch of `items` costs in the sizer's unit.
+    fn cost(&self, items: usize) -> usize {
+        match self.settings.sending_queue.sizer {
+            crate::Sizer::Requests => 1,
+            // A batch larger than the whole queue is admitted when the queue is empty rather than never.
+            crate::Sizer::Items => items.clamp(1, self.capacity),
+        }
     }
 
     pub fn on_full(&self) -> OnFull {
         self.settings.sending_queue.on_full
     }
 
-    /// Reserves room for a batch of `items` without waiting.
-    pub fn try_reserve(self: &Arc<Self>, items: usize) -> Result<Reservation, QueueFull> {
+    /// Reserves room for `batch` without waiting.
+    pub fn try_reserve(self: &Arc<Self>, batch: &Batch) -> Result<Reservation, QueueFull> {
+        let reserved = |permit, hold| Reservation {
+            queue: self.clone(),
+            permit,
+            hold,
+        };
         if !self.settings.sending_queue.enabled {
-            return Ok(Reservation {
-                queue: self.clone(),
-                permit: None,
+            return Ok(reserved(None, None));
+        }
+        let cost = self.cost(batch.items);
+        if let Some(p) = &self.persistent
+            && !p.is_open()
+        {
+            // Not started yet, or stopped (a reload starting the next instance): refuse whatever the policy, so
+            // nothing is dropped while the log is closed; the client retries.
+            return Err(QueueFull {
+                policy: OnFull::Refuse,
             });
         }
-        let cost = match self.settings.sending_queue.sizer {
-            crate::Sizer::Requests => 1,
-            // A batch larger than the whole queue is admitted when the queue is empty rather than never.
-            crate::Sizer::Items => items.clamp(1, self.capacity),
+        let got = match &self.persistent {
+            Some(p) => p
+                .try_hold(self, cost, batch)
+                .map(|h| reserved(None, Some(h))),
+            None => match self.sem.clone().try_acquire_many_owned(cost as u32) {
+                Ok(permit) => {
+                    self.update_size();
+                    Some(reserved(Some(permit), None))
+                }
+                Err(_) => None,
+            },
         };
-        match self.sem.clone().try_acquire_many_owned(cost as u32) {
-            Ok(permit) => {
+        match got {
+            Some(r) => {
                 if self.saturated.swap(false, Ordering::Relaxed) {
                     tracing::info!(exporter = %self.id, "sending queue has room again");
                 }
-                Ok(Reservation {
-                    queue: self.clone(),
-                    permit: Some(permit),
-                })
+                Ok(r)
             }
-            Err(_) => {
+            None => {
                 if !self.saturated.swap(true, Ordering::Relaxed) {
                     tracing::warn!(exporter = %self.id, capacity = self.capacity,
                         policy = ?self.on_full(), "sending queue is full");
@@ -207,12 +302,18 @@ impl SendingQueue {
 
     /// Starts the exporter and its workers.
     pub async fn start(self: &Arc<Self>) -> Result<(), crate::ComponentError> {
+        if self.persistent.is_some() {
+            self.clone().open_storage().await?;
+        }
         self.exporter.start().await?;
         if self.settings.sending_queue.enabled {
             let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
             for _ in 0..self.settings.sending_queue.num_consumers {
                 let q = self.clone();
-                workers.push(tokio::spawn(async move { q.worker().await }));
+                workers.push(match q.persistent.is_some() {
+                    true => tokio::spawn(async move { q.persistent_worker().await }),
+                    false => tokio::spawn(async move { q.worker().await }),
+                });
             }
         }
         Ok(())
@@ -234,90 +335,18 @@ impl SendingQueue {
             };
             let Some(queued) = next else { break };
             self.deliver(&queued.batch).await;
-        }
-    }
-
-    /// Exports with timeout and retries until success, a permanent error, `max_elapsed_time` or the shutdown
-    /// deadline. Every outcome is counted.
-    pub async fn deliver(&self, batch: &Batch) -> bool {
-        let retry: &RetrySettings = &self.settings.retry_on_failure;
-        let started = Instant::now();
-        let mut attempt: u32 = 0;
-        loop {
-            let result = tokio::select! {
-                r = self.attempt(batch) => r,
-                _ = self.hard_stop.cancelled() => Err(ExportError::permanent("shutdown deadline reached")),
-            };
-            let (reason, delay) = match result {
-                Ok(()) => {
-                    self.counters.sent.add(batch.signal, batch.items);
-                    if self.failing.swap(false, Ordering::Relaxed) {
-                        tracing::info!(exporter = %self.id, "exports succeed again");
-                    }
-                    return true;
-                }
-                Err(ExportError::Permanent { reason }) => {
-                    self.fail(batch, &reason, "permanent error, not retried");
-                    return false;
-                }
-                Err(ExportError::Retryable { reason, delay }) => (reason, delay),
-            };
-            if !retry.enabled {
-                self.fail(batch, &reason, "retry_on_failure disabled");
-                return false;
-            }
-            let backoff = retry.backoff(attempt, rand::random::<f64>());
-            attempt = attempt.saturating_add(1);
-            let wait = delay.unwrap_or(backoff);
-            let max_elapsed = retry.max_elapsed_time.0;
-            if !max_elapsed.is_zero() && started.elapsed() + wait > max_elapsed {
-                self.fail(batch, &reason, "retries exhausted (max_elapsed_time)");
-                return false;
-            }
-            if !self.failing.swap(true, Ordering::Relaxed) {
-                tracing::warn!(exporter = %self.id, error = %reason, retry_in = ?wait, "export failed; retrying");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.hard_stop.cancelled() => {
-                    self.fail(batch, &reason, "shutdown deadline reached while retrying");
-                    return false;
-                }
-            }
-        }
-    }
-
-    async fn attempt(&self, batch: &Batch) -> Result<(), ExportError> {
-        let timeout = self.settings.timeout;
-        if timeout.is_zero() {
-            return self.exporter.export(batch).await;
-        }
-        match tokio::time::timeout(timeout, self.exporter.export(batch)).await {
-            Ok(r) => r,
-            Err(_) => Err(ExportError::retryable(format!(
-                "timeout: no answer within {timeout:?}"
-            ))),
-        }
-    }
-
-    fn fail(&self, batch: &Batch, reason: &str, why: &str) {
-        self.counters.send_failed.add(batch.signal, batch.items);
-        let kind = format!("{why}: {}", reason.split(':').next().unwrap_or(reason));
-        let mut logged = self
-            .logged_permanent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if !logged.contains(&kind) {
-            if logged.len() < 64 {
-                logged.push(kind);
-            }
-            tracing::error!(exporter = %self.id, error = %reason, items = batch.items,
-                noun = item_noun(batch.signal), "{why}; data dropped (further errors of this kind are only counted)");
+            drop(queued);
+            self.update_size();
         }
     }
 
     /// Stops taking work and drains what is queued, giving up at `deadline`: what is left then is counted as failed.
     pub async fn shutdown(&self, deadline: Instant) {
+        if self.persistent.is_some() {
+            self.shutdown_persistent(deadline).await;
+            self.exporter.shutdown().await;
+            return;
+        }
         self.closing.cancel();
         let workers: Vec<JoinHandle<()>> =
             std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));

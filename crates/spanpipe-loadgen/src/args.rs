@@ -102,6 +102,18 @@ pub struct SinkArgs {
     /// Largest request accepted, after decompression (a batch can exceed the 4 MiB gRPC default).
     #[arg(long, default_value_t = 256 << 20)]
     pub max_request_bytes: usize,
+    /// A step of the fault script, in order (repeatable): `ok:N|DUR`, `down:DUR` (port closed, connections
+    /// reset), `reset:N|DUR`, `STATUS:N|DUR[:retry-after=S|:retry-after-date=S][:grpc=CODE]` (e.g.
+    /// `429:1:retry-after=2`). N counts requests, DUR is a duration. The timeline starts with the first request
+    /// (at once when the first step is `down`); healthy after the last step.
+    #[arg(long = "fault", value_parser = crate::sink::parse_fault)]
+    pub faults: Vec<crate::sink::FaultStep>,
+    /// Wait this long before answering each request.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub latency: Duration,
+    /// Write `span_id_hex arrival_unix_ms` for every span received to this file at exit.
+    #[arg(long)]
+    pub arrivals: Option<std::path::PathBuf>,
 }
 
 /// Parses `500ms`, `30s`, `2m`, `1h` or a bare number of seconds.

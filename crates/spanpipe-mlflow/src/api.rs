@@ -91,8 +91,9 @@ impl Failure {
     }
 
     /// The generic mapping, `what` prefixing the reason (it is also the "kind" errors are logged once per):
-    /// 429 and 5xx are retryable with the server's Retry-After, except 500 FEATURE_DISABLED (workspaces off) and
-    /// 501 (a store without OTLP ingestion), which no retry fixes; every other status is permanent.
+    /// The statuses every exporter shares ([`spanpipe_core::retry::classify_http`]): 429, 502, 503 and 504 retry
+    /// with the server's Retry-After; everything else (400, 401, 422, 500 — FEATURE_DISABLED gets a hint —,
+    /// 501: a store without OTLP ingestion) is permanent.
     pub fn into_export_error(self, what: &str) -> ExportError {
         match self {
             Failure::Transport(ExportError::Retryable { reason, delay }) => {
@@ -122,10 +123,7 @@ impl Failure {
                          --enable-workspaces)"
                     ));
                 }
-                match status {
-                    429 | 500 | 502..=599 => ExportError::Retryable { reason, delay },
-                    _ => ExportError::permanent(reason),
-                }
+                spanpipe_core::retry::classify_http(status, reason, delay)
             }
         }
     }

@@ -5,6 +5,8 @@
 
 pub mod batch;
 pub mod forward;
+pub mod memory_limiter;
+pub mod probabilistic_sampler;
 
 use spanpipe_core::Registry;
 
@@ -12,4 +14,6 @@ use spanpipe_core::Registry;
 pub fn register(registry: &mut Registry) {
     registry.processor(batch::BatchProcessorFactory);
     registry.connector(forward::ForwardConnectorFactory);
+    registry.processor(memory_limiter::MemoryLimiterFactory);
+    registry.processor(probabilistic_sampler::ProbabilisticSamplerFactory);
 }

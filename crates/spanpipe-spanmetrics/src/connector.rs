@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use metrics::Counter;
+use metrics::{Counter, Gauge};
 use spanpipe_core::{
     Batch, BuildContext, ComponentError, ConfigError, ConnectorFactory, ConsumeError, Consumer,
     Node, Processor, Signal, component::Connector,
@@ -53,28 +53,70 @@ impl ConnectorFactory for SpanMetricsConnectorFactory {
     }
 }
 
-/// The connector's internal metrics, mirrored from [`Counts`] at every flush.
+/// The connector's internal metrics (label `connector`), mirrored from [`Counts`] and the state's size at every
+/// flush: `spanpipe_spanmetrics_{what}_total` counters and the `series` / `pending_points` gauges.
 struct Telemetry {
     overflow_points: Counter,
     untagged_pending_full: Counter,
     untagged_no_root: Counter,
     expired_series: Counter,
+    series: Gauge,
+    pending_points: Gauge,
     reported: Counts,
 }
 
+/// Counter suffixes and their HELP text.
+const COUNTERS: [(&str, &str); 4] = [
+    (
+        "overflow_points",
+        "Span points recorded into the overflow series because max_series was reached.",
+    ),
+    (
+        "untagged_pending_full_points",
+        "Span points recorded without their root's tags because max_pending_spans was reached.",
+    ),
+    (
+        "untagged_no_root_points",
+        "Span points recorded without tags because their root did not arrive within tags_wait.",
+    ),
+    (
+        "expired_series",
+        "Series removed after series_expiration without new points.",
+    ),
+];
+
 impl Telemetry {
     fn new(id: &str) -> Self {
-        let c = |what: &'static str| metrics::counter!(format!("spanpipe_spanmetrics_{what}"), "connector" => id.to_string());
+        for (what, help) in COUNTERS {
+            let name = format!("spanpipe_spanmetrics_{what}_total");
+            metrics::describe_counter!(name, metrics::Unit::Count, help);
+        }
+        metrics::describe_gauge!(
+            "spanpipe_spanmetrics_series",
+            metrics::Unit::Count,
+            "Live series of the span duration histogram (max_series bounds it)."
+        );
+        metrics::describe_gauge!(
+            "spanpipe_spanmetrics_pending_points",
+            metrics::Unit::Count,
+            "Span points waiting for their root's tags (max_pending_spans bounds it)."
+        );
+        let c = |what: &str| metrics::counter!(format!("spanpipe_spanmetrics_{what}_total"), "connector" => id.to_string());
+        let g = |what: &str| metrics::gauge!(format!("spanpipe_spanmetrics_{what}"), "connector" => id.to_string());
         Telemetry {
-            overflow_points: c("overflow_points"),
-            untagged_pending_full: c("untagged_pending_full_points"),
-            untagged_no_root: c("untagged_no_root_points"),
-            expired_series: c("expired_series"),
+            overflow_points: c(COUNTERS[0].0),
+            untagged_pending_full: c(COUNTERS[1].0),
+            untagged_no_root: c(COUNTERS[2].0),
+            expired_series: c(COUNTERS[3].0),
+            series: g("series"),
+            pending_points: g("pending_points"),
             reported: Counts::default(),
         }
     }
 
-    fn report(&mut self, now: Counts) {
+    fn report(&mut self, now: Counts, series: usize, pending_points: usize) {
+        self.series.set(series as f64);
+        self.pending_points.set(pending_points as f64);
         let r = self.reported;
         self.overflow_points
             .increment(now.overflow_points - r.overflow_points);
@@ -119,14 +161,16 @@ impl Inner {
     /// Sends the current state downstream. A refusal is only logged: the state is cumulative, so the next flush
     /// carries everything again.
     async fn flush(&self) {
-        let (request, counts) = {
+        let (request, counts, series, pending) = {
             let state = lock(&self.state);
             (
                 export_request(&self.settings, state.series(), wall_ns()),
                 state.counts,
+                state.series().len(),
+                state.pending_points(),
             )
         };
-        lock(&self.telemetry).report(counts);
+        lock(&self.telemetry).report(counts, series, pending);
         let Some(request) = request else { return };
         let batch = Batch::new(Signal::Metrics, request.bytes, request.points);
         if let Err(e) = self.downstream.consume(batch).await {

@@ -10,5 +10,10 @@ pub fn registry() -> Registry {
     spanpipe_mlflow::register(&mut r);
     spanpipe_spanmetrics::register(&mut r);
     spanpipe_prometheus::register(&mut r);
+    spanpipe_redaction::register(&mut r);
+    spanpipe_storage::register(&mut r);
+    spanpipe_extensions::register(&mut r);
+    spanpipe_auth::register(&mut r);
+    spanpipe_transform::register(&mut r);
     r
 }

@@ -101,7 +101,76 @@ pub fn init_metrics(cfg: &MetricsConfig) {
         .with_http_listener(addr)
         .install()
     {
-        Ok(()) => tracing::info!(%addr, "internal metrics on /metrics"),
+        Ok(()) => {
+            spanpipe_core::telemetry::describe();
+            tokio::spawn(process_metrics());
+            tracing::info!(%addr, "internal metrics on /metrics");
+        }
         Err(e) => tracing::warn!(%addr, error = %e, "internal metrics disabled"),
+    }
+}
+
+/// How often the process metrics are refreshed (reading one small /proc file).
+const PROCESS_METRICS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The OTel Collector's process metrics: `otelcol_process_uptime_seconds_total` and, on Linux,
+/// `otelcol_process_memory_rss_bytes`. Runs until the runtime stops.
+async fn process_metrics() {
+    metrics::describe_counter!(
+        "otelcol_process_uptime_seconds_total",
+        metrics::Unit::Seconds,
+        "Uptime of the process."
+    );
+    metrics::describe_gauge!(
+        "otelcol_process_memory_rss_bytes",
+        metrics::Unit::Bytes,
+        "Total physical memory (resident set size)."
+    );
+    let started = std::time::Instant::now();
+    let uptime = metrics::counter!("otelcol_process_uptime_seconds_total");
+    let rss = metrics::gauge!("otelcol_process_memory_rss_bytes");
+    let mut tick = tokio::time::interval(PROCESS_METRICS_EVERY);
+    loop {
+        tick.tick().await;
+        uptime.absolute(started.elapsed().as_secs());
+        if let Some(bytes) = resident_bytes() {
+            rss.set(bytes as f64);
+        }
+    }
+}
+
+/// `VmRSS` of /proc/self/status (Linux); `None` elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_rss(&status)
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_vm_rss_in_bytes() {
+        let status = "Name:\tspanpipe\nVmPeak:\t  9000 kB\nVmRSS:\t   53148 kB\nThreads:\t5\n";
+        assert_eq!(parse_vm_rss(status), Some(53148 * 1024));
+        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+        if cfg!(target_os = "linux") {
+            assert!(
+                resident_bytes().unwrap() > 1 << 20,
+                "this test process holds over 1 MiB"
+            );
+        }
     }
 }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::fanout::Fanout;
-use crate::{ConsumeError, Consumer, Signal};
+use crate::{ConsumeError, Consumer, ExportError, RetrySettings, Signal};
 use tokio::time::Instant;
 
 /// Fails the first `fail_first` attempts (retryable, with `delay`), then records what it got.
@@ -55,7 +55,12 @@ fn settings(queue_size: usize, consumers: usize, on_full: OnFull) -> ExporterSet
         },
         retry_on_failure: RetrySettings::default(),
         timeout: Duration::from_secs(5),
+        storage: None,
     }
+}
+
+async fn put(q: &Arc<SendingQueue>, b: Batch) {
+    q.try_reserve(&b).unwrap().send(b).await;
 }
 
 fn batch(tag: &'static [u8], items: usize) -> Batch {
@@ -72,7 +77,7 @@ async fn retries_honour_the_backend_delay_then_deliver() {
     let q = SendingQueue::new("t".into(), exp.clone(), settings(10, 1, OnFull::Refuse));
     q.start().await.unwrap();
     let t0 = Instant::now();
-    q.try_reserve(3).unwrap().send(batch(b"a", 3)).await;
+    put(&q, batch(b"a", 3)).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let got = exp.got.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
@@ -94,7 +99,7 @@ async fn permanent_errors_are_counted_not_retried() {
     });
     let q = SendingQueue::new("t".into(), exp.clone(), settings(10, 1, OnFull::Refuse));
     q.start().await.unwrap();
-    q.try_reserve(5).unwrap().send(batch(b"a", 5)).await;
+    put(&q, batch(b"a", 5)).await;
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(exp.attempts.load(Ordering::SeqCst), 1);
     assert_eq!(q.counters.send_failed.get(Signal::Traces), 5);
@@ -109,7 +114,7 @@ async fn max_elapsed_time_gives_up_and_counts() {
     });
     let q = SendingQueue::new("t".into(), exp.clone(), settings(10, 1, OnFull::Refuse));
     q.start().await.unwrap();
-    q.try_reserve(2).unwrap().send(batch(b"a", 2)).await;
+    put(&q, batch(b"a", 2)).await;
     tokio::time::sleep(Duration::from_secs(400)).await;
     assert_eq!(q.counters.send_failed.get(Signal::Traces), 2);
     assert!(exp.attempts.load(Ordering::SeqCst) > 5);
@@ -200,7 +205,7 @@ async fn shutdown_deadline_counts_what_is_left() {
     let q = SendingQueue::new("t".into(), exp.clone(), settings(10, 1, OnFull::Refuse));
     q.start().await.unwrap();
     for _ in 0..3 {
-        q.try_reserve(4).unwrap().send(batch(b"a", 4)).await;
+        put(&q, batch(b"a", 4)).await;
     }
     q.shutdown(Instant::now() + Duration::from_secs(2)).await;
     assert_eq!(q.counters.send_failed.get(Signal::Traces), 12);
@@ -217,16 +222,16 @@ async fn items_sizer_counts_items() {
     let mut s = settings(10, 1, OnFull::Refuse);
     s.sending_queue.sizer = Sizer::Items;
     let q = SendingQueue::new("t".into(), exp.clone(), s);
-    assert!(q.try_reserve(6).is_ok_and(|r| {
+    assert!(q.try_reserve(&batch(b"a", 6)).is_ok_and(|r| {
         drop(r);
         true
     }));
-    let r1 = q.try_reserve(6).unwrap();
-    assert!(q.try_reserve(5).is_err());
+    let r1 = q.try_reserve(&batch(b"a", 6)).unwrap();
+    assert!(q.try_reserve(&batch(b"a", 5)).is_err());
     assert_eq!(q.size(), 6);
     drop(r1);
     assert!(
-        q.try_reserve(50).is_ok(),
+        q.try_reserve(&batch(b"a", 50)).is_ok(),
         "oversized batch admitted into an empty queue"
     );
 }

@@ -47,10 +47,15 @@ pub struct Counter {
     last_data: AtomicU64,
     started: Instant,
     expect: Option<u64>,
+    /// `(span id, arrival unix ms)` of every span received, when `--arrivals` asks for them (capped).
+    arrivals: Option<Mutex<Vec<(u64, u64)>>>,
 }
 
+/// Arrival records kept at most (~16 bytes each).
+const MAX_ARRIVALS: usize = 16 << 20;
+
 impl Counter {
-    pub fn new(expect: Option<u64>) -> Counter {
+    pub fn new(expect: Option<u64>, record_arrivals: bool) -> Counter {
         // Pre-size for the expected run so the set does not rehash while the benchmark measures (capped: 64M ids).
         let cap = expect.map_or(1 << 16, |n| n.min(64 << 20) as usize);
         Counter {
@@ -64,6 +69,7 @@ impl Counter {
             last_data: AtomicU64::new(0),
             started: Instant::now(),
             expect,
+            arrivals: record_arrivals.then(|| Mutex::new(Vec::new())),
         }
     }
 
@@ -90,6 +96,11 @@ impl Counter {
         self.duplicates.fetch_add(dups, Ordering::Relaxed);
         self.received.fetch_add(ids.len() as u64, Ordering::Relaxed);
         let now = super::unix_ms();
+        if let Some(arrivals) = &self.arrivals {
+            let mut a = arrivals.lock().unwrap_or_else(|p| p.into_inner());
+            let room = MAX_ARRIVALS.saturating_sub(a.len());
+            a.extend(ids.iter().take(room).map(|&id| (id, now)));
+        }
         let _ = self
             .first_unix_ms
             .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
@@ -105,6 +116,19 @@ impl Counter {
             0 => None,
             last => Some((self.started.elapsed().as_millis() as u64 + 1).saturating_sub(last)),
         }
+    }
+
+    /// `span_id_hex arrival_unix_ms` lines, in arrival order (empty without `--arrivals`).
+    pub fn arrivals_text(&self) -> String {
+        let Some(arrivals) = &self.arrivals else {
+            return String::new();
+        };
+        let a = arrivals.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::with_capacity(a.len() * 32);
+        for (id, ms) in a.iter() {
+            out.push_str(&format!("{id:016x} {ms}\n"));
+        }
+        out
     }
 
     pub fn report(&self, exit_reason: &str) -> Value {
@@ -137,7 +161,7 @@ mod tests {
     #[test]
     fn counts_unique_and_duplicate_ids() {
         let body = spanpipe_benches::agent_request(1, 3, 4).encode_to_vec();
-        let c = Counter::new(Some(20));
+        let c = Counter::new(Some(20), true);
         c.ingest(&body).expect("valid");
         c.ingest(&body).expect("valid");
         assert!(c.ingest(b"\xff\xff").is_err());
@@ -148,5 +172,17 @@ mod tests {
         assert_eq!(r["bad_requests"], 1);
         assert_eq!(r["lost"], 8);
         assert!(c.idle_ms().is_some());
+        let arrivals = c.arrivals_text();
+        assert_eq!(
+            arrivals.lines().count(),
+            24,
+            "every span of both valid requests"
+        );
+        assert!(
+            arrivals
+                .lines()
+                .all(|l| l.len() > 17 && l.as_bytes()[16] == b' ')
+        );
+        assert_eq!(Counter::new(None, false).arrivals_text(), "");
     }
 }

@@ -1,8 +1,9 @@
 //! The sink's OTLP/HTTP trace endpoint: `POST /v1/traces` with `application/x-protobuf` (gzip/zstd/deflate
-//! bodies accepted), over HTTP/1.1 or h2c.
+//! bodies accepted), over HTTP/1.1 or h2c; scripted faults answer instead when `--fault` says so.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -16,30 +17,36 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::counter::Counter;
+use super::faults::{Action, Faults, RetryAfter};
+use super::listen::{self, ConnKill};
 
-/// Accepts connections until `stop`.
+/// Accepts connections until `stop` (closing the port while the fault script says "down").
 pub async fn serve(
     listener: TcpListener,
     counter: Arc<Counter>,
+    faults: Arc<Faults>,
     max_request: usize,
     stop: CancellationToken,
 ) {
-    // Bounded by `stop`, which fires at --max-duration at the latest.
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.cancelled() => return,
-        };
-        let Ok((stream, _)) = accepted else { continue };
-        let _ = stream.set_nodelay(true);
-        let counter = counter.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(req, counter.clone(), max_request));
+    let f = faults.clone();
+    listen::serve(listener, faults, stop, move |stream, kill| {
+        let (counter, faults) = (counter.clone(), f.clone());
+        async move {
+            let svc = service_fn(move |req| {
+                handle(
+                    req,
+                    counter.clone(),
+                    faults.clone(),
+                    kill.clone(),
+                    max_request,
+                )
+            });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
-        });
-    }
+        }
+    })
+    .await;
 }
 
 fn reply(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -51,6 +58,8 @@ fn reply(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 async fn handle(
     req: Request<Incoming>,
     counter: Arc<Counter>,
+    faults: Arc<Faults>,
+    kill: ConnKill,
     max: usize,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.uri().path() != "/v1/traces" {
@@ -86,6 +95,21 @@ async fn handle(
             ));
         }
     };
+    let latency = faults.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    match faults.on_request() {
+        Action::Ok => {}
+        Action::Reset => {
+            kill.cancel();
+            // The connection task drops this handler with the connection.
+            std::future::pending::<()>().await;
+        }
+        Action::Status {
+            http, retry_after, ..
+        } => return Ok(fault_reply(http, retry_after)),
+    }
     let ingested = match encoding {
         Compression::None => counter.ingest(&body),
         c => match decompress(c, &body, max) {
@@ -105,4 +129,23 @@ async fn handle(
         }
         Err(_) => reply(StatusCode::BAD_REQUEST, "invalid ExportTraceServiceRequest"),
     })
+}
+
+/// A scripted error answer, with `Retry-After` as asked.
+fn fault_reply(status: u16, retry_after: Option<RetryAfter>) -> Response<Full<Bytes>> {
+    let mut r = reply(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+        "scripted fault",
+    );
+    let value = match retry_after {
+        None => return r,
+        Some(RetryAfter::Secs(n)) => n.to_string(),
+        Some(RetryAfter::Date(n)) => {
+            httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(n))
+        }
+    };
+    if let Ok(v) = http::HeaderValue::from_str(&value) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }

@@ -1,9 +1,15 @@
 //! `sink`: an OTLP trace server that acknowledges at once and counts span ids, then reports on SIGTERM/SIGINT,
-//! after `--idle-exit` without data, or at `--max-duration`.
+//! after `--idle-exit` without data, or at `--max-duration`. With `--fault` steps it is also the scriptable fake
+//! backend of the fault-injection tests (down windows, error statuses with Retry-After, resets, latency), still
+//! speaking real OTLP over gRPC and HTTP.
 
 mod counter;
+mod faults;
 mod grpc;
 mod http;
+mod listen;
+
+pub use faults::{Step as FaultStep, parse_step as parse_fault};
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,9 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args::SinkArgs;
 use counter::Counter;
+use faults::Faults;
 
 /// How often the exit conditions are checked.
-const TICK: Duration = Duration::from_millis(100);
+const TICK: Duration = Duration::from_millis(20);
 
 pub fn unix_ms() -> u64 {
     SystemTime::now()
@@ -31,7 +38,8 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
     if args.grpc.is_none() && args.http.is_none() {
         bail!("give --grpc and/or --http");
     }
-    let counter = Arc::new(Counter::new(args.expect));
+    let counter = Arc::new(Counter::new(args.expect, args.arrivals.is_some()));
+    let faults = Arc::new(Faults::new(args.faults.clone(), args.latency));
     let stop = CancellationToken::new();
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -43,6 +51,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
         tokio::spawn(grpc::serve(
             l,
             counter.clone(),
+            faults.clone(),
             args.max_request_bytes,
             stop.clone(),
         ));
@@ -55,6 +64,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
         tokio::spawn(http::serve(
             l,
             counter.clone(),
+            faults.clone(),
             args.max_request_bytes,
             stop.clone(),
         ));
@@ -66,6 +76,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
     let reason = loop {
         tokio::select! {
             _ = tick.tick() => {
+                faults.tick();
                 if started.elapsed() >= args.max_duration {
                     break "max_duration";
                 }
@@ -78,14 +89,26 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
         }
     };
     stop.cancel();
-    let report = counter.report(reason).to_string();
+    let mut report = counter.report(reason);
+    if (!args.faults.is_empty() || !args.latency.is_zero())
+        && let Some(obj) = report.as_object_mut()
+    {
+        obj.insert("faults".into(), faults.report());
+    }
+    if let Some(path) = &args.arrivals {
+        write_atomically(path, &counter.arrivals_text())?;
+    }
+    let report = report.to_string();
     println!("{report}");
     if let Some(path) = &args.report {
-        // Write then rename, so a reader polling for the file never sees half a report.
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{report}\n"))
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        write_atomically(path, &format!("{report}\n"))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Write then rename, so a reader polling for the file never sees half of it.
+fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }

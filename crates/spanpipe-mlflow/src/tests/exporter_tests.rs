@@ -180,16 +180,25 @@ async fn status_codes_map_like_the_facts_table() {
     );
     fault(503, None, json!({"detail": "unavailable"}));
     assert!(retryable(e.export(&b).await).0.contains("http 503"));
+    // MLflow reports a database error (SQLite "database is locked") as 503 TEMPORARILY_UNAVAILABLE: retried.
     fault(
-        500,
+        503,
         None,
-        json!({"error_code": "INTERNAL_ERROR", "message": "database is locked"}),
+        json!({"error_code": "TEMPORARILY_UNAVAILABLE", "message": "database is locked"}),
     );
     assert!(
         retryable(e.export(&b).await)
             .0
             .contains("database is locked")
     );
+    // 500 INTERNAL_ERROR is a bug on the server's side that the same request hits again: permanent, as for
+    // every exporter (spanpipe_core::retry::classify_http).
+    fault(
+        500,
+        None,
+        json!({"error_code": "INTERNAL_ERROR", "message": "unexpected"}),
+    );
+    assert!(permanent(e.export(&b).await).contains("http 500: INTERNAL_ERROR"));
     fault(400, None, invalid_format());
     let r = permanent(e.export(&b).await);
     assert!(

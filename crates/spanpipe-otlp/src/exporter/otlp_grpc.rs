@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::uri::PathAndQuery;
 use serde::Deserialize;
 use spanpipe_config::Duration as ConfigDuration;
+use spanpipe_core::retry::classify_grpc;
 use spanpipe_core::{
     Batch, BuildContext, BuiltExporter, ComponentError, ConfigError, ExportError, Exporter,
     ExporterFactory, ExporterSettings, Node, QueueSettings, RetrySettings, Signal,
@@ -268,35 +269,17 @@ impl Exporter for OtlpGrpcExporter {
     }
 }
 
-/// Maps a gRPC status as the OTel Collector does: transient codes retry (with the server's `RetryInfo` delay),
-/// `RESOURCE_EXHAUSTED` only when the server said when to come back, everything else is permanent.
+/// Maps a gRPC status with the shared classification ([`classify_grpc`]: transient codes retry with the server's
+/// `RetryInfo` delay, `RESOURCE_EXHAUSTED` only when the server said when to come back, everything else is
+/// permanent). One addition of the transport: tonic reports a failed connection or a reset stream as UNKNOWN with
+/// the transport error as source, which is a connection error and retries like the HTTP exporter's.
 pub fn map_status(status: &Status) -> ExportError {
     let reason = format!("grpc status {:?}: {}", status.code(), status.message());
-    let delay = || status.get_details_retry_info().and_then(|r| r.retry_delay);
-    match status.code() {
-        Code::Cancelled
-        | Code::DeadlineExceeded
-        | Code::Aborted
-        | Code::OutOfRange
-        | Code::Unavailable
-        | Code::DataLoss => ExportError::Retryable {
-            reason,
-            delay: delay(),
-        },
-        Code::ResourceExhausted => match status.get_details_retry_info() {
-            Some(info) => ExportError::Retryable {
-                reason,
-                delay: info.retry_delay,
-            },
-            None => ExportError::Permanent { reason },
-        },
-        // tonic reports a failed connection or a reset stream as UNKNOWN with the transport error as source.
-        Code::Unknown if std::error::Error::source(status).is_some() => ExportError::Retryable {
-            reason,
-            delay: None,
-        },
-        _ => ExportError::Permanent { reason },
+    if status.code() == Code::Unknown && std::error::Error::source(status).is_some() {
+        return ExportError::retryable(reason);
     }
+    let retry_info = status.get_details_retry_info().map(|r| r.retry_delay);
+    classify_grpc(status.code() as i32, reason, retry_info)
 }
 
 #[cfg(test)]

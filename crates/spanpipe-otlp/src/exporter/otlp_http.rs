@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use serde::Deserialize;
 use spanpipe_config::Duration as ConfigDuration;
+use spanpipe_core::retry::{classify_http, parse_retry_after};
 use spanpipe_core::{
     Batch, BuildContext, BuiltExporter, ComponentError, ConfigError, ExportError, Exporter,
     ExporterFactory, ExporterSettings, Node, QueueSettings, RetrySettings, Signal,
@@ -262,10 +263,7 @@ impl Exporter for OtlpHttpExporter {
             status.as_u16(),
             error_detail(status, &answer_type, &body)
         );
-        Err(match status.as_u16() {
-            429 | 502 | 503 | 504 => ExportError::Retryable { reason, delay },
-            _ => ExportError::Permanent { reason },
-        })
+        Err(classify_http(status.as_u16(), reason, delay))
     }
 }
 
@@ -299,14 +297,10 @@ pub fn map_send_error(e: reqwest::Error) -> ExportError {
     }
 }
 
-/// `Retry-After` as delay-seconds or an HTTP-date (a date in the past means "now").
+/// The `Retry-After` header as delay-seconds or an HTTP-date (a date in the past means "now"); see
+/// [`parse_retry_after`].
 pub fn retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    parse_retry_after(headers.get(RETRY_AFTER)?.to_str().ok()?, now)
 }
 
 /// What went wrong, for the error message: the `google.rpc.Status` message of a protobuf body, else the start of

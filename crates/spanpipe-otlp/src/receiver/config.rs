@@ -3,8 +3,11 @@
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer};
-use spanpipe_config::ByteSize;
+use spanpipe_config::{ByteSize, Duration};
 use spanpipe_core::{BuildContext, ConfigError, Node};
+
+pub use super::auth::AuthSettings;
+pub use super::tls::TlsServerSettings;
 
 /// `receivers.otlp`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -32,8 +35,19 @@ pub struct GrpcConfig {
     pub endpoint: String,
     /// Largest accepted request message (after decompression), in MiB.
     pub max_recv_msg_size_mib: u64,
-    /// Pass the request's metadata on with each batch (for exporters that route or authenticate by it).
+    /// Pass the request's metadata on with each batch (for exporters that route by it). Credentials
+    /// (`authorization`) are never passed on.
     pub include_metadata: bool,
+    /// Serve TLS (mTLS with `client_ca_file`).
+    pub tls: Option<TlsServerSettings>,
+    /// Check every call with an authenticator extension.
+    pub auth: Option<AuthSettings>,
+    /// Concurrent calls (HTTP/2 streams) per connection (default 200); 0 means no limit.
+    pub max_concurrent_streams: u32,
+    /// Concurrent connections; 0 means no limit. Beyond it, new connections wait in the listen backlog.
+    pub max_connections: u32,
+    /// HTTP/2 keepalive and connection lifetime (`keepalive.server_parameters`).
+    pub keepalive: Keepalive,
 }
 
 impl Default for GrpcConfig {
@@ -42,8 +56,36 @@ impl Default for GrpcConfig {
             endpoint: "127.0.0.1:4317".into(),
             max_recv_msg_size_mib: 4,
             include_metadata: false,
+            tls: None,
+            auth: None,
+            max_concurrent_streams: 200,
+            max_connections: 0,
+            keepalive: Keepalive::default(),
         }
     }
+}
+
+/// `protocols.grpc.keepalive`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Keepalive {
+    pub server_parameters: KeepaliveServerParameters,
+}
+
+/// `protocols.grpc.keepalive.server_parameters` (gRPC's names; `0s` means unset).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveServerParameters {
+    /// Close a connection with no call in flight for this long (GOAWAY, then close).
+    pub max_connection_idle: Duration,
+    /// Close a connection this old (GOAWAY), spreading clients over restarted or scaled instances.
+    pub max_connection_age: Duration,
+    /// After `max_connection_age`, how long calls in flight may finish before the connection is cut.
+    pub max_connection_age_grace: Duration,
+    /// Ping an otherwise quiet client this often, to find dead connections.
+    pub time: Duration,
+    /// Close the connection when a ping is not answered within this (default 20s when `time` is set).
+    pub timeout: Duration,
 }
 
 /// `protocols.http`.
@@ -54,11 +96,25 @@ pub struct HttpConfig {
     pub endpoint: String,
     /// Largest accepted body, both as sent and after decompression.
     pub max_request_body_size: ByteSize,
-    /// Pass the request's headers on with each batch (for exporters that route or authenticate by them).
+    /// Pass the request's headers on with each batch (for exporters that route by them). Credentials
+    /// (`authorization`) are never passed on.
     pub include_metadata: bool,
     pub traces_url_path: String,
     pub metrics_url_path: String,
     pub logs_url_path: String,
+    /// Serve HTTPS (mTLS with `client_ca_file`).
+    pub tls: Option<TlsServerSettings>,
+    /// Check every request with an authenticator extension.
+    pub auth: Option<AuthSettings>,
+    /// Time a client has to send a request's headers (and to finish the TLS handshake); slower clients are
+    /// disconnected.
+    pub read_header_timeout: Duration,
+    /// Close a connection that has had no request in flight for this long; `0s` means never.
+    pub idle_timeout: Duration,
+    /// Concurrent requests (HTTP/2 streams) per connection (default 200); 0 means no limit.
+    pub max_concurrent_streams: u32,
+    /// Concurrent connections; 0 means no limit. Beyond it, new connections wait in the listen backlog.
+    pub max_connections: u32,
 }
 
 impl Default for HttpConfig {
@@ -70,6 +126,12 @@ impl Default for HttpConfig {
             traces_url_path: "/v1/traces".into(),
             metrics_url_path: "/v1/metrics".into(),
             logs_url_path: "/v1/logs".into(),
+            tls: None,
+            auth: None,
+            read_header_timeout: Duration(std::time::Duration::from_secs(30)),
+            idle_timeout: Duration(std::time::Duration::from_secs(60)),
+            max_concurrent_streams: 200,
+            max_connections: 0,
         }
     }
 }
@@ -119,10 +181,16 @@ pub fn validate(
             let keys = ["protocols", "grpc", "max_recv_msg_size_mib"];
             return Err(ctx.invalid(node, &keys, "must be between 1 and 4096"));
         }
+        validate_tls(g.tls.as_ref(), "grpc", ctx, node)?;
     }
     if let Some(h) = &p.http {
         parse_endpoint(&h.endpoint)
             .map_err(|m| ctx.invalid(node, &["protocols", "http", "endpoint"], m))?;
+        validate_tls(h.tls.as_ref(), "http", ctx, node)?;
+        if h.read_header_timeout.0.is_zero() {
+            let keys = ["protocols", "http", "read_header_timeout"];
+            return Err(ctx.invalid(node, &keys, "must be greater than 0"));
+        }
         if h.max_request_body_size.0 == 0 {
             let keys = ["protocols", "http", "max_request_body_size"];
             return Err(ctx.invalid(node, &keys, "must be greater than 0"));
@@ -143,6 +211,20 @@ pub fn validate(
         }
     }
     Ok(())
+}
+
+fn validate_tls(
+    tls: Option<&TlsServerSettings>,
+    protocol: &str,
+    ctx: &BuildContext,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    match tls.map(TlsServerSettings::validate) {
+        Some(Err((key, message))) => {
+            Err(ctx.invalid(node, &["protocols", protocol, "tls", key], message))
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -203,6 +285,31 @@ mod tests {
     }
 
     #[test]
+    fn security_values_are_read() {
+        let cfg = parse(
+            "protocols:\n  grpc:\n    tls: { cert_file: c.pem, key_file: k.pem, client_ca_file: ca.pem }\n    \
+             auth: { authenticator: bearertokenauth }\n    max_concurrent_streams: 8\n    max_connections: 3\n    \
+             keepalive:\n      server_parameters: { max_connection_idle: 1m, time: 30s }\n  http:\n    \
+             read_header_timeout: 2s\n    idle_timeout: 0s\n    max_connections: 5\n",
+        )
+        .unwrap();
+        let g = cfg.protocols.grpc.unwrap();
+        let tls = g.tls.unwrap();
+        assert_eq!(tls.client_ca_file.unwrap().to_str(), Some("ca.pem"));
+        assert_eq!(tls.min_version, "1.2");
+        assert_eq!(g.auth.unwrap().authenticator, "bearertokenauth");
+        assert_eq!((g.max_concurrent_streams, g.max_connections), (8, 3));
+        let sp = g.keepalive.server_parameters;
+        assert_eq!(sp.max_connection_idle.0.as_secs(), 60);
+        assert_eq!((sp.time.0.as_secs(), sp.timeout.0.as_secs()), (30, 0));
+        let h = cfg.protocols.http.unwrap();
+        assert_eq!(h.read_header_timeout.0.as_secs(), 2);
+        assert!(h.idle_timeout.0.is_zero());
+        assert_eq!(h.max_connections, 5);
+        assert!(h.tls.is_none() && h.auth.is_none());
+    }
+
+    #[test]
     fn invalid_configs_name_the_key() {
         let cases = [
             ("protocols:\n  grpc:\n    bogus: 1\n", "bogus"),
@@ -232,6 +339,22 @@ mod tests {
             (
                 "protocols:\n  grpc:\n    max_recv_msg_size_mib: 0\n",
                 "max_recv_msg_size_mib",
+            ),
+            (
+                "protocols:\n  grpc:\n    tls: { cert_file: c.pem }\n",
+                "protocols.grpc.tls.key_file",
+            ),
+            (
+                "protocols:\n  http:\n    tls: { cert_file: c, key_file: k, min_version: \"1.0\" }\n",
+                "protocols.http.tls.min_version",
+            ),
+            (
+                "protocols:\n  http:\n    read_header_timeout: 0s\n",
+                "read_header_timeout",
+            ),
+            (
+                "protocols:\n  grpc:\n    keepalive: { server_parameters: { idle: 1s } }\n",
+                "idle",
             ),
         ];
         for (yaml, key) in cases {

@@ -10,16 +10,23 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use spanpipe_core::ServerAuth;
 use spanpipe_core::{Metadata, Signal};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
 use tonic::codegen::{BoxFuture, Service};
 use tonic::server::{Grpc, NamedService, UnaryService};
-use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::Routes;
 
+use super::auth;
+use super::config::GrpcConfig;
 use super::ingest::{Ingest, metadata_from_headers};
+use super::server::{self, ConnLimits, Server};
+use super::tls::TlsServer;
 use crate::grpc_codec::RawCodec;
 
 /// One OTLP collector service: its gRPC name, the path of its `Export` method and its signal.
@@ -60,6 +67,43 @@ pub struct GrpcState {
     pub include_metadata: bool,
     /// Largest request message after decompression, in bytes.
     pub max_recv: usize,
+    pub auth: Option<Arc<dyn ServerAuth>>,
+    pub server: GrpcServerSettings,
+}
+
+/// Connection settings of the gRPC server, resolved from the config.
+#[derive(Clone, Default)]
+pub struct GrpcServerSettings {
+    pub limits: ConnLimits,
+    pub max_concurrent_streams: Option<u32>,
+    pub keepalive_time: Option<Duration>,
+    pub keepalive_timeout: Duration,
+}
+
+/// How long a TLS handshake may take on the gRPC port (gRPC has no header-read timeout option; Go's gRPC server
+/// bounds connection setup the same way).
+const GRPC_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl GrpcServerSettings {
+    pub fn new(cfg: &GrpcConfig) -> Self {
+        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        let sp = &cfg.keepalive.server_parameters;
+        let idle = nonzero(sp.max_connection_idle.0);
+        GrpcServerSettings {
+            limits: ConnLimits {
+                max_connections: cfg.max_connections,
+                handshake_timeout: Some(GRPC_HANDSHAKE_TIMEOUT),
+                first_request_timeout: idle,
+                idle_timeout: idle,
+                max_age: nonzero(sp.max_connection_age.0),
+                max_age_grace: nonzero(sp.max_connection_age_grace.0),
+            },
+            max_concurrent_streams: (cfg.max_concurrent_streams > 0)
+                .then_some(cfg.max_concurrent_streams),
+            keepalive_time: nonzero(sp.time.0),
+            keepalive_timeout: nonzero(sp.timeout.0).unwrap_or(Duration::from_secs(20)),
+        }
+    }
 }
 
 /// The tower service for one collector service (what tonic-build names `TraceServiceServer`).
@@ -100,6 +144,9 @@ impl<K: ExportKind> Service<http::Request<tonic::body::Body>> for ExportService<
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
         let state = self.state.clone();
         Box::pin(async move {
+            if let Err(e) = auth::check(state.auth.as_ref(), req.headers()) {
+                return Ok(e.to_grpc_status().into_http());
+            }
             if req.uri().path() != K::PATH {
                 let status = tonic::Status::unimplemented("unknown method");
                 return Ok(status.into_http());
@@ -153,7 +200,9 @@ impl UnaryService<Bytes> for Export {
         Box::pin(async move {
             let (meta, _, payload) = request.into_parts();
             let metadata = if state.include_metadata {
-                metadata_from_headers(&meta.into_headers())
+                let mut headers = meta.into_headers();
+                auth::strip_credentials(&mut headers);
+                metadata_from_headers(&headers)
             } else {
                 Metadata::default()
             };
@@ -166,40 +215,36 @@ impl UnaryService<Bytes> for Export {
     }
 }
 
-/// Serves the three services on `listener` until `stop`, then lets in-flight calls finish for up to `grace`.
+/// Serves the three services on `listener` (TLS with `tls`) until `stop`, then lets in-flight calls finish for up
+/// to `grace`.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<GrpcState>,
+    tls: Option<Arc<TlsServer>>,
     stop: CancellationToken,
     grace: Duration,
 ) {
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let router = Server::builder()
-        .add_service(ExportService::<TraceKind>::new(state.clone()))
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http2_only();
+    {
+        let mut h2 = builder.http2();
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(state.server.max_concurrent_streams);
+        if let Some(interval) = state.server.keepalive_time {
+            h2.keep_alive_interval(interval)
+                .keep_alive_timeout(state.server.keepalive_timeout);
+        }
+    }
+    let limits = state.server.limits.clone();
+    let routes = Routes::new(ExportService::<TraceKind>::new(state.clone()))
         .add_service(ExportService::<MetricsKind>::new(state.clone()))
-        .add_service(ExportService::<LogsKind>::new(state));
-    let mut server =
-        tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()));
-    tokio::select! {
-        ended = &mut server => {
-            log_end(ended);
-            return;
-        }
-        _ = stop.cancelled() => {}
-    }
-    match tokio::time::timeout(grace, &mut server).await {
-        Ok(ended) => log_end(ended),
-        Err(_) => {
-            tracing::warn!(grace = ?grace, "OTLP/gRPC calls still in flight at shutdown deadline; abandoning them");
-            server.abort();
-        }
-    }
-}
-
-fn log_end(ended: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>) {
-    match ended {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "OTLP/gRPC server failed"),
-        Err(e) => tracing::error!(error = %e, "OTLP/gRPC server task failed"),
-    }
+        .add_service(ExportService::<LogsKind>::new(state))
+        .prepare();
+    let server = Arc::new(Server {
+        name: "OTLP/gRPC",
+        builder,
+        service: TowerToHyperService::new(routes),
+        tls,
+        limits,
+    });
+    server::serve(listener, server, stop, grace).await;
 }

@@ -12,17 +12,18 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use spanpipe_core::Signal;
+use spanpipe_core::{ServerAuth, Signal};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::auth;
 use super::config::HttpConfig;
 use super::ingest::{Ingest, metadata_from_headers};
+use super::server::{self, ConnLimits, Server};
 use super::status::ReceiveError;
+use super::tls::TlsServer;
 use crate::compression::{self, Compression, DecompressError};
 use crate::json::json_to_protobuf;
 
@@ -69,11 +70,20 @@ pub struct HttpState {
     max_body: usize,
     include_metadata: bool,
     ingest: Arc<Ingest>,
+    auth: Option<Arc<dyn ServerAuth>>,
+    limits: ConnLimits,
+    max_concurrent_streams: Option<u32>,
 }
 
 impl HttpState {
     /// Resolves the config once, so requests only compare paths and read plain fields.
-    pub fn new(cfg: &HttpConfig, ingest: Arc<Ingest>) -> Arc<Self> {
+    pub fn new(
+        cfg: &HttpConfig,
+        ingest: Arc<Ingest>,
+        auth: Option<Arc<dyn ServerAuth>>,
+    ) -> Arc<Self> {
+        let header = cfg.read_header_timeout.0;
+        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         Arc::new(HttpState {
             routes: [
                 (cfg.traces_url_path.clone(), Signal::Traces),
@@ -83,65 +93,53 @@ impl HttpState {
             max_body: usize::try_from(cfg.max_request_body_size.0).unwrap_or(usize::MAX),
             include_metadata: cfg.include_metadata,
             ingest,
+            auth,
+            limits: ConnLimits {
+                max_connections: cfg.max_connections,
+                handshake_timeout: nonzero(header),
+                first_request_timeout: nonzero(header),
+                idle_timeout: nonzero(cfg.idle_timeout.0),
+                max_age: None,
+                max_age_grace: None,
+            },
+            max_concurrent_streams: (cfg.max_concurrent_streams > 0)
+                .then_some(cfg.max_concurrent_streams),
         })
     }
 }
 
-/// Accepts connections until `stop`, then lets in-flight requests finish for up to `grace` and closes the rest.
+/// Serves OTLP/HTTP on `listener` (HTTPS with `tls`) until `stop`, then lets in-flight requests finish for up to
+/// `grace` and closes the rest.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<HttpState>,
+    tls: Option<Arc<TlsServer>>,
     stop: CancellationToken,
     grace: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
-    let mut connections = JoinSet::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    builder.http2().timer(TokioTimer::new());
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let _ = stream.set_nodelay(true);
-                let state = state.clone();
-                let svc = service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(&state, req).await) }
-                });
-                let conn = graceful.watch(
-                    builder
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .into_owned(),
-                );
-                connections.spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "OTLP/HTTP connection ended with an error");
-                    }
-                });
-            }
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                tracing::warn!(error = %e, "OTLP/HTTP accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        while connections.try_join_next().is_some() {}
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(grace = ?grace, "OTLP/HTTP requests still in flight at shutdown deadline; closing them");
-    }
-    connections.shutdown().await;
+        .header_read_timeout(state.limits.handshake_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(state.max_concurrent_streams);
+    let limits = state.limits.clone();
+    let handler = state.clone();
+    let service = service_fn(move |req| {
+        let state = handler.clone();
+        async move { Ok::<_, Infallible>(handle(&state, req).await) }
+    });
+    let server = Arc::new(Server {
+        name: "OTLP/HTTP",
+        builder,
+        service,
+        tls,
+        limits,
+    });
+    server::serve(listener, server, stop, grace).await;
 }
 
 /// Answers one request; never fails (every error becomes an OTLP error response).
@@ -151,6 +149,9 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let request_format = Format::from_headers(req.headers());
+    if let Err(e) = auth::check(state.auth.as_ref(), req.headers()) {
+        return error_response(&e, request_format == Some(Format::Json));
+    }
     match process(state, req).await {
         Ok(format) => {
             let body = match format {
@@ -201,8 +202,9 @@ where
     if req.body().size_hint().lower() > state.max_body as u64 {
         return Err(too_large());
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let metadata = if state.include_metadata {
+        auth::strip_credentials(&mut parts.headers);
         metadata_from_headers(&parts.headers)
     } else {
         Default::default()

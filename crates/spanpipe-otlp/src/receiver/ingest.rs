@@ -11,7 +11,8 @@ use spanpipe_core::{Batch, Metadata, Signal, SignalConsumers};
 
 use super::status::ReceiveError;
 
-/// Where a running receiver delivers, plus its self-telemetry (`otelcol_receiver_accepted_spans`, ...).
+/// Where a running receiver delivers, plus its self-telemetry (`otelcol_receiver_accepted_spans_total`, ...,
+/// labelled `receiver` and `transport` as in the OTel Collector). One per transport.
 pub struct Ingest {
     consumers: SignalConsumers,
     accepted: SignalCounter,
@@ -19,12 +20,13 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// `receiver` labels the counters, e.g. `otlp`.
-    pub fn new(consumers: SignalConsumers, receiver: &str) -> Arc<Self> {
+    /// `receiver` (e.g. `otlp`) and `transport` (`grpc` or `http`) label the counters.
+    pub fn new(consumers: SignalConsumers, receiver: &str, transport: &str) -> Arc<Self> {
+        let labels = [("receiver", receiver), ("transport", transport)];
         Arc::new(Ingest {
             consumers,
-            accepted: SignalCounter::new("receiver", "accepted", "receiver", receiver),
-            refused: SignalCounter::new("receiver", "refused", "receiver", receiver),
+            accepted: SignalCounter::with_labels("receiver", "accepted", &labels),
+            refused: SignalCounter::with_labels("receiver", "refused", &labels),
         })
     }
 

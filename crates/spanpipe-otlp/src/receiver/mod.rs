@@ -4,11 +4,14 @@
 //! handed to the pipeline as the very `Bytes` it arrived in; only JSON bodies are decoded (and re-encoded).
 //! Building has no side effects, so `validate` can build every component: ports are bound in `start`.
 
+mod auth;
 pub mod config;
 mod grpc;
 mod http;
 mod ingest;
+mod server;
 mod status;
+pub mod tls;
 
 #[cfg(test)]
 mod tests;
@@ -19,7 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use spanpipe_core::{
-    BuildContext, ComponentError, ConfigError, Node, Receiver, ReceiverFactory, Signal,
+    BuildContext, ComponentError, ConfigError, Node, Receiver, ReceiverFactory, ServerAuth, Signal,
     SignalConsumers,
 };
 use tokio::net::TcpListener;
@@ -28,6 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::OtlpReceiverConfig;
 use config::parse_endpoint;
+/// The HTTP body path (decompress, validate or convert JSON), public for the fuzz targets in `fuzz/`.
+pub use http::{Format as HttpFormat, decode as decode_http_body};
 use ingest::Ingest;
 
 /// How long `shutdown` lets in-flight requests finish before closing their connections.
@@ -48,7 +53,22 @@ impl ReceiverFactory for OtlpReceiverFactory {
     fn build(&self, ctx: &BuildContext, node: &Node) -> Result<Arc<dyn Receiver>, ConfigError> {
         let cfg: OtlpReceiverConfig = ctx.config(node)?;
         config::validate(&cfg, ctx, node)?;
-        Ok(Arc::new(OtlpReceiver::new(ctx.id.to_string(), cfg)))
+        let p = &cfg.protocols;
+        let grpc_auth = auth::resolve(
+            p.grpc.as_ref().and_then(|g| g.auth.as_ref()),
+            "grpc",
+            ctx,
+            node,
+        )?;
+        let http_auth = auth::resolve(
+            p.http.as_ref().and_then(|h| h.auth.as_ref()),
+            "http",
+            ctx,
+            node,
+        )?;
+        Ok(Arc::new(
+            OtlpReceiver::new(ctx.id.to_string(), cfg).with_auth(grpc_auth, http_auth),
+        ))
     }
 }
 
@@ -56,6 +76,8 @@ impl ReceiverFactory for OtlpReceiverFactory {
 pub struct OtlpReceiver {
     id: String,
     config: OtlpReceiverConfig,
+    grpc_auth: Option<Arc<dyn ServerAuth>>,
+    http_auth: Option<Arc<dyn ServerAuth>>,
     running: Mutex<Option<Running>>,
 }
 
@@ -72,8 +94,33 @@ impl OtlpReceiver {
         OtlpReceiver {
             id: id.into(),
             config,
+            grpc_auth: None,
+            http_auth: None,
             running: Mutex::new(None),
         }
+    }
+
+    /// Checks every gRPC call / HTTP request with these authenticators (from `protocols.*.auth`).
+    pub fn with_auth(
+        mut self,
+        grpc: Option<Arc<dyn ServerAuth>>,
+        http: Option<Arc<dyn ServerAuth>>,
+    ) -> Self {
+        self.grpc_auth = grpc;
+        self.http_auth = http;
+        self
+    }
+
+    /// Loads a protocol's certificate (before binding, so a bad file fails `start` with nothing served).
+    fn tls(
+        &self,
+        settings: Option<&config::TlsServerSettings>,
+        alpn: &[&'static [u8]],
+    ) -> Result<Option<Arc<tls::TlsServer>>, ComponentError> {
+        settings
+            .map(|s| tls::TlsServer::load(s, alpn).map(Arc::new))
+            .transpose()
+            .map_err(|e| ComponentError::new(&self.id, format!("tls: {e}")))
     }
 
     /// The address the gRPC server listens on while running (the real port when configured with port 0).
@@ -106,6 +153,14 @@ impl Receiver for OtlpReceiver {
             return Err(ComponentError::new(&self.id, "already started"));
         }
         let protocols = &self.config.protocols;
+        let grpc_tls = self.tls(
+            protocols.grpc.as_ref().and_then(|g| g.tls.as_ref()),
+            &[b"h2"],
+        )?;
+        let http_tls = self.tls(
+            protocols.http.as_ref().and_then(|h| h.tls.as_ref()),
+            &[b"h2", b"http/1.1"],
+        )?;
         let grpc_listener = match &protocols.grpc {
             Some(g) => Some(self.bind(&g.endpoint, "OTLP/gRPC").await?),
             None => None,
@@ -114,7 +169,6 @@ impl Receiver for OtlpReceiver {
             Some(h) => Some(self.bind(&h.endpoint, "OTLP/HTTP").await?),
             None => None,
         };
-        let ingest = Ingest::new(consumers, &self.id);
         let stop = CancellationToken::new();
         let mut running = Running {
             stop: stop.clone(),
@@ -125,25 +179,33 @@ impl Receiver for OtlpReceiver {
         if let (Some(listener), Some(g)) = (grpc_listener, &protocols.grpc) {
             running.grpc_addr = listener.local_addr().ok();
             let state = Arc::new(grpc::GrpcState {
-                ingest: ingest.clone(),
+                ingest: Ingest::new(consumers.clone(), &self.id, "grpc"),
                 include_metadata: g.include_metadata,
                 max_recv: usize::try_from(g.max_recv_msg_size_mib << 20).unwrap_or(usize::MAX),
+                auth: self.grpc_auth.clone(),
+                server: grpc::GrpcServerSettings::new(g),
             });
-            tracing::info!(receiver = %self.id, endpoint = ?running.grpc_addr, "OTLP/gRPC listening");
+            tracing::info!(receiver = %self.id, endpoint = ?running.grpc_addr, tls = grpc_tls.is_some(), auth = self.grpc_auth.is_some(), "OTLP/gRPC listening");
             running.tasks.push(tokio::spawn(grpc::serve(
                 listener,
                 state,
+                grpc_tls,
                 stop.clone(),
                 SHUTDOWN_GRACE,
             )));
         }
         if let (Some(listener), Some(h)) = (http_listener, &protocols.http) {
             running.http_addr = listener.local_addr().ok();
-            let state = http::HttpState::new(h, ingest);
-            tracing::info!(receiver = %self.id, endpoint = ?running.http_addr, "OTLP/HTTP listening");
+            let state = http::HttpState::new(
+                h,
+                Ingest::new(consumers, &self.id, "http"),
+                self.http_auth.clone(),
+            );
+            tracing::info!(receiver = %self.id, endpoint = ?running.http_addr, tls = http_tls.is_some(), auth = self.http_auth.is_some(), "OTLP/HTTP listening");
             running.tasks.push(tokio::spawn(http::serve(
                 listener,
                 state,
+                http_tls,
                 stop,
                 SHUTDOWN_GRACE,
             )));

@@ -24,6 +24,9 @@ pub enum ReceiveError {
     TooLarge(String),
     /// Not a valid OTLP request, or the pipeline rejected it (HTTP 400, gRPC INVALID_ARGUMENT).
     Invalid(String),
+    /// The authenticator refused the request's credentials (HTTP 401, gRPC UNAUTHENTICATED). The message
+    /// never contains the credentials.
+    Unauthenticated(String),
     /// The pipeline is saturated; try again later (HTTP 503 + Retry-After, gRPC UNAVAILABLE + RetryInfo).
     Refused {
         reason: String,
@@ -55,6 +58,7 @@ impl ReceiveError {
             ReceiveError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ReceiveError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ReceiveError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ReceiveError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ReceiveError::Refused { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -66,6 +70,7 @@ impl ReceiveError {
             ReceiveError::NoPipeline(_) | ReceiveError::MethodNotAllowed => Code::Unimplemented,
             ReceiveError::Unsupported(_) | ReceiveError::Invalid(_) => Code::InvalidArgument,
             ReceiveError::TooLarge(_) => Code::ResourceExhausted,
+            ReceiveError::Unauthenticated(_) => Code::Unauthenticated,
             ReceiveError::Refused { .. } => Code::Unavailable,
         }
     }
@@ -76,7 +81,7 @@ impl ReceiveError {
             ReceiveError::NotFound(m)
             | ReceiveError::Unsupported(m)
             | ReceiveError::TooLarge(m) => m.clone(),
-            ReceiveError::Invalid(m) => m.clone(),
+            ReceiveError::Invalid(m) | ReceiveError::Unauthenticated(m) => m.clone(),
             ReceiveError::NoPipeline(signal) => {
                 format!("no pipeline accepts {signal} from this receiver")
             }

@@ -81,6 +81,7 @@ async fn start(recorder: &Arc<Recorder>, include_metadata: bool) -> OtlpReceiver
                 endpoint: "127.0.0.1:0".into(),
                 max_recv_msg_size_mib: 1,
                 include_metadata,
+                ..GrpcConfig::default()
             }),
             http: Some(HttpConfig {
                 endpoint: "127.0.0.1:0".into(),

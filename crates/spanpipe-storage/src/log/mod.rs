@@ -1,0 +1,375 @@
+//! The segment log: one directory per client holding append-only segments `<n>.log`, each with an
+//! acknowledgement file `<n>.ack`, and a `LOCK` file held while the client is open.
+//!
+//! - Append writes header and data at the end of the active segment; a new segment starts when it would pass
+//!   `segment_size`, and at every open (older segments are then only read).
+//! - Records are handed out oldest first; an acknowledgement appends the record's offset to its segment's ack
+//!   file. A segment whose records are all acknowledged is deleted (log first, then acks: a crash in between
+//!   leaves only an orphan ack file, removed at the next open).
+//! - Open scans every segment (both checksums), truncates a torn tail, skips damaged and acknowledged records,
+//!   and deletes segments with nothing left.
+//!
+//! Durability: every write is a `write(2)` before the call returns, so a record or acknowledgement survives the
+//! process being killed (the page cache belongs to the kernel). With `fsync` the data is also synced before
+//! `append` returns (and the directory when a segment is created), which survives power loss. Acknowledgements
+//! are never synced: losing one only means sending its record again.
+
+mod record;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use spanpipe_core::{Record, RecordId, StorageClient, StorageError, StorageStats};
+
+use record::{Entry, HEADER, ack_entry, header, parse_acks, scan};
+
+/// How a log behaves.
+#[derive(Clone, Copy, Debug)]
+pub struct LogOptions {
+    pub fsync: bool,
+    /// A segment is closed once the next record would take it past this (a single larger record gets its own).
+    pub segment_size: u64,
+    /// Cap on the bytes of unacknowledged records, enforced by the queue through [`StorageClient::max_bytes`].
+    pub max_bytes: Option<u64>,
+}
+
+struct Segment {
+    file: File,
+    end: u64,
+    unread: VecDeque<Entry>,
+    /// Records not yet acknowledged (unread or in flight).
+    live: u64,
+    ack: Option<File>,
+}
+
+/// One client's log. Not shared: the queue serialises calls behind a mutex.
+pub struct SegmentLog {
+    dir: PathBuf,
+    opts: LogOptions,
+    segments: BTreeMap<u64, Segment>,
+    active: u64,
+    in_flight: HashMap<RecordId, Entry>,
+    stats: StorageStats,
+    /// Kept open: its lock is released when the log is dropped (or the process dies).
+    _lock: File,
+}
+
+fn seg_path(dir: &Path, id: u64, ext: &str) -> PathBuf {
+    dir.join(format!("{id:020}.{ext}"))
+}
+
+fn err(what: &str, path: &Path, e: std::io::Error) -> StorageError {
+    StorageError(format!("{what} {}: {e}", path.display()))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| err("cannot sync directory", dir, e))
+}
+
+impl SegmentLog {
+    /// Opens (creating) the log in `dir`, recovering what an earlier process left.
+    pub fn open(dir: &Path, opts: LogOptions) -> Result<SegmentLog, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|e| err("cannot create", dir, e))?;
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| err("cannot open", &lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StorageError(format!(
+                    "{} is in use by another queue or process",
+                    dir.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(err("cannot lock", &lock_path, e)),
+        }
+        let mut log = SegmentLog {
+            dir: dir.to_path_buf(),
+            opts,
+            segments: BTreeMap::new(),
+            active: 0,
+            in_flight: HashMap::new(),
+            stats: StorageStats::default(),
+            _lock: lock,
+        };
+        let (logs, acks) = log.list()?;
+        for id in &logs {
+            log.recover(*id)?;
+        }
+        for id in acks.iter().filter(|a| !logs.contains(a)) {
+            let p = seg_path(dir, *id, "ack");
+            std::fs::remove_file(&p).map_err(|e| err("cannot remove", &p, e))?;
+        }
+        let next = logs.last().map_or(1, |l| l + 1);
+        log.start_segment(next)?;
+        Ok(log)
+    }
+
+    /// Segment ids with a log file and with an ack file, ascending.
+    fn list(&self) -> Result<(Vec<u64>, Vec<u64>), StorageError> {
+        let (mut logs, mut acks) = (Vec::new(), Vec::new());
+        let rd = std::fs::read_dir(&self.dir).map_err(|e| err("cannot list", &self.dir, e))?;
+        for entry in rd {
+            let entry = entry.map_err(|e| err("cannot list", &self.dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some((stem, ext)) = name.split_once('.') else {
+                continue;
+            };
+            let Ok(id) = stem.parse::<u64>() else {
+                continue;
+            };
+            match ext {
+                "log" => logs.push(id),
+                "ack" => acks.push(id),
+                _ => {}
+            }
+        }
+        logs.sort_unstable();
+        acks.sort_unstable();
+        Ok((logs, acks))
+    }
+
+    /// Loads segment `id`: valid records minus acknowledged ones; a torn tail is cut off, an empty segment
+    /// deleted.
+    fn recover(&mut self, id: u64) -> Result<(), StorageError> {
+        let path = seg_path(&self.dir, id, "log");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| err("cannot open", &path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| err("cannot stat", &path, e))?
+            .len();
+        let found = scan(&file, len).map_err(|e| err("cannot read", &path, e))?;
+        self.stats.corrupt += found.corrupt;
+        if found.end < len {
+            file.set_len(found.end)
+                .map_err(|e| err("cannot truncate", &path, e))?;
+        }
+        let ack_path = seg_path(&self.dir, id, "ack");
+        let acked: std::collections::HashSet<u64> = match std::fs::read(&ack_path) {
+            Ok(b) => parse_acks(&b).into_iter().collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+            Err(e) => return Err(err("cannot read", &ack_path, e)),
+        };
+        let unread: VecDeque<Entry> = found
+            .entries
+            .into_iter()
+            .filter(|e| !acked.contains(&e.offset))
+            .collect();
+        if unread.is_empty() {
+            return self.delete(id, &path, &ack_path);
+        }
+        for e in &unread {
+            self.count(e, true);
+        }
+        self.segments.insert(
+            id,
+            Segment {
+                file,
+                end: found.end,
+                live: unread.len() as u64,
+                unread,
+                ack: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn delete(&mut self, id: u64, log: &Path, ack: &Path) -> Result<(), StorageError> {
+        self.segments.remove(&id);
+        std::fs::remove_file(log).map_err(|e| err("cannot remove", log, e))?;
+        match std::fs::remove_file(ack) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(err("cannot remove", ack, e)),
+        }
+    }
+
+    fn count(&mut self, e: &Entry, add: bool) {
+        let s = &mut self.stats;
+        if add {
+            s.records += 1;
+            s.items += u64::from(e.items);
+            s.bytes += e.size();
+        } else {
+            s.records = s.records.saturating_sub(1);
+            s.items = s.items.saturating_sub(u64::from(e.items));
+            s.bytes = s.bytes.saturating_sub(e.size());
+        }
+    }
+
+    fn start_segment(&mut self, id: u64) -> Result<(), StorageError> {
+        let path = seg_path(&self.dir, id, "log");
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| err("cannot create", &path, e))?;
+        if self.opts.fsync {
+            sync_dir(&self.dir)?;
+        }
+        let old = self.active;
+        self.segments.insert(
+            id,
+            Segment {
+                file,
+                end: 0,
+                unread: VecDeque::new(),
+                live: 0,
+                ack: None,
+            },
+        );
+        self.active = id;
+        self.delete_if_done(old)
+    }
+
+    /// Deletes segment `id` if it is not the active one and nothing in it is left.
+    fn delete_if_done(&mut self, id: u64) -> Result<(), StorageError> {
+        let done = id != self.active && self.segments.get(&id).is_some_and(|s| s.live == 0);
+        if done {
+            let (log, ack) = (
+                seg_path(&self.dir, id, "log"),
+                seg_path(&self.dir, id, "ack"),
+            );
+            self.delete(id, &log, &ack)?;
+        }
+        Ok(())
+    }
+
+    /// Segment files currently on disk (for tests and diagnostics).
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+}
+
+impl StorageClient for SegmentLog {
+    fn append(&mut self, data: &[u8], items: u32) -> Result<RecordId, StorageError> {
+        let len = u32::try_from(data.len())
+            .map_err(|_| StorageError(format!("record of {} bytes is too large", data.len())))?;
+        let size = HEADER + u64::from(len);
+        let active_end = self.segments.get(&self.active).map_or(0, |s| s.end);
+        if active_end > 0 && active_end + size > self.opts.segment_size {
+            self.start_segment(self.active + 1)?;
+        }
+        let crc = crc32fast::hash(data);
+        let path = seg_path(&self.dir, self.active, "log");
+        let fsync = self.opts.fsync;
+        let Some(seg) = self.segments.get_mut(&self.active) else {
+            return Err(StorageError("no active segment".into()));
+        };
+        let written = seg
+            .file
+            .write_all(&header(len, items, crc))
+            .and_then(|()| seg.file.write_all(data))
+            .and_then(|()| if fsync { seg.file.sync_data() } else { Ok(()) });
+        if let Err(e) = written {
+            // Cut a partial record off so later appends stay readable; if even that fails, start afresh.
+            if seg.file.set_len(seg.end).is_err() {
+                let next = self.active + 1;
+                let _ = self.start_segment(next);
+            }
+            return Err(err("cannot write", &path, e));
+        }
+        let entry = Entry {
+            offset: seg.end,
+            len,
+            items,
+            crc,
+        };
+        seg.end += size;
+        seg.live += 1;
+        seg.unread.push_back(entry);
+        self.count(&entry, true);
+        Ok(RecordId {
+            segment: self.active,
+            offset: entry.offset,
+        })
+    }
+
+    fn next(&mut self) -> Result<Option<Record>, StorageError> {
+        loop {
+            let Some((&sid, seg)) = self.segments.iter_mut().find(|(_, s)| !s.unread.is_empty())
+            else {
+                return Ok(None);
+            };
+            let Some(entry) = seg.unread.pop_front() else {
+                continue;
+            };
+            let mut data = vec![0u8; entry.len as usize];
+            let id = RecordId {
+                segment: sid,
+                offset: entry.offset,
+            };
+            if let Err(e) = seg.file.read_exact_at(&mut data, entry.offset + HEADER) {
+                seg.unread.push_front(entry);
+                return Err(err("cannot read", &seg_path(&self.dir, sid, "log"), e));
+            }
+            self.in_flight.insert(id, entry);
+            if crc32fast::hash(&data) != entry.crc {
+                // Damaged since it was written or scanned: skip it for good.
+                self.stats.corrupt += 1;
+                self.ack(id)?;
+                continue;
+            }
+            return Ok(Some(Record {
+                id,
+                data,
+                items: entry.items,
+            }));
+        }
+    }
+
+    fn ack(&mut self, id: RecordId) -> Result<(), StorageError> {
+        let Some(entry) = self.in_flight.remove(&id) else {
+            return Ok(());
+        };
+        self.count(&entry, false);
+        let path = seg_path(&self.dir, id.segment, "ack");
+        let Some(seg) = self.segments.get_mut(&id.segment) else {
+            return Ok(());
+        };
+        seg.live = seg.live.saturating_sub(1);
+        let written = match &mut seg.ack {
+            Some(f) => f.write_all(&ack_entry(id.offset)),
+            None => OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|mut f| {
+                    f.write_all(&ack_entry(id.offset))?;
+                    seg.ack = Some(f);
+                    Ok(())
+                }),
+        };
+        self.delete_if_done(id.segment)?;
+        written.map_err(|e| err("cannot write", &path, e))
+    }
+
+    fn stats(&self) -> StorageStats {
+        self.stats
+    }
+
+    fn record_overhead(&self) -> u64 {
+        HEADER
+    }
+
+    fn max_bytes(&self) -> Option<u64> {
+        self.opts.max_bytes
+    }
+}
