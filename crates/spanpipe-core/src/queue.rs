@@ -362,13 +362,17 @@ impl SendingQueue {
             for h in handles {
                 let _ = h.await;
             }
-            let mut rx = self.rx.lock().await;
-            let mut lost = 0usize;
-            while let Ok(q) = rx.try_recv() {
-                self.counters.send_failed.add(q.batch.signal, q.batch.items);
-                lost += q.batch.items;
-            }
-            tracing::error!(exporter = %self.id, items = lost, "shutdown deadline reached; queued data not delivered");
+        }
+        // Whatever no worker took (the deadline passed, or the queue never started: a reload whose successor
+        // failed to start) is counted as failed, never dropped silently.
+        let mut rx = self.rx.lock().await;
+        let mut lost = 0usize;
+        while let Ok(q) = rx.try_recv() {
+            self.counters.send_failed.add(q.batch.signal, q.batch.items);
+            lost += q.batch.items;
+        }
+        if lost > 0 || drained.is_err() {
+            tracing::error!(exporter = %self.id, items = lost, "shutdown deadline reached or queue never started; queued data not delivered");
         }
         self.exporter.shutdown().await;
     }

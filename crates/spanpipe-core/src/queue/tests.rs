@@ -212,6 +212,18 @@ async fn shutdown_deadline_counts_what_is_left() {
     assert_eq!(q.counters.sent.get(Signal::Traces), 0);
 }
 
+#[tokio::test(start_paused = true)]
+async fn shutdown_of_a_never_started_queue_counts_what_it_holds() {
+    let exp = Arc::new(TestExporter::default());
+    let q = SendingQueue::new("t".into(), exp.clone(), settings(10, 1, OnFull::Refuse));
+    for _ in 0..2 {
+        put(&q, batch(b"a", 5)).await;
+    }
+    q.shutdown(Instant::now() + Duration::from_secs(1)).await;
+    assert_eq!(q.counters.send_failed.get(Signal::Traces), 10);
+    assert_eq!(exp.attempts.load(Ordering::SeqCst), 0);
+}
+
 #[tokio::test]
 async fn items_sizer_counts_items() {
     let gate = Arc::new(tokio::sync::Notify::new());
