@@ -1,0 +1,165 @@
+//! What matching and conditions see of one span: its scalar fields read from the wire, plus the encoded span,
+//! resource and scope for lazy attribute lookups.
+
+use spanpipe_core::wire::{Reader, WireError};
+
+use crate::value::{ValueRef, find_attribute, utf8};
+
+/// One span in its context, borrowed from the encoded request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SpanRef<'a> {
+    /// The encoded `Span`.
+    pub raw: &'a [u8],
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub parent_span_id: &'a [u8],
+    pub name: &'a str,
+    pub kind: i64,
+    /// 0 unset, 1 ok, 2 error.
+    pub status_code: i64,
+    pub status_message: &'a str,
+    /// The encoded `Resource` of its `ResourceSpans` (empty if absent).
+    pub resource: &'a [u8],
+    /// The encoded `InstrumentationScope` of its `ScopeSpans` (empty if absent).
+    pub scope: &'a [u8],
+}
+
+/// The OTel Collector's span kind names (`traceutil.SpanKindStr`).
+pub const SPAN_KINDS: [&str; 6] = [
+    "SPAN_KIND_UNSPECIFIED",
+    "SPAN_KIND_INTERNAL",
+    "SPAN_KIND_SERVER",
+    "SPAN_KIND_CLIENT",
+    "SPAN_KIND_PRODUCER",
+    "SPAN_KIND_CONSUMER",
+];
+
+impl<'a> SpanRef<'a> {
+    /// Reads the scalar fields of an encoded span.
+    pub fn parse(raw: &'a [u8], resource: &'a [u8], scope: &'a [u8]) -> Result<Self, WireError> {
+        let mut s = SpanRef {
+            raw,
+            resource,
+            scope,
+            ..SpanRef::default()
+        };
+        let mut r = Reader::new(raw);
+        while let Some((n, f)) = r.next_field()? {
+            match n {
+                1 => s.trace_id = f.bytes("trace_id")?,
+                2 => s.span_id = f.bytes("span_id")?,
+                4 => s.parent_span_id = f.bytes("parent_span_id")?,
+                5 => s.name = utf8(f.bytes("name")?)?,
+                6 => s.kind = f.varint("kind")? as i64,
+                15 => {
+                    let mut st = Reader::new(f.bytes("status")?);
+                    while let Some((sn, sf)) = st.next_field()? {
+                        match sn {
+                            2 => s.status_message = utf8(sf.bytes("status.message")?)?,
+                            3 => s.status_code = sf.varint("status.code")? as i64,
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(s)
+    }
+
+    /// `traceutil.SpanKindStr`: `SPAN_KIND_SERVER`, ...; out-of-range kinds are "".
+    pub fn kind_str(&self) -> &'static str {
+        usize::try_from(self.kind)
+            .ok()
+            .and_then(|k| SPAN_KINDS.get(k))
+            .copied()
+            .unwrap_or("")
+    }
+
+    /// A span attribute (the first with this key). Malformed bytes read as absent; the receiver validated them.
+    pub fn attribute(&self, key: &str) -> Option<ValueRef<'a>> {
+        find_attribute(self.raw, 9, key).ok().flatten()
+    }
+
+    /// Whether the span has any attribute.
+    pub fn has_attributes(&self) -> bool {
+        has_field(self.raw, 9)
+    }
+
+    /// A resource attribute.
+    pub fn resource_attribute(&self, key: &str) -> Option<ValueRef<'a>> {
+        find_attribute(self.resource, 1, key).ok().flatten()
+    }
+
+    /// Whether the resource has any attribute.
+    pub fn resource_has_attributes(&self) -> bool {
+        has_field(self.resource, 1)
+    }
+
+    /// The instrumentation scope's name (field 1) or version (field 2).
+    pub fn scope_field(&self, number: u32) -> &'a str {
+        let mut r = Reader::new(self.scope);
+        while let Ok(Some((n, f))) = r.next_field() {
+            if n == number {
+                return f
+                    .bytes("scope")
+                    .ok()
+                    .and_then(|b| utf8(b).ok())
+                    .unwrap_or("");
+            }
+        }
+        ""
+    }
+}
+
+fn has_field(msg: &[u8], number: u32) -> bool {
+    let mut r = Reader::new(msg);
+    while let Ok(Some((n, _))) = r.next_field() {
+        if n == number {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{kv, s, span, with_status};
+    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use prost::Message;
+
+    #[test]
+    fn reads_fields_and_attributes() {
+        let sp = with_status(span(3, 4, "chat", 3, vec![kv("a", s("x"))]), 2).encode_to_vec();
+        let res = Resource {
+            attributes: vec![kv("service.name", s("svc"))],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let scope = InstrumentationScope {
+            name: "lib".into(),
+            version: "2".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let r = SpanRef::parse(&sp, &res, &scope).unwrap();
+        assert_eq!(r.name, "chat");
+        assert_eq!(r.kind_str(), "SPAN_KIND_CLIENT");
+        assert_eq!(r.status_code, 2);
+        assert_eq!(r.trace_id, &[3u8; 16]);
+        assert_eq!(r.attribute("a"), Some(ValueRef::Str("x")));
+        assert_eq!(r.attribute("b"), None);
+        assert!(r.has_attributes());
+        assert_eq!(
+            r.resource_attribute("service.name"),
+            Some(ValueRef::Str("svc"))
+        );
+        assert_eq!(r.scope_field(1), "lib");
+        assert_eq!(r.scope_field(2), "2");
+        let r = SpanRef::parse(&sp, &[], &[]).unwrap();
+        assert!(!r.resource_has_attributes());
+        assert_eq!(r.scope_field(1), "");
+    }
+}
