@@ -216,6 +216,23 @@ fn scope_spans(
     })
 }
 
+/// Applies `editor` to the payload of a traces batch (other signals pass unchanged), keeping the same buffer when
+/// nothing changed. A malformed request is rejected (the receiver answers 400), named after processor `id`.
+pub fn rewrite_batch(
+    id: &str,
+    mut batch: spanpipe_core::Batch,
+    editor: &mut impl Editor,
+) -> Result<spanpipe_core::Batch, spanpipe_core::ConsumeError> {
+    let outcome =
+        rewrite(&batch.payload, editor).map_err(|e| spanpipe_core::ConsumeError::Rejected {
+            reason: format!("{id}: malformed traces: {e}"),
+        })?;
+    if let Some(p) = outcome.payload {
+        batch.payload = bytes::Bytes::from(p);
+    }
+    Ok(batch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,6 @@ mod tests;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use serde::Deserialize;
 use spanpipe_core::wire::WireError;
 use spanpipe_core::{
@@ -19,7 +18,7 @@ use crate::actions::{Action, ActionConfig, apply, compile_actions};
 use crate::attrs::{AttrList, replace_attributes};
 use crate::config::Invalid;
 use crate::matching::{MatchConfig, MatchProperties, SpanFilter};
-use crate::rewrite::{Editor, SpanEdit, rewrite};
+use crate::rewrite::{Editor, SpanEdit, rewrite_batch};
 use crate::span::SpanRef;
 
 /// `attributes` settings: `actions` plus the optional `include` / `exclude` span selection.
@@ -110,21 +109,16 @@ impl Editor for SpanActions<'_> {
 
 impl AttributesProcessor {
     /// The batch with the actions applied (the same buffer when nothing changed).
-    pub fn process(&self, mut batch: Batch) -> Result<Batch, ConsumeError> {
+    pub fn process(&self, batch: Batch) -> Result<Batch, ConsumeError> {
         if batch.signal != Signal::Traces {
             return Ok(batch);
         }
+        let metadata = batch.metadata.clone();
         let mut editor = SpanActions {
             settings: &self.settings,
-            metadata: &batch.metadata,
+            metadata: &metadata,
         };
-        let outcome = rewrite(&batch.payload, &mut editor).map_err(|e| ConsumeError::Rejected {
-            reason: format!("{}: malformed traces: {e}", self.id),
-        })?;
-        if let Some(p) = outcome.payload {
-            batch.payload = Bytes::from(p);
-        }
-        Ok(batch)
+        rewrite_batch(&self.id, batch, &mut editor)
     }
 }
 

@@ -102,7 +102,11 @@ async fn from_context_uses_batch_metadata_and_malformed_is_rejected() {
             Some(&Value::StringValue("acme".into()))
         );
     }
-    let bad = spanpipe_core::Batch::new(Signal::Traces, Bytes::from_static(b"\x0a\x09\x12"), 1);
+    let bad = spanpipe_core::Batch::new(
+        Signal::Traces,
+        bytes::Bytes::from_static(b"\x0a\x09\x12"),
+        1,
+    );
     assert!(matches!(
         p.consume(bad).await,
         Err(ConsumeError::Rejected { .. })

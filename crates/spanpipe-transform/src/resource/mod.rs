@@ -8,7 +8,6 @@ mod tests;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use serde::Deserialize;
 use spanpipe_core::wire::WireError;
 use spanpipe_core::{
@@ -18,7 +17,7 @@ use spanpipe_core::{
 
 use crate::actions::{Action, ActionConfig, apply, compile_actions};
 use crate::attrs::{AttrList, replace_attributes};
-use crate::rewrite::{Editor, rewrite};
+use crate::rewrite::{Editor, rewrite_batch};
 
 /// `resource` settings.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -90,21 +89,16 @@ impl Editor for ResourceActions<'_> {
 
 impl ResourceProcessor {
     /// The batch with the actions applied to every resource (the same buffer when nothing changed).
-    pub fn process(&self, mut batch: Batch) -> Result<Batch, ConsumeError> {
+    pub fn process(&self, batch: Batch) -> Result<Batch, ConsumeError> {
         if batch.signal != Signal::Traces {
             return Ok(batch);
         }
+        let metadata = batch.metadata.clone();
         let mut editor = ResourceActions {
             actions: &self.actions,
-            metadata: &batch.metadata,
+            metadata: &metadata,
         };
-        let outcome = rewrite(&batch.payload, &mut editor).map_err(|e| ConsumeError::Rejected {
-            reason: format!("{}: malformed traces: {e}", self.id),
-        })?;
-        if let Some(p) = outcome.payload {
-            batch.payload = Bytes::from(p);
-        }
-        Ok(batch)
+        rewrite_batch(&self.id, batch, &mut editor)
     }
 }
 
