@@ -11,6 +11,7 @@ pub mod consumer;
 pub mod counting;
 pub mod fanout;
 pub mod graph;
+pub mod invalid;
 pub mod queue;
 pub mod registry;
 pub mod reload;
@@ -30,6 +31,7 @@ pub use component::{
     Processor, ProcessorFactory, Receiver, ReceiverFactory, SignalConsumers,
 };
 pub use consumer::{ConsumeError, Consumer};
+pub use invalid::{Invalid, Key};
 pub use queue::{OnFull, QueueSettings, Sizer};
 pub use registry::Registry;
 pub use retry::RetrySettings;

@@ -147,20 +147,7 @@ pub struct Settings {
     pub rules: Vec<Rule>,
 }
 
-/// One step of a key path: a mapping key or a sequence index.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Key {
-    Name(&'static str),
-    Index(usize),
-}
-
-/// A validation failure: where (below the exporter's own key) and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Invalid {
-    pub keys: Vec<Key>,
-    pub message: String,
-}
+pub use spanpipe_core::{Invalid, Key};
 
 fn invalid(keys: &[Key], message: impl Into<String>) -> Invalid {
     Invalid {

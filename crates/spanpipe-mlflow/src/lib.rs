@@ -21,13 +21,12 @@ mod tests;
 
 use std::sync::Arc;
 
-use spanpipe_config::Value;
 use spanpipe_core::{
     BuildContext, BuiltExporter, ConfigError, ExporterFactory, ExporterSettings, Node, Registry,
     Signal,
 };
 
-use crate::config::{Invalid, Key, MlflowConfig};
+use crate::config::MlflowConfig;
 use crate::exporter::{EnvFn, MlflowExporter};
 
 /// Registers the `mlflow` exporter.
@@ -60,7 +59,7 @@ impl ExporterFactory for MlflowExporterFactory {
 
     fn build(&self, ctx: &BuildContext, node: &Node) -> Result<BuiltExporter, ConfigError> {
         let cfg: MlflowConfig = ctx.config(node)?;
-        let settings = cfg.validate().map_err(|e| located(ctx, node, &e))?;
+        let settings = cfg.validate().map_err(|e| e.locate(ctx, node))?;
         let exporter_settings = ExporterSettings::new(
             ctx,
             node,
@@ -77,33 +76,4 @@ impl ExporterFactory for MlflowExporterFactory {
             settings: exporter_settings,
         })
     }
-}
-
-/// A validation error located at the deepest of its keys present in the config (`routing[1].header`).
-fn located(ctx: &BuildContext, node: &Node, e: &Invalid) -> ConfigError {
-    let mut at = node;
-    let mut found = true;
-    let mut path = ctx.path.clone();
-    for k in &e.keys {
-        let next = match (k, &at.value) {
-            (Key::Name(name), _) => {
-                path.push('.');
-                path.push_str(name);
-                at.get(name)
-            }
-            (Key::Index(i), Value::Seq(items)) => {
-                path.push_str(&format!("[{i}]"));
-                items.get(*i)
-            }
-            (Key::Index(i), _) => {
-                path.push_str(&format!("[{i}]"));
-                None
-            }
-        };
-        match next {
-            Some(n) if found => at = n,
-            _ => found = false,
-        }
-    }
-    ConfigError::new(at.location.clone(), path, e.message.clone())
 }

@@ -7,8 +7,6 @@ use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, KeyValue, KeyValueList, any_value,
 };
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use spanpipe_config::Value;
-use spanpipe_core::{BuildContext, ConfigError, Node};
 
 /// A value as written in YAML, typed by the core schema (`7` is an int, `"7"` a string), like the OTel
 /// Collector's `any` config fields that become attribute values.
@@ -101,66 +99,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 }
 
-/// One step of a key path below a component: a mapping key or a list index.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Key {
-    Name(&'static str),
-    Index(usize),
-}
-
-/// A validation failure: where below the component's own key, and why.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Invalid {
-    pub keys: Vec<Key>,
-    pub message: String,
-}
-
-impl Invalid {
-    pub fn new(keys: Vec<Key>, message: impl Into<String>) -> Self {
-        Invalid {
-            keys,
-            message: message.into(),
-        }
-    }
-
-    /// The same failure one level further down (`prefix` then these keys).
-    pub fn under(mut self, prefix: &[Key]) -> Self {
-        let mut keys = prefix.to_vec();
-        keys.append(&mut self.keys);
-        self.keys = keys;
-        self
-    }
-
-    /// The config error located at the deepest of the keys present in `node` (`actions[1].key`).
-    pub fn locate(&self, ctx: &BuildContext, node: &Node) -> ConfigError {
-        let mut at = node;
-        let mut found = true;
-        let mut path = ctx.path.clone();
-        for k in &self.keys {
-            let next = match (k, &at.value) {
-                (Key::Name(name), _) => {
-                    path.push('.');
-                    path.push_str(name);
-                    at.get(name)
-                }
-                (Key::Index(i), Value::Seq(items)) => {
-                    path.push_str(&format!("[{i}]"));
-                    items.get(*i)
-                }
-                (Key::Index(i), _) => {
-                    path.push_str(&format!("[{i}]"));
-                    None
-                }
-            };
-            match next {
-                Some(n) if found => at = n,
-                _ => found = false,
-            }
-        }
-        ConfigError::new(at.location.clone(), path, self.message.clone())
-    }
-}
+pub use spanpipe_core::{Invalid, Key};
 
 /// Compiles a regular expression from config, saying which key holds a bad one.
 pub fn regex(pattern: &str, keys: Vec<Key>) -> Result<regex::Regex, Invalid> {
@@ -209,7 +148,7 @@ mod tests {
             "actions:\n  - key: a\n  - key: b\n    action: nope\n",
         )
         .unwrap();
-        let ctx = BuildContext::new(
+        let ctx = spanpipe_core::BuildContext::new(
             "attributes".parse().unwrap(),
             "processors.attributes".into(),
         );
