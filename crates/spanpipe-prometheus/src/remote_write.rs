@@ -9,7 +9,7 @@
 //! which Prometheus takes as duplicates of identical samples, i.e. without error.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -20,7 +20,7 @@ use serde::Deserialize;
 use spanpipe_config::{ByteSize, Duration as ConfigDuration};
 use spanpipe_core::{
     Batch, BuildContext, BuiltExporter, ComponentError, ConfigError, ExportError, Exporter,
-    ExporterFactory, ExporterSettings, Node, QueueSettings, RetrySettings, Signal,
+    ExporterFactory, ExporterSettings, Node, QueueSettings, RetrySettings, Signal, StartOnce,
 };
 use spanpipe_otlp::exporter::endpoint::{check_http_url, http_headers};
 use spanpipe_otlp::exporter::otlp_http::{map_send_error, read_capped, retry_after};
@@ -121,7 +121,7 @@ impl ExporterFactory for RemoteWriteExporterFactory {
                 max_bytes: usize::try_from(cfg.max_batch_size_bytes.0)
                     .unwrap_or(usize::MAX)
                     .max(1),
-                client: OnceLock::new(),
+                client: StartOnce::default(),
             }),
             settings,
         })
@@ -137,7 +137,7 @@ pub struct RemoteWriteExporter {
     timeout: Duration,
     options: Options,
     max_bytes: usize,
-    client: OnceLock<reqwest::Client>,
+    client: StartOnce<reqwest::Client>,
 }
 
 fn series(
@@ -311,19 +311,11 @@ impl RemoteWriteExporter {
 #[async_trait]
 impl Exporter for RemoteWriteExporter {
     async fn start(&self) -> Result<(), ComponentError> {
-        if self.client.get().is_none() {
-            let client = self
-                .make_client()
-                .map_err(|m| ComponentError::new(&self.id, m))?;
-            let _ = self.client.set(client);
-        }
-        Ok(())
+        self.client.start(&self.id, || self.make_client())
     }
 
     async fn export(&self, batch: &Batch) -> Result<(), ExportError> {
-        let Some(client) = self.client.get() else {
-            return Err(ExportError::permanent("exporter not started"));
-        };
+        let client = self.client.get()?;
         if batch.signal != Signal::Metrics {
             return Err(ExportError::permanent(format!(
                 "prometheus_remote_write exports metrics, not {}",

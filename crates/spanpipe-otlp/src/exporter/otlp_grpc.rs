@@ -2,7 +2,7 @@
 //! costs a compression and a copy into the HTTP/2 frames, never a protobuf encode.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,7 +13,7 @@ use spanpipe_config::Duration as ConfigDuration;
 use spanpipe_core::retry::classify_grpc;
 use spanpipe_core::{
     Batch, BuildContext, BuiltExporter, ComponentError, ConfigError, ExportError, Exporter,
-    ExporterFactory, ExporterSettings, Node, QueueSettings, RetrySettings, Signal,
+    ExporterFactory, ExporterSettings, Node, QueueSettings, RetrySettings, Signal, StartOnce,
 };
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
@@ -147,7 +147,7 @@ pub struct OtlpGrpcExporter {
     metadata: MetadataMap,
     /// Sent as `grpc-timeout` so the server can give up too; the core enforces it on our side.
     timeout: Duration,
-    channel: OnceLock<Channel>,
+    channel: StartOnce<Channel>,
     partial: PartialSuccessLog,
 }
 
@@ -183,7 +183,7 @@ impl OtlpGrpcExporter {
             compression: cfg.compression.encoding(),
             metadata,
             timeout: cfg.timeout.0,
-            channel: OnceLock::new(),
+            channel: StartOnce::default(),
             partial: PartialSuccessLog::default(),
         })
     }
@@ -215,19 +215,11 @@ impl OtlpGrpcExporter {
 #[async_trait]
 impl Exporter for OtlpGrpcExporter {
     async fn start(&self) -> Result<(), ComponentError> {
-        if self.channel.get().is_none() {
-            let channel = self
-                .make_channel()
-                .map_err(|m| ComponentError::new(&self.id, m))?;
-            let _ = self.channel.set(channel);
-        }
-        Ok(())
+        self.channel.start(&self.id, || self.make_channel())
     }
 
     async fn export(&self, batch: &Batch) -> Result<(), ExportError> {
-        let Some(channel) = self.channel.get() else {
-            return Err(ExportError::permanent("exporter not started"));
-        };
+        let channel = self.channel.get()?;
         if self.compression.is_none() {
             let timeout = (!self.timeout.is_zero()).then_some(self.timeout);
             let response = super::grpc_unary::unary_raw(

@@ -2,7 +2,7 @@
 //! are sent as they are (compressed unless `compression: none`); `json` re-encodes through a full decode.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -13,7 +13,7 @@ use spanpipe_config::Duration as ConfigDuration;
 use spanpipe_core::retry::{classify_http, parse_retry_after};
 use spanpipe_core::{
     Batch, BuildContext, BuiltExporter, ComponentError, ConfigError, ExportError, Exporter,
-    ExporterFactory, ExporterSettings, Node, QueueSettings, RetrySettings, Signal,
+    ExporterFactory, ExporterSettings, Node, QueueSettings, RetrySettings, Signal, StartOnce,
 };
 
 use super::endpoint::{check_http_url, http_headers, join_signal_path};
@@ -138,7 +138,7 @@ impl ExporterFactory for OtlpHttpExporterFactory {
             headers,
             tls: cfg.tls,
             timeout: cfg.timeout.0,
-            client: OnceLock::new(),
+            client: StartOnce::default(),
             partial: PartialSuccessLog::default(),
         };
         Ok(BuiltExporter {
@@ -158,7 +158,7 @@ pub struct OtlpHttpExporter {
     headers: http::HeaderMap,
     tls: TlsSettings,
     timeout: Duration,
-    client: OnceLock<reqwest::Client>,
+    client: StartOnce<reqwest::Client>,
     partial: PartialSuccessLog,
 }
 
@@ -202,19 +202,11 @@ impl OtlpHttpExporter {
 #[async_trait]
 impl Exporter for OtlpHttpExporter {
     async fn start(&self) -> Result<(), ComponentError> {
-        if self.client.get().is_none() {
-            let client = self
-                .make_client()
-                .map_err(|m| ComponentError::new(&self.id, m))?;
-            let _ = self.client.set(client);
-        }
-        Ok(())
+        self.client.start(&self.id, || self.make_client())
     }
 
     async fn export(&self, batch: &Batch) -> Result<(), ExportError> {
-        let Some(client) = self.client.get() else {
-            return Err(ExportError::permanent("exporter not started"));
-        };
+        let client = self.client.get()?;
         let idx = match batch.signal {
             Signal::Traces => 0,
             Signal::Metrics => 1,
