@@ -1,22 +1,41 @@
-//! Views over encoded OTLP: scan, validate, count and cut requests without decoding them.
+//! spanpipe's one wire layer: views over encoded OTLP to scan, validate, count, read, rewrite and cut requests
+//! without decoding them.
 //!
 //! An OTLP `Export*ServiceRequest` is a sequence of `resource_*` fields, so two encoded requests concatenated are one
 //! valid request. Everything here works on those bytes directly: the receiver validates and counts with a scan
 //! (~4x faster than a prost decode), batching appends, and splitting cuts at resource, scope or span boundaries.
+//!
+//! - [`fields`]: field numbers; [`Reader`]: the bounds-checked field reader everything is built on.
+//! - [`AnyValueRef`], [`RawValue`], [`for_each_attr`], [`find_attr`]: the one attribute decoder (borrowed).
+//! - [`walk_spans`] / [`SpanView::read`]: resource → scope → span with borrowed views, attributes in one pass.
+//! - [`rewrite_fields`] / [`rewrite_spans`]: the one copy-on-write rewriter.
+//! - [`check_traces`]: the receiver's door. After it every string is UTF-8, every value at most
+//!   `max_attribute_depth` (≤ [`MAX_DEPTH`]) deep and every id the right length, so a full prost decode of a
+//!   request that passed it cannot fail. Nothing in this module recurses on input.
 
+mod door;
+pub mod fields;
 mod logs;
 mod metrics;
 mod reader;
+mod rewrite;
 mod split;
 #[cfg(test)]
 pub(crate) mod test_data;
 mod traces;
+mod value;
 
+pub use door::{DoorReport, check_traces, drop_invalid_spans};
 pub use logs::count_log_records;
 pub use metrics::count_metric_points;
 pub use reader::{Field, Reader, bytes_field_len, put_bytes_field, put_varint};
+pub use rewrite::{Edit, Outcome, SpanEdit, SpanEditor, rewrite_fields, rewrite_spans};
 pub use split::split_traces;
-pub use traces::{SpanView, TracesSummary, scan_traces};
+pub use traces::{SpanCtx, SpanView, TracesSummary, scan_traces, walk_spans};
+pub use value::{
+    AnyValueRef, MAX_DEPTH, RawValue, check_value, find_attr, for_each_attr, for_each_entry,
+    for_each_item, key_value, utf8,
+};
 
 use crate::Signal;
 

@@ -57,11 +57,20 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
+    /// A varint; one-byte values (almost every tag and length in OTLP) take the first branch.
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, WireError> {
-        let mut value: u64 = 0;
-        for i in 0..10 {
+        let Some(&first) = self.buf.get(self.pos) else {
+            return Err(truncated());
+        };
+        self.pos += 1;
+        if first < 0x80 {
+            return Ok(u64::from(first));
+        }
+        let mut value = u64::from(first & 0x7f);
+        for i in 1..10 {
             let Some(&b) = self.buf.get(self.pos) else {
-                return Err(WireError::new("truncated varint"));
+                return Err(truncated());
             };
             self.pos += 1;
             value |= u64::from(b & 0x7f) << (7 * i);
@@ -72,19 +81,23 @@ impl<'a> Reader<'a> {
         Err(WireError::new("varint longer than 10 bytes"))
     }
 
+    #[inline(always)]
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| WireError::new("length exceeds message"))?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
+        match self.pos.checked_add(n) {
+            Some(end) if end <= self.buf.len() => {
+                let s = &self.buf[self.pos..end];
+                self.pos = end;
+                Ok(s)
+            }
+            _ => Err(too_long()),
+        }
     }
 
     /// The next `(field number, value)`, or `None` at the end of the message.
-    #[inline]
+    ///
+    /// Inlined with a one-byte fast path: the attribute walks read four fields per attribute, ten attributes per
+    /// span, and this is what the span-metrics connector's private reader was measured to need.
+    #[inline(always)]
     pub fn next_field(&mut self) -> Result<Option<(u32, Field<'a>)>, WireError> {
         if self.pos >= self.buf.len() {
             return Ok(None);
@@ -103,8 +116,7 @@ impl<'a> Reader<'a> {
                 Field::Fixed64(u64::from_le_bytes(a))
             }
             2 => {
-                let len = usize::try_from(self.varint()?)
-                    .map_err(|_| WireError::new("length overflow"))?;
+                let len = usize::try_from(self.varint()?).map_err(|_| too_long())?;
                 Field::Bytes(self.take(len)?)
             }
             5 => {
@@ -117,6 +129,16 @@ impl<'a> Reader<'a> {
         };
         Ok(Some((number as u32, field)))
     }
+}
+
+#[cold]
+fn truncated() -> WireError {
+    WireError::new("truncated varint")
+}
+
+#[cold]
+fn too_long() -> WireError {
+    WireError::new("length exceeds message")
 }
 
 /// Appends a varint.

@@ -1,6 +1,10 @@
-//! Scanning `ExportTraceServiceRequest` bytes: validation, span count and per-span views.
+//! Walking `ExportTraceServiceRequest` bytes: resource → scope → span with borrowed views, and the receiver-side
+//! scan that validates the structure and counts spans.
 
-use super::{Reader, WireError, for_each_message};
+use super::fields::{
+    request as rq, resource_spans as rsf, scope_spans as ssf, span as sf, status as stf,
+};
+use super::{Field, RawValue, Reader, WireError, key_value};
 
 /// The fields of one span a component may need, borrowed from the encoded request.
 #[derive(Clone, Copy, Debug, Default)]
@@ -9,13 +13,26 @@ pub struct SpanView<'a> {
     pub span_id: &'a [u8],
     /// Empty for a root span.
     pub parent_span_id: &'a [u8],
+    /// Raw bytes: UTF-8 once the receiver checked the request ([`super::utf8`] to view it as text).
     pub name: &'a [u8],
     pub kind: u64,
     pub start_time_unix_nano: u64,
     pub end_time_unix_nano: u64,
     /// 0 unset, 1 ok, 2 error.
     pub status_code: u64,
+    pub status_message: &'a [u8],
     /// The whole encoded span, for lazy attribute lookups.
+    pub raw: &'a [u8],
+}
+
+/// One span in its context, as [`walk_spans`] hands it over.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SpanCtx<'a> {
+    /// The encoded `Resource` of its `ResourceSpans` (empty if absent).
+    pub resource: &'a [u8],
+    /// The encoded `InstrumentationScope` of its `ScopeSpans` (empty if absent).
+    pub scope: &'a [u8],
+    /// The encoded `Span`.
     pub raw: &'a [u8],
 }
 
@@ -26,81 +43,154 @@ pub struct TracesSummary {
     pub spans: usize,
 }
 
+/// The first length-delimited field `number` of `msg` (empty if absent).
+#[inline]
+pub(crate) fn first_bytes<'a>(
+    msg: &'a [u8],
+    number: u32,
+    what: &'static str,
+) -> Result<&'a [u8], WireError> {
+    let mut r = Reader::new(msg);
+    while let Some((n, f)) = r.next_field()? {
+        if n == number {
+            return f.bytes(what);
+        }
+    }
+    Ok(&[])
+}
+
+/// Calls `visit` for every span, resource → scope → span in wire order, with the encoded resource and scope of
+/// its parents (each may come after the spans on the wire; they are found first). Iterative: the request's
+/// nesting is fixed, nothing here recurses.
+pub fn walk_spans<'a>(
+    request: &'a [u8],
+    mut visit: impl FnMut(SpanCtx<'a>) -> Result<(), WireError>,
+) -> Result<TracesSummary, WireError> {
+    let mut summary = TracesSummary::default();
+    let mut r = Reader::new(request);
+    while let Some((n, f)) = r.next_field()? {
+        if n != rq::RESOURCE_SPANS {
+            continue;
+        }
+        let rs = f.bytes("resource_spans")?;
+        summary.resources += 1;
+        let resource = first_bytes(rs, rsf::RESOURCE, "resource")?;
+        let mut r = Reader::new(rs);
+        while let Some((n, f)) = r.next_field()? {
+            if n != rsf::SCOPE_SPANS {
+                continue;
+            }
+            let ss = f.bytes("scope_spans")?;
+            let scope = first_bytes(ss, ssf::SCOPE, "scope")?;
+            let mut r = Reader::new(ss);
+            while let Some((n, f)) = r.next_field()? {
+                if n == ssf::SPANS {
+                    let raw = f.bytes("span")?;
+                    summary.spans += 1;
+                    visit(SpanCtx {
+                        resource,
+                        scope,
+                        raw,
+                    })?;
+                }
+            }
+        }
+    }
+    Ok(summary)
+}
+
+impl<'a> SpanView<'a> {
+    /// Reads one span's fields in one pass, calling `attr(key, value)` for each attribute on the way. Ids are
+    /// not checked here ([`SpanView::check_ids`]).
+    #[inline]
+    pub fn read(
+        raw: &'a [u8],
+        mut attr: impl FnMut(&'a [u8], RawValue<'a>),
+    ) -> Result<Self, WireError> {
+        let mut v = SpanView {
+            raw,
+            ..SpanView::default()
+        };
+        let mut r = Reader::new(raw);
+        while let Some((n, f)) = r.next_field()? {
+            match (n, f) {
+                (sf::TRACE_ID, Field::Bytes(b)) => v.trace_id = b,
+                (sf::SPAN_ID, Field::Bytes(b)) => v.span_id = b,
+                (sf::PARENT_SPAN_ID, Field::Bytes(b)) => v.parent_span_id = b,
+                (sf::NAME, Field::Bytes(b)) => v.name = b,
+                (sf::KIND, Field::Varint(k)) => v.kind = k,
+                (sf::START_TIME_UNIX_NANO, Field::Fixed64(t)) => v.start_time_unix_nano = t,
+                (sf::END_TIME_UNIX_NANO, Field::Fixed64(t)) => v.end_time_unix_nano = t,
+                (sf::ATTRIBUTES, Field::Bytes(kv)) => {
+                    let (k, val) = key_value(kv)?;
+                    attr(k, val);
+                }
+                (sf::STATUS, Field::Bytes(status)) => {
+                    let mut s = Reader::new(status);
+                    while let Some((sn, sf)) = s.next_field()? {
+                        match sn {
+                            stf::CODE => v.status_code = sf.varint("status.code")?,
+                            stf::MESSAGE => v.status_message = sf.bytes("status.message")?,
+                            _ => {}
+                        }
+                    }
+                }
+                (
+                    sf::TRACE_ID
+                    | sf::SPAN_ID
+                    | sf::PARENT_SPAN_ID
+                    | sf::NAME
+                    | sf::ATTRIBUTES
+                    | sf::STATUS,
+                    _,
+                ) => return Err(WireError::new(format!("span field {n}: wrong wire type"))),
+                (sf::KIND, _) | (sf::START_TIME_UNIX_NANO, _) | (sf::END_TIME_UNIX_NANO, _) => {
+                    return Err(WireError::new(format!("span field {n}: wrong wire type")));
+                }
+                _ => {}
+            }
+        }
+        Ok(v)
+    }
+
+    /// Trace id 16 bytes, span id 8, parent span id empty or 8 (`index` names the span in the message).
+    pub fn check_ids(&self, index: usize) -> Result<(), WireError> {
+        if self.trace_id.len() != 16 {
+            return Err(WireError::new(format!(
+                "span {index}: trace_id is {} bytes, expected 16",
+                self.trace_id.len()
+            )));
+        }
+        if self.span_id.len() != 8 {
+            return Err(WireError::new(format!(
+                "span {index}: span_id is {} bytes, expected 8",
+                self.span_id.len()
+            )));
+        }
+        if !self.parent_span_id.is_empty() && self.parent_span_id.len() != 8 {
+            return Err(WireError::new(format!(
+                "span {index}: parent_span_id is {} bytes, expected 8 or none",
+                self.parent_span_id.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Walks every span of an encoded `ExportTraceServiceRequest`, validating the structure and the id lengths
 /// (trace id 16 bytes, span id 8, parent span id empty or 8), and calls `visit(resource_bytes, span)`.
 pub fn scan_traces<'a>(
     buf: &'a [u8],
     mut visit: impl FnMut(&'a [u8], &SpanView<'a>),
 ) -> Result<TracesSummary, WireError> {
-    let mut summary = TracesSummary::default();
-    for_each_message(buf, 1, "resource_spans", |rs| {
-        summary.resources += 1;
-        let mut resource: &[u8] = &[];
-        let mut r = Reader::new(rs);
-        // The resource may come after the scope spans on the wire; find it first.
-        while let Some((n, f)) = r.next_field()? {
-            if n == 1 {
-                resource = f.bytes("resource")?;
-            }
-        }
-        for_each_message(rs, 2, "scope_spans", |ss| {
-            for_each_message(ss, 2, "span", |span| {
-                let view = parse_span(span, summary.spans)?;
-                summary.spans += 1;
-                visit(resource, &view);
-                Ok(())
-            })
-        })
-    })?;
-    Ok(summary)
-}
-
-#[inline]
-fn parse_span(raw: &[u8], index: usize) -> Result<SpanView<'_>, WireError> {
-    let mut v = SpanView {
-        raw,
-        ..SpanView::default()
-    };
-    let mut r = Reader::new(raw);
-    while let Some((n, f)) = r.next_field()? {
-        match n {
-            1 => v.trace_id = f.bytes("trace_id")?,
-            2 => v.span_id = f.bytes("span_id")?,
-            4 => v.parent_span_id = f.bytes("parent_span_id")?,
-            5 => v.name = f.bytes("name")?,
-            6 => v.kind = f.varint("kind")?,
-            7 => v.start_time_unix_nano = f.fixed64("start_time_unix_nano")?,
-            8 => v.end_time_unix_nano = f.fixed64("end_time_unix_nano")?,
-            15 => {
-                let mut s = Reader::new(f.bytes("status")?);
-                while let Some((sn, sf)) = s.next_field()? {
-                    if sn == 3 {
-                        v.status_code = sf.varint("status.code")?;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if v.trace_id.len() != 16 {
-        return Err(WireError::new(format!(
-            "span {index}: trace_id is {} bytes, expected 16",
-            v.trace_id.len()
-        )));
-    }
-    if v.span_id.len() != 8 {
-        return Err(WireError::new(format!(
-            "span {index}: span_id is {} bytes, expected 8",
-            v.span_id.len()
-        )));
-    }
-    if !v.parent_span_id.is_empty() && v.parent_span_id.len() != 8 {
-        return Err(WireError::new(format!(
-            "span {index}: parent_span_id is {} bytes, expected 8 or none",
-            v.parent_span_id.len()
-        )));
-    }
-    Ok(v)
+    let mut index = 0;
+    walk_spans(buf, |ctx| {
+        let view = SpanView::read(ctx.raw, |_, _| {})?;
+        view.check_ids(index)?;
+        index += 1;
+        visit(ctx.resource, &view);
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,293 @@
+//! The receiver's check of a traces request, in its one scan: after it, every decoder downstream may rely on
+//! valid input.
+//!
+//! Checked: the protobuf structure down to every span; trace and span id lengths; UTF-8 of every field OTLP types
+//! as `string` (span name and trace state, status message, event names, link trace states, scope name and
+//! version, schema URLs, every attribute key and string value at any depth, on resources, scopes, spans, events
+//! and links); the nesting depth of every attribute value. A span is invalid when it, its scope or its resource
+//! fails; a request whose framing above the spans is broken (or whose schema URL is not UTF-8) is invalid as a
+//! whole.
+
+use super::fields::{
+    event as evf, link as lkf, request as rq, resource as resf, resource_spans as rsf,
+    scope as scf, scope_spans as ssf, span as sf,
+};
+// ScopeSpans has the same shape as ResourceSpans (1 message, 2 repeated message, 3 schema URL).
+use super::rewrite::{Outcome, SpanEdit, SpanEditor, rewrite_spans};
+use super::value::{MAX_DEPTH, check_value, key_value, utf8};
+use super::{Field, Reader, SpanCtx, SpanView, WireError};
+
+/// What the door found in a request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DoorReport {
+    /// Spans in the request, valid or not.
+    pub spans: usize,
+    /// Spans that failed a check (with their scope or resource).
+    pub invalid_spans: usize,
+    /// The first failure, for the answer to the client.
+    pub first_error: Option<WireError>,
+}
+
+/// Checks an encoded `ExportTraceServiceRequest`: `Err` when its structure above the spans is broken (nothing in
+/// it can be kept), else a report of how many spans are invalid. `max_depth` is capped at [`MAX_DEPTH`].
+pub fn check_traces(buf: &[u8], max_depth: usize) -> Result<DoorReport, WireError> {
+    let depth = max_depth.min(MAX_DEPTH);
+    let mut report = DoorReport::default();
+    let fail = |report: &mut DoorReport, e: WireError, n: usize| {
+        report.invalid_spans += n;
+        if report.first_error.is_none() {
+            report.first_error = Some(e);
+        }
+    };
+    let mut r = Reader::new(buf);
+    while let Some((n, f)) = r.next_field()? {
+        if n != rq::RESOURCE_SPANS {
+            continue;
+        }
+        let rs = f.bytes("resource_spans")?;
+        let mut resource_ok = Ok(());
+        let mut scopes: Vec<&[u8]> = Vec::new();
+        let mut r = Reader::new(rs);
+        while let Some((n, f)) = r.next_field()? {
+            typed(RESOURCE_SPANS, n, f, "resource_spans")?;
+            match n {
+                rsf::RESOURCE => {
+                    if resource_ok.is_ok() {
+                        resource_ok = check_resource(f.bytes("resource")?, depth);
+                    }
+                }
+                rsf::SCOPE_SPANS => scopes.push(f.bytes("scope_spans")?),
+                rsf::SCHEMA_URL => {
+                    utf8(f.bytes("schema_url")?)
+                        .map_err(|_| WireError::new("resource schema_url is not valid UTF-8"))?;
+                }
+                _ => {}
+            }
+        }
+        for ss in scopes {
+            let mut scope_ok = Ok(());
+            let mut spans: Vec<&[u8]> = Vec::new();
+            let mut r = Reader::new(ss);
+            while let Some((n, f)) = r.next_field()? {
+                typed(RESOURCE_SPANS, n, f, "scope_spans")?;
+                match n {
+                    ssf::SCOPE => {
+                        if scope_ok.is_ok() {
+                            scope_ok = check_scope(f.bytes("scope")?, depth);
+                        }
+                    }
+                    ssf::SPANS => spans.push(f.bytes("span")?),
+                    ssf::SCHEMA_URL => {
+                        utf8(f.bytes("schema_url")?)
+                            .map_err(|_| WireError::new("scope schema_url is not valid UTF-8"))?;
+                    }
+                    _ => {}
+                }
+            }
+            let shared = resource_ok.clone().and(scope_ok);
+            if let Err(e) = shared {
+                fail(&mut report, e, spans.len());
+                report.spans += spans.len();
+                continue;
+            }
+            for raw in spans {
+                if let Err(e) = check_span(raw, report.spans, depth) {
+                    fail(&mut report, e, 1);
+                }
+                report.spans += 1;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The request without its invalid spans (scopes and resources left empty are removed), and how many were
+/// dropped. Only called when [`check_traces`] found some, so it may redo the checks.
+pub fn drop_invalid_spans(buf: &[u8], max_depth: usize) -> Result<Outcome, WireError> {
+    struct Dropper {
+        depth: usize,
+        index: usize,
+    }
+    impl SpanEditor for Dropper {
+        fn span(&mut self, ctx: &SpanCtx<'_>) -> Result<SpanEdit, WireError> {
+            let i = self.index;
+            self.index += 1;
+            let ok = check_resource(ctx.resource, self.depth)
+                .and_then(|()| check_scope(ctx.scope, self.depth))
+                .and_then(|()| check_span(ctx.raw, i, self.depth));
+            Ok(if ok.is_ok() {
+                SpanEdit::Keep
+            } else {
+                SpanEdit::Drop
+            })
+        }
+    }
+    rewrite_spans(
+        buf,
+        &mut Dropper {
+            depth: max_depth.min(MAX_DEPTH),
+            index: 0,
+        },
+    )
+}
+
+/// How OTLP types one field, for the wire-type and UTF-8 checks a prost decode would make.
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Bytes,
+    Varint,
+    F64,
+    F32,
+}
+
+use Kind::{Bytes as B, F32, F64, Str as S, Varint as V};
+
+const RESOURCE_SPANS: &[(u32, Kind)] = &[(1, B), (2, B), (3, S)];
+const RESOURCE: &[(u32, Kind)] = &[(1, B), (2, V), (3, B)];
+const ENTITY_REF: &[(u32, Kind)] = &[(1, S), (2, S), (3, S), (4, S)];
+const SCOPE: &[(u32, Kind)] = &[(1, S), (2, S), (3, B), (4, V)];
+const SPAN: &[(u32, Kind)] = &[
+    (1, B),
+    (2, B),
+    (3, S),
+    (4, B),
+    (5, S),
+    (6, V),
+    (7, F64),
+    (8, F64),
+    (9, B),
+    (10, V),
+    (11, B),
+    (12, V),
+    (13, B),
+    (14, V),
+    (15, B),
+    (16, F32),
+];
+const EVENT: &[(u32, Kind)] = &[(1, F64), (2, S), (3, B), (4, V)];
+const LINK: &[(u32, Kind)] = &[(1, B), (2, B), (3, S), (4, B), (5, V), (6, F32)];
+const STATUS: &[(u32, Kind)] = &[(2, S), (3, V)];
+const KEY_VALUE_INDEX: u32 = 3;
+
+/// The wire type of field `n` matches `spec`, and a string field is UTF-8. Unknown fields pass (prost skips them).
+#[inline(always)]
+fn typed(spec: &[(u32, Kind)], n: u32, f: Field<'_>, what: &str) -> Result<(), WireError> {
+    let Some(&(_, kind)) = spec.iter().find(|(m, _)| *m == n) else {
+        return Ok(());
+    };
+    let ok = match (kind, f) {
+        (Kind::Str, Field::Bytes(b)) => {
+            if std::str::from_utf8(b).is_err() {
+                return Err(WireError::new(format!(
+                    "{what} field {n} is not valid UTF-8"
+                )));
+            }
+            true
+        }
+        (Kind::Bytes, Field::Bytes(_))
+        | (Kind::Varint, Field::Varint(_))
+        | (Kind::F64, Field::Fixed64(_))
+        | (Kind::F32, Field::Fixed32(_)) => true,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(WireError::new(format!("{what} field {n}: wrong wire type")))
+    }
+}
+
+/// Every field of `msg` against `spec`.
+fn check_fields(msg: &[u8], spec: &[(u32, Kind)], what: &str) -> Result<(), WireError> {
+    let mut r = Reader::new(msg);
+    while let Some((n, f)) = r.next_field()? {
+        typed(spec, n, f, what)?;
+    }
+    Ok(())
+}
+
+/// One attribute: key UTF-8, value well-formed, UTF-8 and at most `depth` deep.
+#[inline]
+fn check_attr(kv: &[u8], depth: usize, what: &str) -> Result<(), WireError> {
+    let (k, v) = key_value(kv)?;
+    let key =
+        utf8(k).map_err(|_| WireError::new(format!("{what} attribute key is not valid UTF-8")))?;
+    let mut r = Reader::new(kv);
+    while let Some((n, f)) = r.next_field()? {
+        if n == KEY_VALUE_INDEX && !matches!(f, Field::Varint(_)) {
+            return Err(WireError::new(format!(
+                "{what} attribute {key:?}: wrong wire type"
+            )));
+        }
+    }
+    check_value(v, depth).map_err(|e| WireError::new(format!("{what} attribute {key:?}: {e}")))
+}
+
+fn check_resource(res: &[u8], depth: usize) -> Result<(), WireError> {
+    let mut r = Reader::new(res);
+    while let Some((n, f)) = r.next_field()? {
+        typed(RESOURCE, n, f, "resource")?;
+        match (n, f) {
+            (resf::ATTRIBUTES, Field::Bytes(kv)) => check_attr(kv, depth, "resource")?,
+            (3, Field::Bytes(entity)) => check_fields(entity, ENTITY_REF, "resource entity_ref")?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_scope(scope: &[u8], depth: usize) -> Result<(), WireError> {
+    let mut r = Reader::new(scope);
+    while let Some((n, f)) = r.next_field()? {
+        typed(SCOPE, n, f, "scope")?;
+        if let (scf::ATTRIBUTES, Field::Bytes(kv)) = (n, f) {
+            check_attr(kv, depth, "scope")?;
+        }
+    }
+    Ok(())
+}
+
+/// One span in one pass: field types, strings, ids, attributes, events, links and status.
+#[inline]
+fn check_span(raw: &[u8], index: usize, depth: usize) -> Result<(), WireError> {
+    let at = |e: WireError| WireError::new(format!("span {index}: {e}"));
+    let mut view = SpanView::default();
+    let mut r = Reader::new(raw);
+    while let Some((n, f)) = r.next_field().map_err(at)? {
+        typed(SPAN, n, f, "span").map_err(at)?;
+        let Field::Bytes(b) = f else {
+            continue;
+        };
+        match n {
+            sf::TRACE_ID => view.trace_id = b,
+            sf::SPAN_ID => view.span_id = b,
+            sf::PARENT_SPAN_ID => view.parent_span_id = b,
+            sf::ATTRIBUTES => check_attr(b, depth, "span").map_err(at)?,
+            sf::EVENTS => {
+                let mut er = Reader::new(b);
+                while let Some((en, ef)) = er.next_field().map_err(at)? {
+                    typed(EVENT, en, ef, "event").map_err(at)?;
+                    if let (evf::ATTRIBUTES, Field::Bytes(kv)) = (en, ef) {
+                        check_attr(kv, depth, "event").map_err(at)?;
+                    }
+                }
+            }
+            sf::LINKS => {
+                let mut lr = Reader::new(b);
+                while let Some((ln, lf)) = lr.next_field().map_err(at)? {
+                    typed(LINK, ln, lf, "link").map_err(at)?;
+                    if let (lkf::ATTRIBUTES, Field::Bytes(kv)) = (ln, lf) {
+                        check_attr(kv, depth, "link").map_err(at)?;
+                    }
+                }
+            }
+            sf::STATUS => check_fields(b, STATUS, "status").map_err(at)?,
+            _ => {}
+        }
+    }
+    view.check_ids(index)
+}
+
+#[cfg(test)]
+mod tests;
