@@ -51,10 +51,8 @@ pub fn check_traces(buf: &[u8], max_depth: usize) -> Result<DoorReport, WireErro
         while let Some((n, f)) = r.next_field()? {
             typed(RESOURCE_SPANS, n, f, "resource_spans")?;
             match n {
-                rsf::RESOURCE => {
-                    if resource_ok.is_ok() {
-                        resource_ok = check_resource(f.bytes("resource")?, depth);
-                    }
+                rsf::RESOURCE if resource_ok.is_ok() => {
+                    resource_ok = check_resource(f.bytes("resource")?, depth);
                 }
                 rsf::SCOPE_SPANS => scopes.push(f.bytes("scope_spans")?),
                 rsf::SCHEMA_URL => {
@@ -71,10 +69,8 @@ pub fn check_traces(buf: &[u8], max_depth: usize) -> Result<DoorReport, WireErro
             while let Some((n, f)) = r.next_field()? {
                 typed(RESOURCE_SPANS, n, f, "scope_spans")?;
                 match n {
-                    ssf::SCOPE => {
-                        if scope_ok.is_ok() {
-                            scope_ok = check_scope(f.bytes("scope")?, depth);
-                        }
+                    ssf::SCOPE if scope_ok.is_ok() => {
+                        scope_ok = check_scope(f.bytes("scope")?, depth);
                     }
                     ssf::SPANS => spans.push(f.bytes("span")?),
                     ssf::SCHEMA_URL => {
