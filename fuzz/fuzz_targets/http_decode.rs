@@ -8,7 +8,8 @@ use libfuzzer_sys::fuzz_target;
 use spanpipe_core::Signal;
 use spanpipe_core::wire::count_items;
 use spanpipe_otlp::compression::Compression;
-use spanpipe_otlp::receiver::{HttpFormat, decode_http_body};
+use spanpipe_otlp::receiver::config::OnInvalidSpan;
+use spanpipe_otlp::receiver::{Door, HttpFormat, decode_http_body};
 
 /// Small, so decompression bombs hit the cap quickly.
 const LIMIT: usize = 1 << 20;
@@ -33,13 +34,26 @@ fuzz_target!(|data: &[u8]| {
         2 => Compression::Zstd,
         _ => Compression::Deflate,
     };
-    if let Ok((payload, items)) = decode_http_body(
+    let door = Door {
+        max_attribute_depth: 32,
+        on_invalid_span: if sel & 0x20 == 0 { OnInvalidSpan::Reject } else { OnInvalidSpan::Drop },
+    };
+    if let Ok(admitted) = decode_http_body(
         signal,
         format,
         compression,
         Bytes::copy_from_slice(body),
         LIMIT,
+        door,
     ) {
-        assert_eq!(count_items(signal, &payload).ok(), Some(items));
+        assert_eq!(count_items(signal, &admitted.payload).ok(), Some(admitted.items));
+        if signal == Signal::Traces {
+            // What the door lets in, a full decode accepts (the guarantee every exporter relies on).
+            use prost::Message;
+            assert!(opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+                &admitted.payload[..]
+            )
+            .is_ok());
+        }
     }
 });

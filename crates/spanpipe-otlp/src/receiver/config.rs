@@ -10,10 +10,36 @@ pub use super::auth::AuthSettings;
 pub use super::tls::TlsServerSettings;
 
 /// `receivers.otlp`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OtlpReceiverConfig {
     pub protocols: Protocols,
+    /// Deepest `AnyValue` nesting accepted in any attribute (a scalar is 1), 1 to
+    /// [`spanpipe_core::wire::MAX_DEPTH`]: deeper values are invalid spans. Keeps every decoder downstream far from
+    /// prost's recursion limit and any stack.
+    pub max_attribute_depth: usize,
+    /// What an invalid span (not UTF-8 where OTLP says `string`, too deep, wrong id length) does to its request.
+    pub on_invalid_span: OnInvalidSpan,
+}
+
+impl Default for OtlpReceiverConfig {
+    fn default() -> Self {
+        OtlpReceiverConfig {
+            protocols: Protocols::default(),
+            max_attribute_depth: 32,
+            on_invalid_span: OnInvalidSpan::Reject,
+        }
+    }
+}
+
+/// `on_invalid_span`: refuse the whole request (HTTP 400 / INVALID_ARGUMENT, the default), or keep its valid spans
+/// and answer an OTLP partial success naming how many were rejected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInvalidSpan {
+    #[default]
+    Reject,
+    Drop,
 }
 
 /// Which protocols to serve. A protocol key that is present (even `grpc:` with nothing after it) enables it
@@ -172,6 +198,14 @@ pub fn validate(
             node,
             &["protocols"],
             "enable at least one protocol (grpc or http)",
+        ));
+    }
+    let max = spanpipe_core::wire::MAX_DEPTH;
+    if !(1..=max).contains(&cfg.max_attribute_depth) {
+        return Err(ctx.invalid(
+            node,
+            &["max_attribute_depth"],
+            format!("must be between 1 and {max}"),
         ));
     }
     if let Some(g) = &p.grpc {

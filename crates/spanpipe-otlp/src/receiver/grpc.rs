@@ -207,8 +207,8 @@ impl UnaryService<Bytes> for Export {
                 Metadata::default()
             };
             match state.ingest.protobuf(signal, payload, metadata).await {
-                // An empty Export*ServiceResponse encodes to zero bytes.
-                Ok(()) => Ok(tonic::Response::new(Bytes::new())),
+                // Empty unless the door dropped invalid spans (partial success).
+                Ok(partial) => Ok(tonic::Response::new(Bytes::from(partial.encode()))),
                 Err(e) => Err(e.to_grpc_status()),
             }
         })

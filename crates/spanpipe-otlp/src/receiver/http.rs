@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth;
 use super::config::HttpConfig;
-use super::ingest::{Ingest, metadata_from_headers};
+use super::ingest::{Admitted, Door, Ingest, Partial, metadata_from_headers};
 use super::server::{self, ConnLimits, Server};
 use super::status::ReceiveError;
 use super::tls::TlsServer;
@@ -153,10 +153,10 @@ where
         return error_response(&e, request_format == Some(Format::Json));
     }
     match process(state, req).await {
-        Ok(format) => {
+        Ok((format, signal, partial)) => {
             let body = match format {
-                Format::Protobuf => Bytes::new(),
-                Format::Json => Bytes::from_static(b"{}"),
+                Format::Protobuf => Bytes::from(partial.encode()),
+                Format::Json => Bytes::from(partial.json(signal)),
             };
             response(StatusCode::OK, format, body)
         }
@@ -164,7 +164,10 @@ where
     }
 }
 
-async fn process<B>(state: &HttpState, req: Request<B>) -> Result<Format, ReceiveError>
+async fn process<B>(
+    state: &HttpState,
+    req: Request<B>,
+) -> Result<(Format, Signal, Partial), ReceiveError>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -221,29 +224,29 @@ where
     let limit = state.max_body;
     let blocking =
         body.len() >= BLOCKING_BODY || (format == Format::Json && body.len() >= BLOCKING_JSON_BODY);
-    let (payload, items) = if blocking {
-        tokio::task::spawn_blocking(move || decode(signal, format, compression, body, limit))
+    let door = state.ingest.door;
+    let admitted = if blocking {
+        tokio::task::spawn_blocking(move || decode(signal, format, compression, body, limit, door))
             .await
-            .map_err(|_| ReceiveError::Invalid("could not decode the request".into()))??
+            .map_err(|_| ReceiveError::Invalid("could not decode the request".into()))?
     } else {
-        decode(signal, format, compression, body, limit)?
-    };
-    state
-        .ingest
-        .deliver(signal, payload, items, metadata)
-        .await?;
-    Ok(format)
+        decode(signal, format, compression, body, limit, door)
+    }
+    .inspect_err(|e| state.ingest.count_refused(signal, e))?;
+    let partial = state.ingest.deliver(signal, admitted, metadata).await?;
+    Ok((format, signal, partial))
 }
 
-/// Decompresses (capped at `limit`), converts JSON to protobuf, validates and counts. An uncompressed protobuf
-/// body is passed on as the same `Bytes` it arrived in.
+/// Decompresses (capped at `limit`), converts JSON to protobuf, then passes the `door` (the same check for both
+/// formats and transports). An uncompressed valid protobuf body is passed on as the same `Bytes` it arrived in.
 pub fn decode(
     signal: Signal,
     format: Format,
     compression: Compression,
     body: Bytes,
     limit: usize,
-) -> Result<(Bytes, usize), ReceiveError> {
+    door: Door,
+) -> Result<Admitted, ReceiveError> {
     let raw = match compression {
         Compression::None => body,
         c => compression::decompress(c, &body, limit)
@@ -253,18 +256,13 @@ pub fn decode(
                 DecompressError::Invalid(_) => ReceiveError::Invalid(e.to_string()),
             })?,
     };
-    match format {
-        Format::Protobuf => {
-            let items = spanpipe_core::wire::count_items(signal, &raw)
-                .map_err(|e| ReceiveError::Invalid(format!("invalid OTLP protobuf: {e}")))?;
-            Ok((raw, items))
-        }
-        Format::Json => {
-            let (encoded, items) =
-                json_to_protobuf(signal, &raw).map_err(|e| ReceiveError::Invalid(e.to_string()))?;
-            Ok((Bytes::from(encoded), items))
-        }
-    }
+    let encoded = match format {
+        Format::Protobuf => raw,
+        Format::Json => json_to_protobuf(signal, &raw)
+            .map(|(encoded, _)| Bytes::from(encoded))
+            .map_err(|e| ReceiveError::Invalid(e.to_string()))?,
+    };
+    door.admit(signal, encoded)
 }
 
 fn response(status: StatusCode, format: Format, body: Bytes) -> Response<Full<Bytes>> {

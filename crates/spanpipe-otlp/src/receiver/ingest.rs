@@ -1,15 +1,137 @@
-//! The part of the data path both transports share: validate and count the encoded request, then hand it to the
-//! signal's pipeline without decoding or copying it.
+//! The part of the data path both transports share: the door (validate and count the encoded request in one
+//! scan, [`Door::admit`]), then hand it to the signal's pipeline without decoding or copying it.
+//!
+//! The door is where hostile input stops: after it every string is UTF-8, every attribute value at most
+//! `max_attribute_depth` deep and every id the right length, so nothing downstream can be crashed, poisoned or
+//! fooled by a request that passed (see docs/architecture.md).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::HeaderMap;
 use spanpipe_core::telemetry::SignalCounter;
-use spanpipe_core::wire::count_items;
+use spanpipe_core::wire::{check_traces, count_items, drop_invalid_spans};
 use spanpipe_core::{Batch, Metadata, Signal, SignalConsumers};
 
+use super::config::{OnInvalidSpan, OtlpReceiverConfig};
 use super::status::ReceiveError;
+
+/// The receiver's checks and what an invalid span does (`max_attribute_depth`, `on_invalid_span`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Door {
+    pub max_attribute_depth: usize,
+    pub on_invalid_span: OnInvalidSpan,
+}
+
+impl Default for Door {
+    fn default() -> Self {
+        Door::new(&OtlpReceiverConfig::default())
+    }
+}
+
+/// A request the door let in: what goes down the pipeline, and what was refused of it (`drop` policy).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Admitted {
+    pub payload: Bytes,
+    /// Spans, metric data points or log records in `payload`.
+    pub items: usize,
+    /// Spans removed as invalid; answered as an OTLP partial success.
+    pub rejected: usize,
+    /// Why, for the partial success's `error_message` (empty when nothing was rejected).
+    pub message: String,
+}
+
+/// What an accepted request answers: OTLP's `partial_success` (all zero / empty when everything was kept).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Partial {
+    pub rejected: usize,
+    pub message: String,
+}
+
+impl Partial {
+    /// The encoded `Export*ServiceResponse`: empty when nothing was rejected (an empty response encodes to zero
+    /// bytes), else `partial_success { rejected_<items> = 1, error_message = 2 }` (field 1 of every response).
+    pub fn encode(&self) -> Vec<u8> {
+        if self.rejected == 0 {
+            return Vec::new();
+        }
+        let mut ps = Vec::new();
+        spanpipe_core::wire::put_varint(&mut ps, 1 << 3);
+        spanpipe_core::wire::put_varint(&mut ps, self.rejected as u64);
+        spanpipe_core::wire::put_bytes_field(&mut ps, 2, self.message.as_bytes());
+        let mut out = Vec::with_capacity(ps.len() + 4);
+        spanpipe_core::wire::put_bytes_field(&mut out, 1, &ps);
+        out
+    }
+
+    /// The OTLP/JSON response body (`{}` when nothing was rejected).
+    pub fn json(&self, signal: Signal) -> Vec<u8> {
+        if self.rejected == 0 {
+            return b"{}".to_vec();
+        }
+        let key = match signal {
+            Signal::Traces => "rejectedSpans",
+            Signal::Metrics => "rejectedDataPoints",
+            Signal::Logs => "rejectedLogRecords",
+        };
+        serde_json::json!({ "partialSuccess": { key: self.rejected.to_string(), "errorMessage": self.message } })
+            .to_string()
+            .into_bytes()
+    }
+}
+
+impl Door {
+    pub fn new(cfg: &OtlpReceiverConfig) -> Self {
+        Door {
+            max_attribute_depth: cfg.max_attribute_depth,
+            on_invalid_span: cfg.on_invalid_span,
+        }
+    }
+
+    /// Validates and counts an encoded `Export*ServiceRequest` in one scan. Traces get the full check; a request
+    /// with invalid spans is refused whole (`reject`) or loses exactly those spans (`drop`). A request whose
+    /// structure is broken is always refused.
+    pub fn admit(&self, signal: Signal, payload: Bytes) -> Result<Admitted, ReceiveError> {
+        let invalid = |e: &dyn std::fmt::Display| {
+            ReceiveError::Invalid(format!("invalid OTLP protobuf: {e}"))
+        };
+        if signal != Signal::Traces {
+            let items = count_items(signal, &payload).map_err(|e| invalid(&e))?;
+            return Ok(Admitted {
+                payload,
+                items,
+                ..Admitted::default()
+            });
+        }
+        let report = check_traces(&payload, self.max_attribute_depth).map_err(|e| invalid(&e))?;
+        let Some(first) = report.first_error else {
+            return Ok(Admitted {
+                payload,
+                items: report.spans,
+                ..Admitted::default()
+            });
+        };
+        let message = format!(
+            "{} of {} spans invalid; first: {first}",
+            report.invalid_spans, report.spans
+        );
+        if self.on_invalid_span == OnInvalidSpan::Reject {
+            return Err(ReceiveError::InvalidSpans {
+                message: format!("invalid OTLP request: {message}"),
+                spans: report.spans,
+            });
+        }
+        let outcome =
+            drop_invalid_spans(&payload, self.max_attribute_depth).map_err(|e| invalid(&e))?;
+        let kept = outcome.payload.map_or(payload, Bytes::from);
+        Ok(Admitted {
+            payload: kept,
+            items: report.spans - outcome.dropped,
+            rejected: outcome.dropped,
+            message,
+        })
+    }
+}
 
 /// Where a running receiver delivers, plus its self-telemetry (`otelcol_receiver_accepted_spans_total`, ...,
 /// labelled `receiver` and `transport` as in the OTel Collector). One per transport.
@@ -17,13 +139,21 @@ pub struct Ingest {
     consumers: SignalConsumers,
     accepted: SignalCounter,
     refused: SignalCounter,
+    /// The checks every request passes first.
+    pub door: Door,
 }
 
 impl Ingest {
     /// `receiver` (e.g. `otlp`) and `transport` (`grpc` or `http`) label the counters.
-    pub fn new(consumers: SignalConsumers, receiver: &str, transport: &str) -> Arc<Self> {
+    pub fn new(
+        consumers: SignalConsumers,
+        receiver: &str,
+        transport: &str,
+        door: Door,
+    ) -> Arc<Self> {
         let labels = [("receiver", receiver), ("transport", transport)];
         Arc::new(Ingest {
+            door,
             consumers,
             accepted: SignalCounter::with_labels("receiver", "accepted", &labels),
             refused: SignalCounter::with_labels("receiver", "refused", &labels),
@@ -38,33 +168,54 @@ impl Ingest {
         }
     }
 
-    /// Validates and counts an encoded `Export*ServiceRequest`, then delivers it.
+    /// Passes an encoded `Export*ServiceRequest` through the door, then delivers what it let in. The answer
+    /// carries what was rejected (partial success).
     pub async fn protobuf(
         &self,
         signal: Signal,
         payload: Bytes,
         metadata: Metadata,
-    ) -> Result<(), ReceiveError> {
-        let items =
-            count_items(signal, &payload).map_err(|e| ReceiveError::Invalid(e.to_string()))?;
-        self.deliver(signal, payload, items, metadata).await
+    ) -> Result<Partial, ReceiveError> {
+        let admitted = self
+            .door
+            .admit(signal, payload)
+            .inspect_err(|e| self.count_refused(signal, e))?;
+        self.deliver(signal, admitted, metadata).await
     }
 
-    /// Delivers an already validated and counted request. An empty request is accepted without bothering the
-    /// pipeline.
+    /// Counts the spans of a request the door refused whole.
+    pub fn count_refused(&self, signal: Signal, e: &ReceiveError) {
+        if let ReceiveError::InvalidSpans { spans, .. } = e {
+            self.refused.add(signal, *spans);
+        }
+    }
+
+    /// Delivers a request the door let in; its rejected spans count as refused. An empty request is accepted
+    /// without bothering the pipeline.
     pub async fn deliver(
         &self,
         signal: Signal,
-        payload: Bytes,
-        items: usize,
+        admitted: Admitted,
         metadata: Metadata,
-    ) -> Result<(), ReceiveError> {
+    ) -> Result<Partial, ReceiveError> {
         let consumer = self
             .consumers
             .get(signal)
             .ok_or(ReceiveError::NoPipeline(signal.as_str()))?;
+        if admitted.rejected > 0 {
+            self.refused.add(signal, admitted.rejected);
+            tracing::debug!(signal = signal.as_str(), rejected = admitted.rejected, reason = %admitted.message,
+                "invalid spans dropped at the door");
+        }
+        let Admitted {
+            payload,
+            items,
+            rejected,
+            message,
+        } = admitted;
+        let partial = Partial { rejected, message };
         if items == 0 {
-            return Ok(());
+            return Ok(partial);
         }
         let batch = Batch {
             signal,
@@ -75,7 +226,7 @@ impl Ingest {
         match consumer.consume(batch).await {
             Ok(()) => {
                 self.accepted.add(signal, items);
-                Ok(())
+                Ok(partial)
             }
             Err(e) => {
                 self.refused.add(signal, items);

@@ -34,6 +34,7 @@ use config::parse_endpoint;
 /// The HTTP body path (decompress, validate or convert JSON), public for the fuzz targets in `fuzz/`.
 pub use http::{Format as HttpFormat, decode as decode_http_body};
 use ingest::Ingest;
+pub use ingest::{Admitted, Door, Partial};
 
 /// How long `shutdown` lets in-flight requests finish before closing their connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -179,7 +180,7 @@ impl Receiver for OtlpReceiver {
         if let (Some(listener), Some(g)) = (grpc_listener, &protocols.grpc) {
             running.grpc_addr = listener.local_addr().ok();
             let state = Arc::new(grpc::GrpcState {
-                ingest: Ingest::new(consumers.clone(), &self.id, "grpc"),
+                ingest: Ingest::new(consumers.clone(), &self.id, "grpc", Door::new(&self.config)),
                 include_metadata: g.include_metadata,
                 max_recv: usize::try_from(g.max_recv_msg_size_mib << 20).unwrap_or(usize::MAX),
                 auth: self.grpc_auth.clone(),
@@ -198,7 +199,7 @@ impl Receiver for OtlpReceiver {
             running.http_addr = listener.local_addr().ok();
             let state = http::HttpState::new(
                 h,
-                Ingest::new(consumers, &self.id, "http"),
+                Ingest::new(consumers, &self.id, "http", Door::new(&self.config)),
                 self.http_auth.clone(),
             );
             tracing::info!(receiver = %self.id, endpoint = ?running.http_addr, tls = http_tls.is_some(), auth = self.http_auth.is_some(), "OTLP/HTTP listening");

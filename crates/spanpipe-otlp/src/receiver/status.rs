@@ -24,6 +24,9 @@ pub enum ReceiveError {
     TooLarge(String),
     /// Not a valid OTLP request, or the pipeline rejected it (HTTP 400, gRPC INVALID_ARGUMENT).
     Invalid(String),
+    /// The door found invalid spans and the policy is `reject`: HTTP 400, gRPC INVALID_ARGUMENT, with the
+    /// request's `spans` counted as refused.
+    InvalidSpans { message: String, spans: usize },
     /// The authenticator refused the request's credentials (HTTP 401, gRPC UNAUTHENTICATED). The message
     /// never contains the credentials.
     Unauthenticated(String),
@@ -57,7 +60,7 @@ impl ReceiveError {
             ReceiveError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ReceiveError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ReceiveError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ReceiveError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ReceiveError::Invalid(_) | ReceiveError::InvalidSpans { .. } => StatusCode::BAD_REQUEST,
             ReceiveError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ReceiveError::Refused { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -68,7 +71,9 @@ impl ReceiveError {
         match self {
             ReceiveError::NotFound(_) => Code::NotFound,
             ReceiveError::NoPipeline(_) | ReceiveError::MethodNotAllowed => Code::Unimplemented,
-            ReceiveError::Unsupported(_) | ReceiveError::Invalid(_) => Code::InvalidArgument,
+            ReceiveError::Unsupported(_)
+            | ReceiveError::Invalid(_)
+            | ReceiveError::InvalidSpans { .. } => Code::InvalidArgument,
             ReceiveError::TooLarge(_) => Code::ResourceExhausted,
             ReceiveError::Unauthenticated(_) => Code::Unauthenticated,
             ReceiveError::Refused { .. } => Code::Unavailable,
@@ -82,6 +87,7 @@ impl ReceiveError {
             | ReceiveError::Unsupported(m)
             | ReceiveError::TooLarge(m) => m.clone(),
             ReceiveError::Invalid(m) | ReceiveError::Unauthenticated(m) => m.clone(),
+            ReceiveError::InvalidSpans { message, .. } => message.clone(),
             ReceiveError::NoPipeline(signal) => {
                 format!("no pipeline accepts {signal} from this receiver")
             }

@@ -1,5 +1,6 @@
 //! In-process tests: a real receiver on 127.0.0.1 port 0 in front of a consumer that records what it gets.
 
+mod door;
 mod grpc;
 mod http;
 
@@ -90,6 +91,7 @@ async fn start(recorder: &Arc<Recorder>, include_metadata: bool) -> OtlpReceiver
                 ..HttpConfig::default()
             }),
         },
+        ..OtlpReceiverConfig::default()
     };
     let receiver = OtlpReceiver::new("otlp/test", config);
     let consumers = SignalConsumers {
@@ -154,6 +156,7 @@ async fn port_in_use_fails_start_and_shutdown_frees_it() {
                 ..HttpConfig::default()
             }),
         },
+        ..OtlpReceiverConfig::default()
     };
     let second = OtlpReceiver::new("otlp/second", config);
     let err = second.start(SignalConsumers::default()).await.unwrap_err();
