@@ -7,7 +7,6 @@
 //! See `README.md` for the configuration reference and the status-by-status error handling.
 
 pub mod api;
-pub mod attrs;
 pub mod auth;
 pub mod config;
 pub mod delivered;

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use spanpipe_core::Metadata;
 
-use crate::attrs::resource_attribute;
 use crate::config::{RuleAs, valid_experiment_id};
+use spanpipe_core::wire::{AnyValueRef, fields, find_attr};
 
 /// An experiment as named by configuration or data: resolved to an id (names via the experiments API) before
 /// sending.
@@ -73,10 +73,17 @@ impl Router {
     pub fn route(&self, resource: &[u8], metadata: &Metadata) -> Target {
         for rule in &self.rules {
             let value = match &rule.source {
-                Source::ResourceAttribute(key) => resource_attribute(resource, key)
-                    .ok()
-                    .flatten()
-                    .and_then(|v| v.as_text()),
+                Source::ResourceAttribute(key) => {
+                    find_attr(resource, fields::resource::ATTRIBUTES, key)
+                        .ok()
+                        .flatten()
+                        .and_then(|v| match v.get() {
+                            // Routing text: strings as they are, integers in decimal; nothing else is an experiment.
+                            AnyValueRef::Str(s) => Some(s.to_string()),
+                            AnyValueRef::Int(i) => Some(i.to_string()),
+                            _ => None,
+                        })
+                }
                 Source::RequestHeader(name) => metadata.get(name).map(str::to_string),
             };
             let Some(value) = value

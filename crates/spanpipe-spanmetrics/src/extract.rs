@@ -5,13 +5,15 @@
 use std::borrow::Cow;
 
 use spanpipe_core::Metadata;
-use spanpipe_core::wire::WireError;
+use spanpipe_core::wire::fields::resource::ATTRIBUTES as RESOURCE_ATTRIBUTES;
+use spanpipe_core::wire::{
+    AnyValueRef as AttrValue, SpanView, WireError, for_each_attr, walk_spans,
+};
 
-use crate::attrs::{AttrValue, RESOURCE_ATTRIBUTES, for_each_attr, json_str};
 use crate::config::{ExperimentSource, MAX_EXPERIMENT_SOURCES, MetaKey, Settings};
 use crate::labels::{SCHEMA_VERSION, Status, TraceLabels};
-use crate::scan::{for_each_span, span_fields};
 use crate::span_type::TypeHints;
+use crate::text::{decoded, tag_text};
 
 const TRACE_TAG_PREFIX: &[u8] = b"mlflow.traceTag.";
 
@@ -57,7 +59,8 @@ pub fn extract<'a>(
         roots: Vec::new(),
     };
     let mut res: Option<ResourceFacts<'a>> = None;
-    for_each_span(payload, |resource, span| {
+    walk_spans(payload, |ctx| {
+        let (resource, span) = (ctx.resource, ctx.raw);
         let key = (resource.as_ptr() as usize, resource.len());
         let r = match res.take() {
             Some(r) if r.key == key => r,
@@ -90,18 +93,10 @@ fn resource_facts<'a>(s: &Settings, resource: &'a [u8], key: (usize, usize)) -> 
             return;
         }
         if let Some(i) = s.tag_keys.iter().position(|t| t.as_bytes() == k) {
-            r.tags[i] = v.get().tag_text();
+            r.tags[i] = tag_text(v.get());
         }
     });
     r
-}
-
-/// A string value JSON-decoded (MLflow writes `mlflow.*` values as JSON), other scalars as text.
-fn decoded(v: AttrValue<'_>) -> Option<Cow<'_, str>> {
-    match v {
-        AttrValue::Str(s) => Some(json_str(s)),
-        other => other.tag_text(),
-    }
 }
 
 /// The root-only attributes: trace tags and the metadata OTLP carries.
@@ -125,7 +120,7 @@ fn span_facts<'a>(
     // Collected whether or not the span turns out to be a root (its parent id may come after its attributes).
     let mut ra = RootAttrs::default();
     let labelled = !s.label_names.is_empty();
-    let span = span_fields(raw, |k, v| {
+    let span = SpanView::read(raw, |k, v| {
         if hints.offer(k, v) {
             return;
         }

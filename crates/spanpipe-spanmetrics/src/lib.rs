@@ -39,19 +39,18 @@
 //! `otel.metric.overflow=true`), `max_pending_spans` waiting points (then recorded untagged),
 //! `series_expiration` drops idle series.
 
-pub mod attrs;
 pub mod config;
 pub mod connector;
 pub mod emit;
 pub mod extract;
 pub mod labels;
 pub mod pending;
-pub mod scan;
 pub mod series;
 pub mod span_type;
 pub mod state;
 #[cfg(test)]
 mod test_util;
+pub mod text;
 
 pub use config::{Settings, SpanMetricsConfig};
 pub use connector::{SpanMetricsConnector, SpanMetricsConnectorFactory};

@@ -9,7 +9,9 @@
 
 use std::borrow::Cow;
 
-use crate::attrs::{RawValue, json_str};
+use spanpipe_core::wire::RawValue;
+
+use crate::text::json_str;
 
 /// The type of a span that says nothing about it.
 pub const UNKNOWN: &str = "UNKNOWN";

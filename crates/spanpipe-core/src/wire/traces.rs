@@ -101,7 +101,9 @@ pub fn walk_spans<'a>(
 
 impl<'a> SpanView<'a> {
     /// Reads one span's fields in one pass, calling `attr(key, value)` for each attribute on the way. Ids are
-    /// not checked here ([`SpanView::check_ids`]).
+    /// not checked here ([`SpanView::check_ids`]). A malformed `KeyValue` is skipped, not an error: this is the
+    /// view of readers that only look (metrics, routing, matching); the door ([`super::check_traces`]) has
+    /// refused such spans before any of them runs.
     #[inline]
     pub fn read(
         raw: &'a [u8],
@@ -122,8 +124,9 @@ impl<'a> SpanView<'a> {
                 (sf::START_TIME_UNIX_NANO, Field::Fixed64(t)) => v.start_time_unix_nano = t,
                 (sf::END_TIME_UNIX_NANO, Field::Fixed64(t)) => v.end_time_unix_nano = t,
                 (sf::ATTRIBUTES, Field::Bytes(kv)) => {
-                    let (k, val) = key_value(kv)?;
-                    attr(k, val);
+                    if let Ok((k, val)) = key_value(kv) {
+                        attr(k, val);
+                    }
                 }
                 (sf::STATUS, Field::Bytes(status)) => {
                     let mut s = Reader::new(status);

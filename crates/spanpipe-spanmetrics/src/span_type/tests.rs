@@ -1,7 +1,7 @@
 use super::*;
-use crate::attrs::AttrValue;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};
 use prost::Message;
+use spanpipe_core::wire::AnyValueRef as AttrValue;
 
 /// An encoded `AnyValue`.
 fn raw(v: Value) -> Vec<u8> {
