@@ -5,9 +5,9 @@ use std::borrow::Cow;
 
 use opentelemetry_proto::tonic::common::v1::AnyValue;
 use prost::Message;
-use spanpipe_core::wire::{Reader, WireError, put_bytes_field, put_varint};
+use spanpipe_core::wire::{Reader, WireError, key_value, put_bytes_field, put_varint, utf8};
 
-use crate::value::{ValueRef, key_value};
+use crate::value::{ValueRef, value_of};
 
 /// One attribute.
 #[derive(Clone, Debug)]
@@ -34,7 +34,7 @@ impl<'a> Entry<'a> {
             Val::Raw { value: None, .. } => ValueRef::Empty,
             // Malformed value bytes read as empty; they are copied back unchanged unless an action sets them.
             Val::Raw { value: Some(v), .. } => ValueRef::parse(v).unwrap_or(ValueRef::Empty),
-            Val::Owned(v) => ValueRef::of(v),
+            Val::Owned(v) => value_of(v),
         }
     }
 
@@ -69,8 +69,9 @@ impl<'a> AttrList<'a> {
             let kv = f.bytes("attributes")?;
             // Values are read lazily (most are only copied back); a malformed one reads as empty.
             let (key, value) = key_value(kv)?;
+            let value = (!value.bytes().is_empty()).then_some(value.bytes());
             entries.push(Entry {
-                key: Cow::Borrowed(key),
+                key: Cow::Borrowed(utf8(key)?),
                 value: Val::Raw { kv, value },
             });
         }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::config::{ConfigValue, Invalid, Key, regex};
 use crate::span::{SPAN_KINDS, SpanRef};
-use crate::value::{ValueRef, format_double_plain, values_equal};
+use crate::value::{ValueExt, ValueRef, format_double_plain, values_equal};
 
 /// `strict` or `regexp`.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]

@@ -1,25 +1,18 @@
-//! Field-level rewriting of an encoded `ExportTraceServiceRequest`.
+//! Field-level rewriting of an encoded `ExportTraceServiceRequest`, through the wire layer's one copy-on-write
+//! rewriter ([`spanpipe_core::wire::rewrite_spans`]).
 //!
 //! The walk hands every resource and span to an [`Editor`], which may keep, replace or drop it. Whatever is kept
-//! is copied as the original bytes; only messages on the path to a change are re-framed (a changed span means new
-//! lengths for its `ScopeSpans` and `ResourceSpans`, nothing else). Output is allocated only at the first change,
-//! so a request nothing applies to costs one scan and no copy. Scopes and resources left without spans are
-//! removed, as the OTel Collector's filter processor does.
+//! is copied as the original bytes; only messages on the path to a change are re-framed. Output is allocated only
+//! at the first change, so a request nothing applies to costs one scan and no copy. Scopes and resources left
+//! without spans are removed, as the OTel Collector's filter processor does.
 
-use spanpipe_core::wire::{Reader, WireError, put_bytes_field};
+use spanpipe_core::wire::{SpanCtx, SpanEditor, WireError, rewrite_spans};
+
+pub use spanpipe_core::wire::{Outcome, SpanEdit};
 
 use crate::span::SpanRef;
 
-/// What becomes of one span.
-#[derive(Debug, PartialEq, Eq)]
-pub enum SpanEdit {
-    Keep,
-    Drop,
-    /// The new encoded span.
-    Replace(Vec<u8>),
-}
-
-/// A processor's view of the walk.
+/// A processor's view of the walk: spans arrive as [`SpanRef`]s.
 pub trait Editor {
     /// The new encoded `Resource`, or `None` to keep it.
     fn resource(&mut self, _resource: &[u8]) -> Result<Option<Vec<u8>>, WireError> {
@@ -36,184 +29,26 @@ pub trait Editor {
     }
 }
 
-/// The result of a walk.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Outcome {
-    /// The new request; `None` when nothing changed (the original bytes stand).
-    pub payload: Option<Vec<u8>>,
-    /// Spans dropped.
-    pub dropped: usize,
-}
+struct Adapter<'e, E>(&'e mut E);
 
-enum Piece {
-    Same,
-    Removed,
-    New(Vec<u8>),
-}
-
-/// Appends pieces of `msg` lazily: nothing is allocated until the first piece that differs.
-struct Lazy<'a> {
-    msg: &'a [u8],
-    out: Option<Vec<u8>>,
-}
-
-impl<'a> Lazy<'a> {
-    fn new(msg: &'a [u8]) -> Self {
-        Lazy { msg, out: None }
+impl<E: Editor> SpanEditor for Adapter<'_, E> {
+    fn resource(&mut self, resource: &[u8]) -> Result<Option<Vec<u8>>, WireError> {
+        self.0.resource(resource)
     }
 
-    /// Records the field `msg[start..end]` (field `number`) as `piece`.
-    fn add(&mut self, start: usize, end: usize, number: u32, piece: Piece) {
-        let msg = self.msg;
-        match piece {
-            Piece::Same => {
-                if let Some(o) = self.out.as_mut() {
-                    o.extend_from_slice(&msg[start..end]);
-                }
-            }
-            Piece::Removed => {
-                self.out.get_or_insert_with(|| msg[..start].to_vec());
-            }
-            Piece::New(body) => {
-                let o = self.out.get_or_insert_with(|| {
-                    let mut v = Vec::with_capacity(msg.len() + 16);
-                    v.extend_from_slice(&msg[..start]);
-                    v
-                });
-                put_bytes_field(o, number, &body);
-            }
-        }
+    fn visits_spans(&self) -> bool {
+        self.0.visits_spans()
+    }
+
+    fn span(&mut self, ctx: &SpanCtx<'_>) -> Result<SpanEdit, WireError> {
+        let span = SpanRef::parse(ctx.raw, ctx.resource, ctx.scope)?;
+        self.0.span(&span)
     }
 }
 
 /// Walks `buf`, applying `editor` to every resource and span.
 pub fn rewrite(buf: &[u8], editor: &mut impl Editor) -> Result<Outcome, WireError> {
-    let mut dropped = 0;
-    let mut lazy = Lazy::new(buf);
-    let mut r = Reader::new(buf);
-    loop {
-        let start = r.position();
-        let Some((n, f)) = r.next_field()? else {
-            break;
-        };
-        let piece = if n == 1 {
-            resource_spans(f.bytes("resource_spans")?, editor, &mut dropped)?
-        } else {
-            Piece::Same
-        };
-        lazy.add(start, r.position(), n, piece);
-    }
-    Ok(Outcome {
-        payload: lazy.out,
-        dropped,
-    })
-}
-
-/// The first occurrence of length-delimited field `number`.
-fn first_bytes<'a>(
-    msg: &'a [u8],
-    number: u32,
-    what: &'static str,
-) -> Result<Option<&'a [u8]>, WireError> {
-    let mut r = Reader::new(msg);
-    while let Some((n, f)) = r.next_field()? {
-        if n == number {
-            return f.bytes(what).map(Some);
-        }
-    }
-    Ok(None)
-}
-
-fn resource_spans(
-    rs: &[u8],
-    editor: &mut impl Editor,
-    dropped: &mut usize,
-) -> Result<Piece, WireError> {
-    // The resource may follow the scope spans on the wire.
-    let resource = first_bytes(rs, 1, "resource")?;
-    let mut lazy = Lazy::new(rs);
-    if resource.is_none() {
-        // No resource on the wire is an empty one, which a resource editor may still fill.
-        if let Some(new) = editor.resource(&[])? {
-            let mut out = Vec::with_capacity(rs.len() + new.len() + 8);
-            put_bytes_field(&mut out, 1, &new);
-            lazy.out = Some(out);
-        }
-    }
-    let resource = resource.unwrap_or_default();
-    let (mut scopes_left, mut scopes_removed) = (0usize, 0usize);
-    let mut r = Reader::new(rs);
-    loop {
-        let start = r.position();
-        let Some((n, f)) = r.next_field()? else {
-            break;
-        };
-        let piece = match n {
-            1 => match editor.resource(f.bytes("resource")?)? {
-                Some(new) => Piece::New(new),
-                None => Piece::Same,
-            },
-            2 if editor.visits_spans() => {
-                let p = scope_spans(f.bytes("scope_spans")?, resource, editor, dropped)?;
-                match p {
-                    Piece::Removed => scopes_removed += 1,
-                    _ => scopes_left += 1,
-                }
-                p
-            }
-            _ => Piece::Same,
-        };
-        lazy.add(start, r.position(), n, piece);
-    }
-    Ok(match lazy.out {
-        _ if scopes_removed > 0 && scopes_left == 0 => Piece::Removed,
-        Some(body) => Piece::New(body),
-        None => Piece::Same,
-    })
-}
-
-fn scope_spans(
-    ss: &[u8],
-    resource: &[u8],
-    editor: &mut impl Editor,
-    dropped: &mut usize,
-) -> Result<Piece, WireError> {
-    let scope = first_bytes(ss, 1, "scope")?.unwrap_or_default();
-    let mut lazy = Lazy::new(ss);
-    let (mut left, mut removed) = (0usize, 0usize);
-    let mut r = Reader::new(ss);
-    loop {
-        let start = r.position();
-        let Some((n, f)) = r.next_field()? else {
-            break;
-        };
-        let piece = if n == 2 {
-            let span = SpanRef::parse(f.bytes("span")?, resource, scope)?;
-            match editor.span(&span)? {
-                SpanEdit::Keep => {
-                    left += 1;
-                    Piece::Same
-                }
-                SpanEdit::Drop => {
-                    removed += 1;
-                    Piece::Removed
-                }
-                SpanEdit::Replace(new) => {
-                    left += 1;
-                    Piece::New(new)
-                }
-            }
-        } else {
-            Piece::Same
-        };
-        lazy.add(start, r.position(), n, piece);
-    }
-    *dropped += removed;
-    Ok(match lazy.out {
-        _ if removed > 0 && left == 0 => Piece::Removed,
-        Some(body) => Piece::New(body),
-        None => Piece::Same,
-    })
+    rewrite_spans(buf, &mut Adapter(editor))
 }
 
 /// Applies `editor` to the payload of a traces batch (other signals pass unchanged), keeping the same buffer when

@@ -1,9 +1,9 @@
 //! What matching and conditions see of one span: its scalar fields read from the wire, plus the encoded span,
 //! resource and scope for lazy attribute lookups.
 
-use spanpipe_core::wire::{Reader, WireError};
+use spanpipe_core::wire::{Reader, SpanView, WireError, fields, find_attr, utf8};
 
-use crate::value::{ValueRef, find_attribute, utf8};
+use crate::value::ValueRef;
 
 /// One span in its context, borrowed from the encoded request.
 #[derive(Clone, Copy, Debug, Default)]
@@ -35,36 +35,21 @@ pub const SPAN_KINDS: [&str; 6] = [
 ];
 
 impl<'a> SpanRef<'a> {
-    /// Reads the scalar fields of an encoded span.
+    /// Reads the scalar fields of an encoded span (through the wire layer's [`SpanView`]).
     pub fn parse(raw: &'a [u8], resource: &'a [u8], scope: &'a [u8]) -> Result<Self, WireError> {
-        let mut s = SpanRef {
+        let v = SpanView::read(raw, |_, _| {})?;
+        Ok(SpanRef {
             raw,
+            trace_id: v.trace_id,
+            span_id: v.span_id,
+            parent_span_id: v.parent_span_id,
+            name: utf8(v.name)?,
+            kind: v.kind as i64,
+            status_code: v.status_code as i64,
+            status_message: utf8(v.status_message)?,
             resource,
             scope,
-            ..SpanRef::default()
-        };
-        let mut r = Reader::new(raw);
-        while let Some((n, f)) = r.next_field()? {
-            match n {
-                1 => s.trace_id = f.bytes("trace_id")?,
-                2 => s.span_id = f.bytes("span_id")?,
-                4 => s.parent_span_id = f.bytes("parent_span_id")?,
-                5 => s.name = utf8(f.bytes("name")?)?,
-                6 => s.kind = f.varint("kind")? as i64,
-                15 => {
-                    let mut st = Reader::new(f.bytes("status")?);
-                    while let Some((sn, sf)) = st.next_field()? {
-                        match sn {
-                            2 => s.status_message = utf8(sf.bytes("status.message")?)?,
-                            3 => s.status_code = sf.varint("status.code")? as i64,
-                            _ => {}
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(s)
+        })
     }
 
     /// `traceutil.SpanKindStr`: `SPAN_KIND_SERVER`, ...; out-of-range kinds are "".
@@ -78,7 +63,10 @@ impl<'a> SpanRef<'a> {
 
     /// A span attribute (the first with this key). Malformed bytes read as absent; the receiver validated them.
     pub fn attribute(&self, key: &str) -> Option<ValueRef<'a>> {
-        find_attribute(self.raw, 9, key).ok().flatten()
+        find_attr(self.raw, fields::span::ATTRIBUTES, key)
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())
     }
 
     /// Whether the span has any attribute.
@@ -88,7 +76,10 @@ impl<'a> SpanRef<'a> {
 
     /// A resource attribute.
     pub fn resource_attribute(&self, key: &str) -> Option<ValueRef<'a>> {
-        find_attribute(self.resource, 1, key).ok().flatten()
+        find_attr(self.resource, fields::resource::ATTRIBUTES, key)
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())
     }
 
     /// Whether the resource has any attribute.

@@ -1,65 +1,43 @@
-//! Attribute values read straight from encoded `AnyValue` bytes, without allocating, and the pdata conversions
-//! the OTel Collector applies to them (`AsString`, the attribute matcher's string form).
+//! The pdata conversions the OTel Collector applies to attribute values (`AsString`, `AsRaw` + JSON, the attribute
+//! matcher's string form). Values themselves are read by the shared wire layer ([`spanpipe_core::wire`]): this
+//! module decodes nothing.
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use prost::Message;
-use spanpipe_core::wire::{Field, Reader, WireError};
+use spanpipe_core::wire::{MAX_DEPTH, for_each_entry, for_each_item, utf8};
 
-/// A borrowed view of one `AnyValue`; arrays and maps stay encoded.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum ValueRef<'a> {
-    /// No value set (OTLP "empty").
-    Empty,
-    Str(&'a str),
-    Bool(bool),
-    Int(i64),
-    Double(f64),
-    Bytes(&'a [u8]),
-    /// Encoded `ArrayValue`.
-    Array(&'a [u8]),
-    /// Encoded `KeyValueList`.
-    Kvlist(&'a [u8]),
+/// A borrowed view of one `AnyValue` (the wire layer's); arrays and maps stay encoded.
+pub use spanpipe_core::wire::AnyValueRef as ValueRef;
+
+/// A view of an owned value. Nested values are rare in conditions and read as empty.
+pub fn value_of(value: &AnyValue) -> ValueRef<'_> {
+    match &value.value {
+        None => ValueRef::Empty,
+        Some(any_value::Value::StringValue(s)) => ValueRef::Str(s),
+        Some(any_value::Value::BoolValue(b)) => ValueRef::Bool(*b),
+        Some(any_value::Value::IntValue(i)) => ValueRef::Int(*i),
+        Some(any_value::Value::DoubleValue(d)) => ValueRef::Double(*d),
+        Some(any_value::Value::BytesValue(b)) => ValueRef::Bytes(b),
+        Some(any_value::Value::ArrayValue(_))
+        | Some(any_value::Value::KvlistValue(_))
+        | Some(any_value::Value::StringValueStrindex(_)) => ValueRef::Empty,
+    }
 }
 
-impl<'a> ValueRef<'a> {
-    /// Reads an encoded `AnyValue` (the last oneof field wins, as in protobuf).
-    pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
-        let mut v = ValueRef::Empty;
-        let mut r = Reader::new(buf);
-        while let Some((n, f)) = r.next_field()? {
-            v = match n {
-                1 => ValueRef::Str(utf8(f.bytes("string_value")?)?),
-                2 => ValueRef::Bool(f.varint("bool_value")? != 0),
-                3 => ValueRef::Int(f.varint("int_value")? as i64),
-                4 => ValueRef::Double(f64::from_bits(f.fixed64("double_value")?)),
-                5 => ValueRef::Array(f.bytes("array_value")?),
-                6 => ValueRef::Kvlist(f.bytes("kvlist_value")?),
-                7 => ValueRef::Bytes(f.bytes("bytes_value")?),
-                _ => v,
-            };
-        }
-        Ok(v)
-    }
-
-    /// A view of an owned value.
-    pub fn of(value: &'a AnyValue) -> Self {
-        match &value.value {
-            None => ValueRef::Empty,
-            Some(any_value::Value::StringValue(s)) => ValueRef::Str(s),
-            Some(any_value::Value::BoolValue(b)) => ValueRef::Bool(*b),
-            Some(any_value::Value::IntValue(i)) => ValueRef::Int(*i),
-            Some(any_value::Value::DoubleValue(d)) => ValueRef::Double(*d),
-            Some(any_value::Value::BytesValue(b)) => ValueRef::Bytes(b),
-            // Nested values are rare in conditions; encode them to keep one borrowed representation.
-            Some(any_value::Value::ArrayValue(_))
-            | Some(any_value::Value::KvlistValue(_))
-            | Some(any_value::Value::StringValueStrindex(_)) => ValueRef::Empty,
-        }
-    }
-
+/// The pdata conversions of a value view.
+pub trait ValueExt {
     /// pdata's `Value.AsString()`: strings as is, numbers and booleans as JSON would print them, bytes as
     /// base64, arrays and maps as JSON, empty as "".
-    pub fn as_string(&self) -> String {
+    fn as_string(&self) -> String;
+    /// The JSON form pdata gives a value (`AsRaw` then `json.Marshal`). Nested values are followed to
+    /// [`MAX_DEPTH`] levels (the deepest the receiver lets in); anything deeper or undecodable becomes null.
+    fn to_json(&self) -> serde_json::Value;
+    /// The owned value (nested values are decoded from their bytes; undecodable ones become empty).
+    fn to_owned_value(&self) -> AnyValue;
+}
+
+impl ValueExt for ValueRef<'_> {
+    fn as_string(&self) -> String {
         match self {
             ValueRef::Empty => String::new(),
             ValueRef::Str(s) => (*s).to_string(),
@@ -71,38 +49,11 @@ impl<'a> ValueRef<'a> {
         }
     }
 
-    /// The JSON form pdata gives a value (`AsRaw` then `json.Marshal`); undecodable nested bytes become null.
-    pub fn to_json(&self) -> serde_json::Value {
-        use serde_json::Value as J;
-        match self {
-            ValueRef::Empty => J::Null,
-            ValueRef::Str(s) => J::String((*s).to_string()),
-            ValueRef::Bool(b) => J::Bool(*b),
-            ValueRef::Int(i) => J::from(*i),
-            ValueRef::Double(d) => serde_json::Number::from_f64(*d).map_or(J::Null, J::Number),
-            ValueRef::Bytes(b) => J::String(base64(b)),
-            ValueRef::Array(buf) => {
-                let mut items = Vec::new();
-                let _ = for_each_bytes(buf, 1, |v| {
-                    items.push(ValueRef::parse(v).map_or(J::Null, |v| v.to_json()));
-                });
-                J::Array(items)
-            }
-            ValueRef::Kvlist(buf) => {
-                let mut map = serde_json::Map::new();
-                let _ = for_each_bytes(buf, 1, |kv| {
-                    if let Ok((k, v)) = key_value(kv) {
-                        let v = v.map_or(Ok(ValueRef::Empty), ValueRef::parse);
-                        map.insert(k.to_string(), v.map_or(J::Null, |v| v.to_json()));
-                    }
-                });
-                J::Object(map)
-            }
-        }
+    fn to_json(&self) -> serde_json::Value {
+        to_json(self, MAX_DEPTH)
     }
 
-    /// The owned value (nested values are decoded from their bytes).
-    pub fn to_owned_value(&self) -> AnyValue {
+    fn to_owned_value(&self) -> AnyValue {
         let v = match self {
             ValueRef::Empty => None,
             ValueRef::Str(s) => Some(any_value::Value::StringValue((*s).to_string())),
@@ -118,6 +69,39 @@ impl<'a> ValueRef<'a> {
                 .map(any_value::Value::KvlistValue),
         };
         AnyValue { value: v }
+    }
+}
+
+/// `to_json` with an explicit depth budget: each nested level spends one, so the recursion is at most
+/// [`MAX_DEPTH`] frames whatever the input.
+fn to_json(v: &ValueRef<'_>, budget: usize) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        ValueRef::Empty => J::Null,
+        ValueRef::Str(s) => J::String((*s).to_string()),
+        ValueRef::Bool(b) => J::Bool(*b),
+        ValueRef::Int(i) => J::from(*i),
+        ValueRef::Double(d) => serde_json::Number::from_f64(*d).map_or(J::Null, J::Number),
+        ValueRef::Bytes(b) => J::String(base64(b)),
+        ValueRef::Array(_) | ValueRef::Kvlist(_) if budget <= 1 => J::Null,
+        ValueRef::Array(buf) => {
+            let mut items = Vec::new();
+            let _ = for_each_item(buf, |v| {
+                items.push(v.parse().map_or(J::Null, |v| to_json(&v, budget - 1)));
+                Ok(())
+            });
+            J::Array(items)
+        }
+        ValueRef::Kvlist(buf) => {
+            let mut map = serde_json::Map::new();
+            let _ = for_each_entry(buf, |k, v| {
+                if let Ok(k) = utf8(k) {
+                    map.insert(k.to_string(), v.parse().map_or(J::Null, |v| to_json(&v, budget - 1)));
+                }
+                Ok(())
+            });
+            J::Object(map)
+        }
     }
 }
 
@@ -196,85 +180,11 @@ pub fn hex(data: &[u8]) -> String {
     s
 }
 
-pub(crate) fn utf8(b: &[u8]) -> Result<&str, WireError> {
-    std::str::from_utf8(b).map_err(|_| WireError::new("string is not valid UTF-8"))
-}
-
-/// Calls `f` with the payload of every length-delimited field `number` of a message.
-pub(crate) fn for_each_bytes<'a>(
-    buf: &'a [u8],
-    number: u32,
-    mut f: impl FnMut(&'a [u8]),
-) -> Result<(), WireError> {
-    let mut r = Reader::new(buf);
-    while let Some((n, field)) = r.next_field()? {
-        if n == number
-            && let Field::Bytes(b) = field
-        {
-            f(b);
-        }
-    }
-    Ok(())
-}
-
-/// The raw key bytes and encoded value (if any) of an encoded `KeyValue`.
-fn raw_key_value(buf: &[u8]) -> Result<(&[u8], Option<&[u8]>), WireError> {
-    let mut key: &[u8] = &[];
-    let mut value = None;
-    let mut r = Reader::new(buf);
-    while let Some((n, f)) = r.next_field()? {
-        match n {
-            1 => key = f.bytes("key")?,
-            2 => value = Some(f.bytes("value")?),
-            _ => {}
-        }
-    }
-    Ok((key, value))
-}
-
-/// The key and encoded value (if any) of an encoded `KeyValue`.
-pub(crate) fn key_value(buf: &[u8]) -> Result<(&str, Option<&[u8]>), WireError> {
-    let mut key: &[u8] = &[];
-    let mut value = None;
-    let mut r = Reader::new(buf);
-    while let Some((n, f)) = r.next_field()? {
-        match n {
-            1 => key = f.bytes("key")?,
-            2 => value = Some(f.bytes("value")?),
-            _ => {}
-        }
-    }
-    Ok((utf8(key)?, value))
-}
-
-/// The value of the first attribute named `key` in a message whose field `number` holds `KeyValue`s (span
-/// attributes are field 9, resource and scope attributes field 1 of theirs).
-pub fn find_attribute<'a>(
-    msg: &'a [u8],
-    number: u32,
-    key: &str,
-) -> Result<Option<ValueRef<'a>>, WireError> {
-    let mut r = Reader::new(msg);
-    while let Some((n, f)) = r.next_field()? {
-        if n != number {
-            continue;
-        }
-        // Compare key bytes first: no UTF-8 check or value parse for the attributes that do not match.
-        let (k, v) = raw_key_value(f.bytes("attributes")?)?;
-        if k == key.as_bytes() {
-            return Ok(Some(match v {
-                Some(v) => ValueRef::parse(v)?,
-                None => ValueRef::Empty,
-            }));
-        }
-    }
-    Ok(None)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_util::{kv, s};
+    use spanpipe_core::wire::find_attr;
     use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
 
     #[test]
@@ -339,16 +249,38 @@ mod tests {
     }
 
     #[test]
-    fn find_attribute_reads_the_first_match_and_survives_garbage() {
+    fn find_attr_reads_the_first_match_and_survives_garbage() {
         let mut msg = Vec::new();
         for a in [kv("a", s("1")), kv("b", s("2")), kv("a", s("3"))] {
             spanpipe_core::wire::put_bytes_field(&mut msg, 9, &a.encode_to_vec());
         }
         assert_eq!(
-            find_attribute(&msg, 9, "a").unwrap(),
+            find_attr(&msg, 9, "a").unwrap().map(|v| v.get()),
             Some(ValueRef::Str("1"))
         );
-        assert_eq!(find_attribute(&msg, 9, "c").unwrap(), None);
-        assert!(find_attribute(b"\x4a\xff", 9, "a").is_err());
+        assert_eq!(find_attr(&msg, 9, "c").unwrap(), None);
+        assert!(find_attr(b"\x4a\xff", 9, "a").is_err());
+    }
+}
+
+#[cfg(test)]
+mod deep_tests {
+    use super::*;
+
+    #[test]
+    fn to_json_of_a_value_deeper_than_any_budget_does_not_overflow() {
+        // 100,000 levels: nulls past MAX_DEPTH, no stack overflow.
+        let mut enc = Vec::new();
+        spanpipe_core::wire::put_bytes_field(&mut enc, 1, b"x");
+        for _ in 0..100_000 {
+            let mut list = Vec::new();
+            spanpipe_core::wire::put_bytes_field(&mut list, 1, &enc);
+            enc.clear();
+            spanpipe_core::wire::put_bytes_field(&mut enc, 5, &list);
+        }
+        let v = ValueRef::parse(&enc).unwrap();
+        let j = v.to_json();
+        assert!(j.is_array());
+        assert!(v.as_string().contains("null"));
     }
 }

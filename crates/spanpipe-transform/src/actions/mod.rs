@@ -13,7 +13,7 @@ use spanpipe_core::Metadata;
 pub use config::{ActionConfig, compile_actions};
 
 use crate::attrs::AttrList;
-use crate::value::{ValueRef, hex};
+use crate::value::{ValueExt, ValueRef, hex};
 
 /// Where insert/update/upsert take their value from.
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 
 use super::{Expr, Literal, Op, Operand, Path};
 use crate::span::SpanRef;
-use crate::value::{ValueRef, format_double_plain, hex};
+use crate::value::{ValueExt, ValueRef, format_double_plain, hex};
 
 /// A value during evaluation.
 #[derive(Debug, PartialEq)]
