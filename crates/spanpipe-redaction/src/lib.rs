@@ -8,7 +8,7 @@
 //! value stays valid JSON) and truncation of named attributes that keeps JSON valid.
 //!
 //! It works on the encoded request: spans whose attributes need no change keep their bytes; only the attribute
-//! fields that change are re-encoded (see [`processor::rewrite`]).
+//! fields that change are re-encoded (through `spanpipe_core::wire::rewrite_fields`).
 
 pub mod config;
 pub mod json;

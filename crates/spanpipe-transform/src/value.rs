@@ -96,7 +96,10 @@ fn to_json(v: &ValueRef<'_>, budget: usize) -> serde_json::Value {
             let mut map = serde_json::Map::new();
             let _ = for_each_entry(buf, |k, v| {
                 if let Ok(k) = utf8(k) {
-                    map.insert(k.to_string(), v.parse().map_or(J::Null, |v| to_json(&v, budget - 1)));
+                    map.insert(
+                        k.to_string(),
+                        v.parse().map_or(J::Null, |v| to_json(&v, budget - 1)),
+                    );
                 }
                 Ok(())
             });
@@ -184,8 +187,8 @@ pub fn hex(data: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::test_util::{kv, s};
-    use spanpipe_core::wire::find_attr;
     use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+    use spanpipe_core::wire::find_attr;
 
     #[test]
     fn parse_every_type() {

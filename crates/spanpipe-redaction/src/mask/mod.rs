@@ -137,17 +137,24 @@ impl Masker {
         if !self.anchored && !s.contains('\\') && !self.any.is_match(s) {
             return None;
         }
-        if self.json_aware
-            && depth < MAX_JSON_NESTING
-            && crate::json::looks_like_json(s)
-            && let Ok(result) = json::mask_json(self, s, depth)
-        {
-            return result;
+        if self.json_aware && crate::json::looks_like_json(s) {
+            if depth < MAX_JSON_NESTING
+                && let Ok(result) = json::mask_json(self, s, depth)
+            {
+                return result;
+            }
+            // JSON we do not follow (nested deeper than we parse, or text that only looks like JSON): its escapes
+            // could hide what the raw text does not show (`\u0040` for `@`). Fail closed: if the text with its
+            // escapes decoded could match, or a rule is anchored, the whole string is masked.
+            if s.contains('\\') && (self.anchored || self.any.is_match(&unescape(s))) {
+                return Some(self.hasher.replace(s));
+            }
         }
         self.mask_plain(s)
     }
 
     /// Masks the raw text (not JSON, or JSON handling off).
+    #[inline]
     fn mask_plain(&self, s: &str) -> Option<String> {
         let hits = self.any.matches(s);
         if !hits.matched_any() {
@@ -174,4 +181,54 @@ impl Masker {
         }
         changed.then(|| current.into_owned())
     }
+}
+
+/// Every JSON escape of `s` decoded where it stands (`\u0040` → `@`, `\n` → newline; a lone surrogate becomes
+/// U+FFFD), without parsing the structure: what a reader of any JSON string inside `s`, at any depth, could see.
+/// Applied repeatedly, so escapes of escapes (`\\u0040` inside a JSON string in a JSON string) are decoded too.
+fn unescape(s: &str) -> std::borrow::Cow<'_, str> {
+    let mut cur = std::borrow::Cow::Borrowed(s);
+    // Each round removes at least one backslash or stops; bounded by the text's length.
+    for _ in 0..s.len() {
+        if !cur.contains('\\') {
+            break;
+        }
+        let next = unescape_once(&cur);
+        if next == *cur {
+            break;
+        }
+        cur = std::borrow::Cow::Owned(next);
+    }
+    cur
+}
+
+fn unescape_once(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                match u32::from_str_radix(&hex, 16).ok() {
+                    Some(n) => out.push(char::from_u32(n).unwrap_or('\u{fffd}')),
+                    None => {
+                        out.push_str("\\u");
+                        out.push_str(&hex);
+                    }
+                }
+            }
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
 }

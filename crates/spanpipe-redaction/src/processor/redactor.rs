@@ -8,12 +8,12 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
-use prost::Message;
 use regex::RegexSet;
-use spanpipe_core::wire::{Reader, WireError, put_bytes_field};
+use spanpipe_core::wire::fields::{any_value as av, key_value as kvf};
+use spanpipe_core::wire::{
+    AnyValueRef, Edit, Field, MAX_DEPTH, WireError, key_value, put_bytes_field, rewrite_fields,
+};
 
-use super::rewrite::{Edit, field, payload, rewrite};
 use super::summary::{self, AttrSummary};
 use crate::config::{PRESETS, RedactionConfig, Summary};
 use crate::mask::{BadPattern, Masker, compile};
@@ -57,47 +57,38 @@ fn regex_set(list: &'static str, patterns: &[String]) -> Result<Option<RegexSet>
     })
 }
 
-/// A decoded `AnyValue`, borrowed where it can be.
-enum Value<'a> {
-    Str(&'a [u8]),
-    Bool(bool),
-    Int(i64),
-    Double(f64),
-    /// Array or key-value list: the whole encoded `AnyValue`.
-    Complex(&'a [u8]),
-    Other,
-}
-
-impl Value<'_> {
-    /// The value as OTel's `AsString` would give it for masking (`""` for types left alone).
-    fn text(&self, all_types: bool) -> Cow<'_, str> {
-        match self {
-            Value::Str(b) => String::from_utf8_lossy(b),
-            Value::Bool(v) if all_types => Cow::Owned(v.to_string()),
-            Value::Int(v) if all_types => Cow::Owned(v.to_string()),
-            Value::Double(v) if all_types => Cow::Owned(v.to_string()),
-            _ => Cow::Borrowed(""),
-        }
+/// The value as OTel's `AsString` would give it for masking (`""` for types left alone).
+fn text<'a>(v: &AnyValueRef<'a>, all_types: bool) -> Cow<'a, str> {
+    match v {
+        AnyValueRef::Str(s) => Cow::Borrowed(s),
+        AnyValueRef::Bool(v) if all_types => Cow::Owned(v.to_string()),
+        AnyValueRef::Int(v) if all_types => Cow::Owned(v.to_string()),
+        AnyValueRef::Double(v) if all_types => Cow::Owned(v.to_string()),
+        _ => Cow::Borrowed(""),
     }
 }
 
-fn parse_value(raw: Option<&[u8]>) -> Result<Value<'_>, WireError> {
-    let Some(raw) = raw else {
-        return Ok(Value::Other);
-    };
-    let mut v = Value::Other;
-    let mut r = Reader::new(raw);
-    while let Some((n, f)) = r.next_field()? {
-        v = match n {
-            1 => Value::Str(f.bytes("string_value")?),
-            2 => Value::Bool(f.varint("bool_value")? != 0),
-            3 => Value::Int(f.varint("int_value")? as i64),
-            4 => Value::Double(f64::from_bits(f.fixed64("double_value")?)),
-            5 | 6 => Value::Complex(raw),
-            _ => Value::Other,
-        };
+/// A length-delimited payload (other wire types are never ours to edit).
+fn payload(f: Field<'_>) -> Option<&[u8]> {
+    match f {
+        Field::Bytes(b) => Some(b),
+        _ => None,
     }
-    Ok(v)
+}
+
+fn field(number: u32, payload: &[u8]) -> Edit {
+    Edit::field(number, payload)
+}
+
+fn keep_or(changed: Option<Vec<u8>>, number: u32) -> Edit {
+    Edit::keep_or(changed, number)
+}
+
+/// An encoded `AnyValue` holding one string.
+fn string_any(s: &str) -> Vec<u8> {
+    let mut a = Vec::with_capacity(s.len() + 6);
+    put_bytes_field(&mut a, av::STRING, s.as_bytes());
+    a
 }
 
 /// A changed attribute value.
@@ -109,21 +100,13 @@ enum NewValue {
 
 fn encode_kv(number: u32, key: &[u8], value: &NewValue) -> Edit {
     let any = match value {
-        NewValue::Str(s) => {
-            let mut a = Vec::with_capacity(s.len() + 6);
-            put_bytes_field(&mut a, 1, s.as_bytes());
-            a
-        }
+        NewValue::Str(s) => string_any(s),
         NewValue::Any(a) => a.clone(),
     };
     let mut kv = Vec::with_capacity(key.len() + any.len() + 8);
     put_bytes_field(&mut kv, 1, key);
     put_bytes_field(&mut kv, 2, &any);
     field(number, &kv)
-}
-
-fn keep_or(changed: Option<Vec<u8>>, number: u32) -> Edit {
-    changed.map_or(Edit::Keep, |b| field(number, &b))
 }
 
 impl Redactor {
@@ -163,14 +146,14 @@ impl Redactor {
         if self.is_noop() {
             return Ok(None);
         }
-        rewrite(buf, |n, f| match (n, payload(f)) {
+        rewrite_fields(buf, |n, f| match (n, payload(f)) {
             (1, Some(rs)) => Ok(keep_or(self.resource_spans(rs, stats)?, 1)),
             _ => Ok(Edit::Keep),
         })
     }
 
     fn resource_spans(&self, rs: &[u8], stats: &mut Stats) -> Result<Option<Vec<u8>>, WireError> {
-        rewrite(rs, |n, f| match (n, payload(f)) {
+        rewrite_fields(rs, |n, f| match (n, payload(f)) {
             (1, Some(res)) if self.apply_to_resource => {
                 Ok(keep_or(self.attributes(res, 1, false, stats)?, 1))
             }
@@ -180,7 +163,7 @@ impl Redactor {
     }
 
     fn scope_spans(&self, ss: &[u8], stats: &mut Stats) -> Result<Option<Vec<u8>>, WireError> {
-        rewrite(ss, |n, f| match (n, payload(f)) {
+        rewrite_fields(ss, |n, f| match (n, payload(f)) {
             (1, Some(scope)) if self.apply_to_resource => {
                 Ok(keep_or(self.attributes(scope, 3, false, stats)?, 1))
             }
@@ -199,7 +182,7 @@ impl Redactor {
         stats: &mut Stats,
     ) -> Result<Option<Vec<u8>>, WireError> {
         let mut sum = AttrSummary::default();
-        let out = rewrite(msg, |n, f| match payload(f) {
+        let out = rewrite_fields(msg, |n, f| match payload(f) {
             Some(kv) if n == number => self.attribute(kv, number, &mut sum, stats),
             Some(ev) if events && n == 11 => Ok(keep_or(self.attributes(ev, 3, false, stats)?, 11)),
             _ => Ok(Edit::Keep),
@@ -236,15 +219,7 @@ impl Redactor {
         sum: &mut AttrSummary<'a>,
         stats: &mut Stats,
     ) -> Result<Edit, WireError> {
-        let (mut key_raw, mut value_raw) = (&[][..], None);
-        let mut r = Reader::new(kv);
-        while let Some((n, f)) = r.next_field()? {
-            match n {
-                1 => key_raw = f.bytes("key")?,
-                2 => value_raw = Some(f.bytes("value")?),
-                _ => {}
-            }
-        }
+        let (key_raw, value_raw) = key_value(kv)?;
         // A key that is not UTF-8 matches no list: deleted in allow-list mode, never ignored.
         let key = std::str::from_utf8(key_raw).unwrap_or("");
         if !key.is_empty() && self.is_ignored(key) {
@@ -261,17 +236,28 @@ impl Redactor {
         if ours || (self.masker.is_empty() && self.blocked_keys.is_none() && !truncates) {
             return Ok(Edit::Keep);
         }
-        let value = parse_value(value_raw)?;
+        let value = match value_raw.parse() {
+            Ok(v) => v,
+            Err(_) => {
+                // Fail closed: a value we cannot read is masked whole, never passed on as it came.
+                sum.masked.push(key);
+                stats.masked += 1;
+                let whole = self
+                    .masker
+                    .mask_whole(&String::from_utf8_lossy(value_raw.bytes()));
+                return Ok(encode_kv(number, key_raw, &NewValue::Str(whole)));
+            }
+        };
         let mut new = None;
         if self.blocked_keys.as_ref().is_some_and(|s| s.is_match(key)) {
-            let text = value.text(self.redact_all_types);
+            let text = text(&value, self.redact_all_types);
             if self.masker.allowed(&text) {
                 sum.allowed.push(key);
             } else {
                 new = Some(NewValue::Str(self.masker.mask_whole(&text)));
             }
         } else {
-            new = self.mask_value(&value);
+            new = self.mask_value(&value, value_raw.bytes());
         }
         if new.is_some() {
             sum.masked.push(key);
@@ -280,7 +266,7 @@ impl Redactor {
         if let Some(t) = self.truncator.as_ref().filter(|t| t.applies(key)) {
             let cut = match (&new, &value) {
                 (Some(NewValue::Str(s)), _) => t.truncate(s),
-                (None, Value::Str(b)) => t.truncate(&String::from_utf8_lossy(b)),
+                (None, AnyValueRef::Str(s)) => t.truncate(s),
                 _ => None,
             };
             if let Some(cut) = cut {
@@ -295,65 +281,74 @@ impl Redactor {
         })
     }
 
-    /// The masked value, or `None` when masking changes nothing.
-    fn mask_value(&self, value: &Value<'_>) -> Option<NewValue> {
+    /// The masked value, or `None` when masking changes nothing. `raw` is the encoded value.
+    fn mask_value(&self, value: &AnyValueRef<'_>, raw: &[u8]) -> Option<NewValue> {
         if self.masker.is_empty() {
             return None;
         }
         match value {
-            Value::Str(b) => self
-                .masker
-                .mask_text(&String::from_utf8_lossy(b))
-                .map(NewValue::Str),
-            Value::Bool(_) | Value::Int(_) | Value::Double(_) if self.redact_all_types => {
-                self.masker.mask_text(&value.text(true)).map(NewValue::Str)
+            AnyValueRef::Str(s) => self.masker.mask_text(s).map(NewValue::Str),
+            AnyValueRef::Bool(_) | AnyValueRef::Int(_) | AnyValueRef::Double(_)
+                if self.redact_all_types =>
+            {
+                self.masker.mask_text(&text(value, true)).map(NewValue::Str)
             }
-            Value::Complex(raw) => {
-                let mut any = AnyValue::decode(*raw).ok()?;
-                self.mask_any(&mut any)
-                    .then(|| NewValue::Any(any.encode_to_vec()))
+            AnyValueRef::Array(_) | AnyValueRef::Kvlist(_) => {
+                match self.mask_nested(raw, MAX_DEPTH) {
+                    Ok(changed) => changed.map(NewValue::Any),
+                    // Unreadable or deeper than anything the receiver lets in: masked whole (fail closed).
+                    Err(_) => Some(NewValue::Str(
+                        self.masker.mask_whole(&String::from_utf8_lossy(raw)),
+                    )),
+                }
             }
             _ => None,
         }
     }
 
-    /// Masks the string leaves of an array / key-value list value in place; true when something changed.
-    fn mask_any(&self, v: &mut AnyValue) -> bool {
-        use any_value::Value as V;
-        let text = match &mut v.value {
-            Some(V::StringValue(s)) => {
-                return match self.masker.mask_text(s) {
-                    Some(m) => {
-                        *s = m;
-                        true
-                    }
-                    None => false,
-                };
-            }
-            Some(V::ArrayValue(a)) => {
-                return a
-                    .values
-                    .iter_mut()
-                    .fold(false, |changed, x| self.mask_any(x) | changed);
-            }
-            Some(V::KvlistValue(l)) => {
-                return l
-                    .values
-                    .iter_mut()
-                    .filter_map(|kv| kv.value.as_mut())
-                    .fold(false, |changed, x| self.mask_any(x) | changed);
-            }
-            Some(V::BoolValue(b)) if self.redact_all_types => b.to_string(),
-            Some(V::IntValue(i)) if self.redact_all_types => i.to_string(),
-            Some(V::DoubleValue(d)) if self.redact_all_types => d.to_string(),
-            _ => return false,
-        };
-        match self.masker.mask_text(&text) {
-            Some(m) => {
-                v.value = Some(V::StringValue(m));
-                true
-            }
-            None => false,
+    /// Masks the string leaves of an encoded `AnyValue` in place on the wire: `Ok(None)` when nothing changed,
+    /// `Err` when the value cannot be read (malformed, not UTF-8, or more than `budget` levels deep). Each level
+    /// spends one of `budget`, so the recursion is bounded whatever the input.
+    fn mask_nested(&self, any: &[u8], budget: usize) -> Result<Option<Vec<u8>>, WireError> {
+        if budget == 0 {
+            return Err(WireError::new("value nested too deep to inspect"));
         }
+        let v = AnyValueRef::parse(any)?;
+        let wrap = |number: u32, list: Vec<u8>| {
+            let mut a = Vec::with_capacity(list.len() + 6);
+            put_bytes_field(&mut a, number, &list);
+            a
+        };
+        Ok(match v {
+            AnyValueRef::Str(s) => self.masker.mask_text(s).map(|m| string_any(&m)),
+            AnyValueRef::Bool(_) | AnyValueRef::Int(_) | AnyValueRef::Double(_)
+                if self.redact_all_types =>
+            {
+                self.masker
+                    .mask_text(&text(&v, true))
+                    .map(|m| string_any(&m))
+            }
+            AnyValueRef::Array(list) => rewrite_fields(list, |n, f| match (n, f) {
+                (1, Field::Bytes(item)) => Ok(keep_or(self.mask_nested(item, budget - 1)?, 1)),
+                _ => Ok(Edit::Keep),
+            })?
+            .map(|l| wrap(av::ARRAY, l)),
+            AnyValueRef::Kvlist(list) => rewrite_fields(list, |n, f| match (n, f) {
+                (1, Field::Bytes(kv)) => {
+                    let (k, _) = key_value(kv)?;
+                    spanpipe_core::wire::utf8(k)?;
+                    let new_kv = rewrite_fields(kv, |n, f| match (n, f) {
+                        (kvf::VALUE, Field::Bytes(val)) => {
+                            Ok(keep_or(self.mask_nested(val, budget - 1)?, kvf::VALUE))
+                        }
+                        _ => Ok(Edit::Keep),
+                    })?;
+                    Ok(keep_or(new_kv, 1))
+                }
+                _ => Ok(Edit::Keep),
+            })?
+            .map(|l| wrap(av::KVLIST, l)),
+            _ => None,
+        })
     }
 }

@@ -2,9 +2,10 @@
 //! the processor changed, merged with values an earlier redaction processor left: counts add up, key lists join.
 //! spanpipe adds `redaction.truncated.keys` / `redaction.truncated.count` for its truncation.
 
-use spanpipe_core::wire::{Reader, WireError, put_bytes_field, put_varint};
+use spanpipe_core::wire::{
+    AnyValueRef, Edit, Field, WireError, key_value, put_bytes_field, put_varint, rewrite_fields,
+};
 
-use super::rewrite::{Edit, payload, rewrite};
 use crate::config::Summary;
 
 /// Every attribute the summary may write; they are never deleted or masked, so a chain of processors keeps them.
@@ -52,27 +53,13 @@ enum Existing {
 }
 
 fn read_kv(kv: &[u8]) -> Result<(&[u8], Option<Existing>), WireError> {
-    let (mut key, mut value) = (&[][..], None);
-    let mut r = Reader::new(kv);
-    while let Some((n, f)) = r.next_field()? {
-        match n {
-            1 => key = f.bytes("key")?,
-            2 => {
-                let mut a = Reader::new(f.bytes("value")?);
-                while let Some((an, af)) = a.next_field()? {
-                    value = match an {
-                        1 => Some(Existing::Text(
-                            String::from_utf8_lossy(af.bytes("string_value")?).into_owned(),
-                        )),
-                        3 => Some(Existing::Int(af.varint("int_value")? as i64)),
-                        _ => value,
-                    };
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok((key, value))
+    let (key, value) = key_value(kv)?;
+    let existing = match value.parse()? {
+        AnyValueRef::Str(t) => Some(Existing::Text(t.to_string())),
+        AnyValueRef::Int(i) => Some(Existing::Int(i)),
+        _ => None,
+    };
+    Ok((key, existing))
 }
 
 fn put_kv(out: &mut Vec<u8>, number: u32, key: &str, any: &[u8]) {
@@ -125,8 +112,8 @@ pub fn append(
         })
     };
     let mut old: Vec<(Vec<u8>, Existing)> = Vec::new();
-    let kept = rewrite(&msg, |n, f| match payload(f) {
-        Some(kv) if n == number => {
+    let kept = rewrite_fields(&msg, |n, f| match f {
+        Field::Bytes(kv) if n == number => {
             let (key, value) = read_kv(kv)?;
             if !writes(key) {
                 return Ok(Edit::Keep);
