@@ -28,7 +28,7 @@ mod value;
 pub use door::{DoorReport, check_traces, drop_invalid_spans};
 pub use logs::count_log_records;
 pub use metrics::count_metric_points;
-pub use reader::{Field, Reader, bytes_field_len, put_bytes_field, put_varint};
+pub use reader::{Field, Reader, bytes_field, bytes_field_len, put_bytes_field, put_varint};
 pub use rewrite::{Edit, Outcome, SpanEdit, SpanEditor, rewrite_fields, rewrite_spans};
 pub use split::split_traces;
 pub use traces::{SpanCtx, SpanView, TracesSummary, scan_traces, walk_spans};

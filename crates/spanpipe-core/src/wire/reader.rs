@@ -157,6 +157,13 @@ pub fn put_bytes_field(out: &mut Vec<u8>, number: u32, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// One length-delimited field on its own (an encoded `AnyValue` holding a string is `bytes_field(1, s)`).
+pub fn bytes_field(number: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes_field_len(number, payload.len()));
+    put_bytes_field(&mut out, number, payload);
+    out
+}
+
 /// Encoded size of a length-delimited field with this payload length.
 pub fn bytes_field_len(number: u32, payload_len: usize) -> usize {
     varint_len((u64::from(number) << 3) | 2) + varint_len(payload_len as u64) + payload_len

@@ -7,7 +7,7 @@
 
 use super::fields::{request as rq, resource_spans as rsf, scope_spans as ssf};
 use super::traces::first_bytes;
-use super::{Field, Reader, SpanCtx, WireError, put_bytes_field};
+use super::{Field, Reader, SpanCtx, WireError, bytes_field, put_bytes_field};
 
 /// What to do with one field.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,9 +21,7 @@ pub enum Edit {
 impl Edit {
     /// A replacement length-delimited field `number` holding `payload`.
     pub fn field(number: u32, payload: &[u8]) -> Edit {
-        let mut out = Vec::with_capacity(payload.len() + 6);
-        put_bytes_field(&mut out, number, payload);
-        Edit::Replace(out)
+        Edit::Replace(bytes_field(number, payload))
     }
 
     /// `Keep` when `changed` is `None`, else the new payload as field `number`.

@@ -146,7 +146,9 @@ impl Masker {
             // JSON we do not follow (nested deeper than we parse, or text that only looks like JSON): its escapes
             // could hide what the raw text does not show (`\u0040` for `@`). Fail closed: if the text with its
             // escapes decoded could match, or a rule is anchored, the whole string is masked.
-            if s.contains('\\') && (self.anchored || self.any.is_match(&unescape(s))) {
+            if s.contains('\\')
+                && (self.anchored || unescape(s).is_none_or(|u| self.any.is_match(&u)))
+            {
                 return Some(self.hasher.replace(s));
             }
         }
@@ -186,21 +188,25 @@ impl Masker {
 /// Every JSON escape of `s` decoded where it stands (`\u0040` → `@`, `\n` → newline; a lone surrogate becomes
 /// U+FFFD), without parsing the structure: what a reader of any JSON string inside `s`, at any depth, could see.
 /// Applied repeatedly, so escapes of escapes (`\\u0040` inside a JSON string in a JSON string) are decoded too.
-fn unescape(s: &str) -> std::borrow::Cow<'_, str> {
+/// `None` when the text still changes after [`MAX_UNESCAPE_ROUNDS`] rounds: escapes chained that deep (each
+/// round costs a pass over the text) are treated as hiding a match, so the caller fails closed in linear time.
+fn unescape(s: &str) -> Option<std::borrow::Cow<'_, str>> {
     let mut cur = std::borrow::Cow::Borrowed(s);
-    // Each round removes at least one backslash or stops; bounded by the text's length.
-    for _ in 0..s.len() {
+    for _ in 0..MAX_UNESCAPE_ROUNDS {
         if !cur.contains('\\') {
-            break;
+            return Some(cur);
         }
         let next = unescape_once(&cur);
         if next == *cur {
-            break;
+            return Some(cur);
         }
         cur = std::borrow::Cow::Owned(next);
     }
-    cur
+    None
 }
+
+/// Levels of JSON-in-JSON string escaping decoded before giving up (real payloads nest two or three).
+const MAX_UNESCAPE_ROUNDS: usize = 8;
 
 fn unescape_once(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -152,3 +152,14 @@ fn bad_patterns_name_their_entry() {
         .expect("error");
     assert_eq!(e.list, "allowed_values");
 }
+
+#[test]
+fn unescape_decodes_nested_escapes_and_gives_up_on_deep_chains() {
+    // JSON in a JSON string: `\\u0040` decodes in two rounds.
+    assert_eq!(super::unescape(r"a\\u0040b").as_deref(), Some("a@b"));
+    assert_eq!(super::unescape("plain").as_deref(), Some("plain"));
+    // `\u005c` is a backslash: `\u005cu005c…u0040` loses one level per round, so 50 levels exceed the bound.
+    let chain = format!(r"\u005c{}u0040", "u005c".repeat(50));
+    assert!(super::unescape(&format!(r"\u005c{}u0040", "u005c".repeat(3))).is_some());
+    assert_eq!(super::unescape(&chain), None);
+}

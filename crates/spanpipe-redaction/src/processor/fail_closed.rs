@@ -1,7 +1,7 @@
 //! Redaction fails closed: the bypasses of issue 12 (a card number beside an invalid-UTF-8 array element, in a
 //! kvlist nested ≥ 34 or an array nested ≥ 51, an e-mail escaped inside JSON nested > 64) come out masked.
 
-use spanpipe_core::wire::{fields, for_each_attr, put_bytes_field, walk_spans};
+use spanpipe_core::wire::{bytes_field, fields, for_each_attr, walk_spans};
 
 use super::{Redactor, Stats};
 use crate::config::RedactionConfig;
@@ -17,48 +17,31 @@ fn redactor() -> Redactor {
 }
 
 fn string_any(s: &[u8]) -> Vec<u8> {
-    let mut a = Vec::new();
-    put_bytes_field(&mut a, 1, s);
-    a
+    bytes_field(1, s)
 }
 
 fn array(items: &[Vec<u8>]) -> Vec<u8> {
-    let mut list = Vec::new();
-    for i in items {
-        put_bytes_field(&mut list, 1, i);
-    }
-    let mut a = Vec::new();
-    put_bytes_field(&mut a, 5, &list);
-    a
+    let list: Vec<_> = items.iter().map(|i| bytes_field(1, i)).collect();
+    bytes_field(5, &list.concat())
+}
+
+fn key_value(key: &[u8], value: &[u8]) -> Vec<u8> {
+    [bytes_field(1, key), bytes_field(2, value)].concat()
 }
 
 fn kvlist(key: &str, value: &[u8]) -> Vec<u8> {
-    let mut kv = Vec::new();
-    put_bytes_field(&mut kv, 1, key.as_bytes());
-    put_bytes_field(&mut kv, 2, value);
-    let mut list = Vec::new();
-    put_bytes_field(&mut list, 1, &kv);
-    let mut a = Vec::new();
-    put_bytes_field(&mut a, 6, &list);
-    a
+    bytes_field(6, &bytes_field(1, &key_value(key.as_bytes(), value)))
 }
 
 /// A request with one span whose attribute `a` holds the encoded `AnyValue` `value`.
 fn request(value: &[u8]) -> Vec<u8> {
-    let mut kv = Vec::new();
-    put_bytes_field(&mut kv, 1, b"a");
-    put_bytes_field(&mut kv, 2, value);
-    let mut span = Vec::new();
-    put_bytes_field(&mut span, 1, &[1; 16]);
-    put_bytes_field(&mut span, 2, &[1; 8]);
-    put_bytes_field(&mut span, 9, &kv);
-    let mut ss = Vec::new();
-    put_bytes_field(&mut ss, 2, &span);
-    let mut rs = Vec::new();
-    put_bytes_field(&mut rs, 2, &ss);
-    let mut req = Vec::new();
-    put_bytes_field(&mut req, 1, &rs);
-    req
+    let span = [
+        bytes_field(1, &[1; 16]),
+        bytes_field(2, &[1; 8]),
+        bytes_field(9, &key_value(b"a", value)),
+    ]
+    .concat();
+    bytes_field(1, &bytes_field(2, &bytes_field(2, &span)))
 }
 
 /// The redacted request's bytes: they must not contain the secret anywhere.

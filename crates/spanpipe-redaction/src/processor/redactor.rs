@@ -11,7 +11,8 @@ use std::collections::HashSet;
 use regex::RegexSet;
 use spanpipe_core::wire::fields::{any_value as av, key_value as kvf};
 use spanpipe_core::wire::{
-    AnyValueRef, Edit, Field, MAX_DEPTH, WireError, key_value, put_bytes_field, rewrite_fields,
+    AnyValueRef, Edit, Field, MAX_DEPTH, WireError, bytes_field, key_value, put_bytes_field,
+    rewrite_fields,
 };
 
 use super::summary::{self, AttrSummary};
@@ -76,19 +77,9 @@ fn payload(f: Field<'_>) -> Option<&[u8]> {
     }
 }
 
-fn field(number: u32, payload: &[u8]) -> Edit {
-    Edit::field(number, payload)
-}
-
-fn keep_or(changed: Option<Vec<u8>>, number: u32) -> Edit {
-    Edit::keep_or(changed, number)
-}
-
 /// An encoded `AnyValue` holding one string.
 fn string_any(s: &str) -> Vec<u8> {
-    let mut a = Vec::with_capacity(s.len() + 6);
-    put_bytes_field(&mut a, av::STRING, s.as_bytes());
-    a
+    bytes_field(av::STRING, s.as_bytes())
 }
 
 /// A changed attribute value.
@@ -106,7 +97,7 @@ fn encode_kv(number: u32, key: &[u8], value: &NewValue) -> Edit {
     let mut kv = Vec::with_capacity(key.len() + any.len() + 8);
     put_bytes_field(&mut kv, 1, key);
     put_bytes_field(&mut kv, 2, &any);
-    field(number, &kv)
+    Edit::field(number, &kv)
 }
 
 impl Redactor {
@@ -147,7 +138,7 @@ impl Redactor {
             return Ok(None);
         }
         rewrite_fields(buf, |n, f| match (n, payload(f)) {
-            (1, Some(rs)) => Ok(keep_or(self.resource_spans(rs, stats)?, 1)),
+            (1, Some(rs)) => Ok(Edit::keep_or(self.resource_spans(rs, stats)?, 1)),
             _ => Ok(Edit::Keep),
         })
     }
@@ -155,9 +146,9 @@ impl Redactor {
     fn resource_spans(&self, rs: &[u8], stats: &mut Stats) -> Result<Option<Vec<u8>>, WireError> {
         rewrite_fields(rs, |n, f| match (n, payload(f)) {
             (1, Some(res)) if self.apply_to_resource => {
-                Ok(keep_or(self.attributes(res, 1, false, stats)?, 1))
+                Ok(Edit::keep_or(self.attributes(res, 1, false, stats)?, 1))
             }
-            (2, Some(ss)) => Ok(keep_or(self.scope_spans(ss, stats)?, 2)),
+            (2, Some(ss)) => Ok(Edit::keep_or(self.scope_spans(ss, stats)?, 2)),
             _ => Ok(Edit::Keep),
         })
     }
@@ -165,9 +156,9 @@ impl Redactor {
     fn scope_spans(&self, ss: &[u8], stats: &mut Stats) -> Result<Option<Vec<u8>>, WireError> {
         rewrite_fields(ss, |n, f| match (n, payload(f)) {
             (1, Some(scope)) if self.apply_to_resource => {
-                Ok(keep_or(self.attributes(scope, 3, false, stats)?, 1))
+                Ok(Edit::keep_or(self.attributes(scope, 3, false, stats)?, 1))
             }
-            (2, Some(span)) => Ok(keep_or(self.attributes(span, 9, true, stats)?, 2)),
+            (2, Some(span)) => Ok(Edit::keep_or(self.attributes(span, 9, true, stats)?, 2)),
             _ => Ok(Edit::Keep),
         })
     }
@@ -184,7 +175,9 @@ impl Redactor {
         let mut sum = AttrSummary::default();
         let out = rewrite_fields(msg, |n, f| match payload(f) {
             Some(kv) if n == number => self.attribute(kv, number, &mut sum, stats),
-            Some(ev) if events && n == 11 => Ok(keep_or(self.attributes(ev, 3, false, stats)?, 11)),
+            Some(ev) if events && n == 11 => {
+                Ok(Edit::keep_or(self.attributes(ev, 3, false, stats)?, 11))
+            }
             _ => Ok(Edit::Keep),
         })?;
         if self.summary == Summary::Silent || sum.is_empty() {
@@ -294,7 +287,7 @@ impl Redactor {
                 self.masker.mask_text(&text(value, true)).map(NewValue::Str)
             }
             AnyValueRef::Array(_) | AnyValueRef::Kvlist(_) => {
-                match self.mask_nested(raw, MAX_DEPTH) {
+                match self.mask_nested(value, MAX_DEPTH) {
                     Ok(changed) => changed.map(NewValue::Any),
                     // Unreadable or deeper than anything the receiver lets in: masked whole (fail closed).
                     Err(_) => Some(NewValue::Str(
@@ -306,48 +299,47 @@ impl Redactor {
         }
     }
 
-    /// Masks the string leaves of an encoded `AnyValue` in place on the wire: `Ok(None)` when nothing changed,
-    /// `Err` when the value cannot be read (malformed, not UTF-8, or more than `budget` levels deep). Each level
-    /// spends one of `budget`, so the recursion is bounded whatever the input.
-    fn mask_nested(&self, any: &[u8], budget: usize) -> Result<Option<Vec<u8>>, WireError> {
+    /// Masks the string leaves of an `AnyValue` in place on the wire: `Ok(None)` when nothing changed, `Err`
+    /// when the value cannot be read (malformed, not UTF-8, or more than `budget` levels deep). Each level spends
+    /// one of `budget`, so the recursion is bounded whatever the input.
+    fn mask_nested(
+        &self,
+        v: &AnyValueRef<'_>,
+        budget: usize,
+    ) -> Result<Option<Vec<u8>>, WireError> {
         if budget == 0 {
             return Err(WireError::new("value nested too deep to inspect"));
         }
-        let v = AnyValueRef::parse(any)?;
-        let wrap = |number: u32, list: Vec<u8>| {
-            let mut a = Vec::with_capacity(list.len() + 6);
-            put_bytes_field(&mut a, number, &list);
-            a
-        };
-        Ok(match v {
+        let nested = |item: &[u8]| self.mask_nested(&AnyValueRef::parse(item)?, budget - 1);
+        Ok(match *v {
             AnyValueRef::Str(s) => self.masker.mask_text(s).map(|m| string_any(&m)),
             AnyValueRef::Bool(_) | AnyValueRef::Int(_) | AnyValueRef::Double(_)
                 if self.redact_all_types =>
             {
                 self.masker
-                    .mask_text(&text(&v, true))
+                    .mask_text(&text(v, true))
                     .map(|m| string_any(&m))
             }
             AnyValueRef::Array(list) => rewrite_fields(list, |n, f| match (n, f) {
-                (1, Field::Bytes(item)) => Ok(keep_or(self.mask_nested(item, budget - 1)?, 1)),
+                (1, Field::Bytes(item)) => Ok(Edit::keep_or(nested(item)?, 1)),
                 _ => Ok(Edit::Keep),
             })?
-            .map(|l| wrap(av::ARRAY, l)),
+            .map(|l| bytes_field(av::ARRAY, &l)),
             AnyValueRef::Kvlist(list) => rewrite_fields(list, |n, f| match (n, f) {
                 (1, Field::Bytes(kv)) => {
                     let (k, _) = key_value(kv)?;
                     spanpipe_core::wire::utf8(k)?;
                     let new_kv = rewrite_fields(kv, |n, f| match (n, f) {
                         (kvf::VALUE, Field::Bytes(val)) => {
-                            Ok(keep_or(self.mask_nested(val, budget - 1)?, kvf::VALUE))
+                            Ok(Edit::keep_or(nested(val)?, kvf::VALUE))
                         }
                         _ => Ok(Edit::Keep),
                     })?;
-                    Ok(keep_or(new_kv, 1))
+                    Ok(Edit::keep_or(new_kv, 1))
                 }
                 _ => Ok(Edit::Keep),
             })?
-            .map(|l| wrap(av::KVLIST, l)),
+            .map(|l| bytes_field(av::KVLIST, &l)),
             _ => None,
         })
     }
