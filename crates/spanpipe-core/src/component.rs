@@ -161,6 +161,11 @@ pub enum ExportError {
     /// Will never succeed (400, INVALID_ARGUMENT, 401): counted as failed and logged, not retried.
     #[error("{reason}")]
     Permanent { reason: String },
+    /// The exporter could not decode the batch. The receiver's door checked every request, so this is a bug; the
+    /// delivery layer then cuts the batch back into its requests' resources and exports those that decode, so
+    /// only the bad request is lost, never its batch-mates.
+    #[error("{reason}")]
+    Undecodable { reason: String },
 }
 
 impl ExportError {
@@ -177,12 +182,18 @@ impl ExportError {
         }
     }
 
+    pub fn undecodable(reason: impl Into<String>) -> Self {
+        ExportError::Undecodable {
+            reason: reason.into(),
+        }
+    }
+
     /// A short label for "log once per kind of error".
     pub fn kind(&self) -> &str {
         match self {
-            ExportError::Retryable { reason, .. } | ExportError::Permanent { reason } => {
-                reason.split(':').next().unwrap_or(reason)
-            }
+            ExportError::Retryable { reason, .. }
+            | ExportError::Permanent { reason }
+            | ExportError::Undecodable { reason } => reason.split(':').next().unwrap_or(reason),
         }
     }
 }

@@ -29,6 +29,7 @@ mod codec;
 mod deliver;
 mod gauges;
 mod persistent;
+mod salvage;
 
 use gauges::QueueGauges;
 use persistent::{Hold, Persistent};

@@ -142,7 +142,7 @@ mod tests {
     fn is_retryable(e: &ExportError) -> Option<Option<Duration>> {
         match e {
             ExportError::Retryable { delay, .. } => Some(*delay),
-            ExportError::Permanent { .. } => None,
+            ExportError::Permanent { .. } | ExportError::Undecodable { .. } => None,
         }
     }
 

@@ -105,6 +105,9 @@ impl Failure {
             Failure::Transport(ExportError::Permanent { reason }) => {
                 ExportError::permanent(format!("{what}: {reason}"))
             }
+            Failure::Transport(ExportError::Undecodable { reason }) => {
+                ExportError::undecodable(format!("{what}: {reason}"))
+            }
             Failure::Auth(e) => ExportError::retryable(format!("{what}: {e}")),
             Failure::Status {
                 status,

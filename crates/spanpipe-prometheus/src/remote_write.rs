@@ -323,7 +323,7 @@ impl Exporter for RemoteWriteExporter {
             )));
         }
         let req = ExportMetricsServiceRequest::decode(batch.payload.as_ref())
-            .map_err(|e| ExportError::permanent(format!("malformed metrics: {e}")))?;
+            .map_err(|e| ExportError::undecodable(format!("malformed metrics: {e}")))?;
         for w in write_requests(&req, &self.options, self.max_bytes) {
             self.send(client, &w).await?;
         }

@@ -182,7 +182,7 @@ impl Exporter for PrometheusExporter {
             )));
         }
         let req = ExportMetricsServiceRequest::decode(batch.payload.as_ref())
-            .map_err(|e| ExportError::permanent(format!("malformed metrics: {e}")))?;
+            .map_err(|e| ExportError::undecodable(format!("malformed metrics: {e}")))?;
         let now = Instant::now();
         // Applied point by point under the lock, so a large request is never held twice.
         let dropped = {

@@ -19,6 +19,11 @@ impl SendingQueue {
 
     /// [`SendingQueue::deliver`]; a persistent queue's stop interrupts it without counting (the record stays).
     pub(super) async fn deliver_outcome(&self, batch: &Batch) -> Outcome {
+        self.deliver_attempts(batch, true).await
+    }
+
+    /// The retry loop; `may_salvage` lets an undecodable batch be cut up once (see `salvage.rs`).
+    pub(super) async fn deliver_attempts(&self, batch: &Batch, may_salvage: bool) -> Outcome {
         let retry: &RetrySettings = &self.settings.retry_on_failure;
         let persistent = self.persistent.is_some();
         let started = Instant::now();
@@ -43,6 +48,13 @@ impl SendingQueue {
                 }
                 Err(ExportError::Permanent { reason }) => {
                     self.fail(batch, &reason, "permanent error, not retried");
+                    return Outcome::Failed;
+                }
+                Err(ExportError::Undecodable { reason }) if may_salvage => {
+                    return self.salvage(batch, &reason).await;
+                }
+                Err(ExportError::Undecodable { reason }) => {
+                    self.fail(batch, &reason, "undecodable, not retried");
                     return Outcome::Failed;
                 }
                 Err(ExportError::Retryable { reason, delay }) => (reason, delay),

@@ -9,6 +9,8 @@
 //! - [`AnyValueRef`], [`RawValue`], [`for_each_attr`], [`find_attr`]: the one attribute decoder (borrowed).
 //! - [`walk_spans`] / [`SpanView::read`]: resource → scope → span with borrowed views, attributes in one pass.
 //! - [`rewrite_fields`] / [`rewrite_spans`]: the one copy-on-write rewriter.
+//! - [`resource_parts`] / [`full_decode`]: a batch cut back into its requests' resources, for the delivery layer's
+//!   salvage of a batch an exporter cannot decode.
 //! - [`check_traces`]: the receiver's door. After it every string is UTF-8, every value at most
 //!   `max_attribute_depth` (≤ [`MAX_DEPTH`]) deep and every id the right length, so a full prost decode of a
 //!   request that passed it cannot fail. Nothing in this module recurses on input.
@@ -17,6 +19,7 @@ mod door;
 pub mod fields;
 mod logs;
 mod metrics;
+mod parts;
 mod reader;
 mod rewrite;
 mod split;
@@ -28,6 +31,7 @@ mod value;
 pub use door::{DoorReport, check_traces, drop_invalid_spans};
 pub use logs::count_log_records;
 pub use metrics::count_metric_points;
+pub use parts::{full_decode, resource_parts};
 pub use reader::{Field, Reader, bytes_field, bytes_field_len, put_bytes_field, put_varint};
 pub use rewrite::{Edit, Outcome, SpanEdit, SpanEditor, rewrite_fields, rewrite_spans};
 pub use split::split_traces;

@@ -135,12 +135,12 @@ pub fn render(id: &str, verbosity: Verbosity, batch: &Batch) -> Result<String, E
                     hex(span.span_id),
                 );
             })
-            .map_err(|e| ExportError::permanent(format!("invalid traces batch: {e}")))?;
+            .map_err(|e| ExportError::undecodable(format!("invalid traces batch: {e}")))?;
         }
         Verbosity::Normal => {}
         Verbosity::Detailed => {
             let json = protobuf_to_json_pretty(batch.signal, &batch.payload)
-                .map_err(|e| ExportError::permanent(e.to_string()))?;
+                .map_err(|e| e.into_export_error())?;
             out.push_str(&String::from_utf8_lossy(&json));
             out.push('\n');
         }
@@ -201,7 +201,7 @@ mod tests {
         let bad = Batch::new(Signal::Traces, Bytes::from_static(b"\x0a\x05\x12"), 1);
         assert!(matches!(
             render("d", Verbosity::Normal, &bad),
-            Err(ExportError::Permanent { .. })
+            Err(ExportError::Undecodable { .. })
         ));
     }
 

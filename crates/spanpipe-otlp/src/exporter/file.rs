@@ -121,8 +121,8 @@ impl Exporter for FileExporter {
     /// line is cut off again so a retry neither duplicates nor corrupts. The retry settings bound the attempts.
     /// The write is synchronous on purpose: a timeout cannot cancel it half-way and then retry into a duplicate.
     async fn export(&self, batch: &Batch) -> Result<(), ExportError> {
-        let mut line = protobuf_to_json(batch.signal, &batch.payload)
-            .map_err(|e| ExportError::permanent(format!("json encoding: {e}")))?;
+        let mut line =
+            protobuf_to_json(batch.signal, &batch.payload).map_err(|e| e.into_export_error())?;
         line.push(b'\n');
         let mut guard = self.lock();
         let Some(file) = guard.as_mut() else {

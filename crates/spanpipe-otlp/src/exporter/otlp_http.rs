@@ -180,7 +180,7 @@ impl OtlpHttpExporter {
             Encoding::Proto => batch.payload.clone(),
             Encoding::Json => protobuf_to_json(batch.signal, &batch.payload)
                 .map(Bytes::from)
-                .map_err(|e| ExportError::permanent(format!("json encoding: {e}")))?,
+                .map_err(|e| e.into_export_error())?,
         };
         let c = self.compression;
         if c == Compression::None {

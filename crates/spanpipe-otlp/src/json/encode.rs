@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use serde::Serialize;
-use spanpipe_core::Signal;
+use spanpipe_core::{ExportError, Signal};
 
 /// Why a payload could not be turned into JSON. Payloads were validated by the receiver, so this means a bug
 /// upstream or a corrupted batch: exporters treat it as permanent.
@@ -25,6 +25,21 @@ pub enum JsonEncodeError {
         signal: &'static str,
         source: serde_json::Error,
     },
+}
+
+impl JsonEncodeError {
+    /// As an export failure: a decode failure is [`ExportError::Undecodable`], so the delivery layer loses only
+    /// the bad request of the batch; a serializer failure is permanent.
+    pub fn into_export_error(self) -> ExportError {
+        match self {
+            JsonEncodeError::Decode { .. } => {
+                ExportError::undecodable(format!("json encoding: {self}"))
+            }
+            JsonEncodeError::Serialize { .. } => {
+                ExportError::permanent(format!("json encoding: {self}"))
+            }
+        }
+    }
 }
 
 /// Decodes an encoded `Export*ServiceRequest` of `signal` and serializes it as compact OTLP/JSON.

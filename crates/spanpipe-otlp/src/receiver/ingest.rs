@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::HeaderMap;
 use spanpipe_core::telemetry::SignalCounter;
-use spanpipe_core::wire::{check_traces, count_items, drop_invalid_spans};
+use spanpipe_core::wire::{check_traces, count_items, drop_invalid_spans, full_decode};
 use spanpipe_core::{Batch, Metadata, Signal, SignalConsumers};
 
 use super::config::{OnInvalidSpan, OtlpReceiverConfig};
@@ -96,7 +96,10 @@ impl Door {
             ReceiveError::Invalid(format!("invalid OTLP protobuf: {e}"))
         };
         if signal != Signal::Traces {
+            // Metrics and logs are rare next to spans: a full decode is their door (UTF-8, nesting, structure),
+            // so the exporters that decode them can rely on it.
             let items = count_items(signal, &payload).map_err(|e| invalid(&e))?;
+            full_decode(signal, &payload).map_err(|e| invalid(&e))?;
             return Ok(Admitted {
                 payload,
                 items,
@@ -261,5 +264,25 @@ mod tests {
         assert_eq!(m.get("x-tenant"), Some("a"));
         assert_eq!(m.get("authorization"), Some("Bearer t"));
         assert_eq!(m.get("x-bin"), None);
+    }
+
+    /// A metrics request whose metric name is not UTF-8 is refused at the door, so the Prometheus exporters'
+    /// decode never meets it; the same request with a valid name passes.
+    #[test]
+    fn metrics_with_invalid_utf8_are_refused_at_the_door() {
+        use spanpipe_core::wire::bytes_field;
+        let request = |name: &[u8]| {
+            // ExportMetricsServiceRequest { resource_metrics { scope_metrics { metrics { name } } } }
+            let metric = bytes_field(1, name);
+            let scope_metrics = bytes_field(2, &metric);
+            let resource_metrics = bytes_field(2, &scope_metrics);
+            Bytes::from(bytes_field(1, &resource_metrics))
+        };
+        let door = Door::default();
+        assert!(door.admit(Signal::Metrics, request(b"requests")).is_ok());
+        let err = door
+            .admit(Signal::Metrics, request(b"req\xffuests"))
+            .unwrap_err();
+        assert!(matches!(err, ReceiveError::Invalid(_)), "{err:?}");
     }
 }

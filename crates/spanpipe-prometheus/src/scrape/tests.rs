@@ -76,7 +76,7 @@ async fn serves_what_it_received_at_metrics() {
             1,
         ))
         .await;
-    assert!(matches!(bad, Err(ExportError::Permanent { .. })));
+    assert!(matches!(bad, Err(ExportError::Undecodable { .. })));
     e.shutdown().await;
     spanpipe_otlp::exporter::tls::ensure_crypto_provider();
     assert!(

@@ -87,7 +87,9 @@ fn status_mapping_follows_the_collector() {
     };
     let delay = |e: ExportError| match e {
         ExportError::Retryable { delay, .. } => delay,
-        ExportError::Permanent { reason } => panic!("permanent: {reason}"),
+        ExportError::Permanent { reason } | ExportError::Undecodable { reason } => {
+            panic!("permanent: {reason}")
+        }
     };
     assert_eq!(delay(map_status(&Status::unavailable("down"))), None);
     assert_eq!(
