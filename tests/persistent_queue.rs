@@ -13,8 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prost::Message;
 use spanpipe_e2e::otlp::{
-    TRACE_EXPORT_PATH, grpc_channel, grpc_unary_raw, hex, proto_body, span_id, trace_id,
+    TRACE_EXPORT_PATH, grpc_channel, grpc_unary_raw, hex, proto_body, proto_request, span_id,
+    trace_id,
 };
 use spanpipe_e2e::{
     IdDiff, Spanpipe, count_ids, file_exporter_span_ids, free_ports, tail, wait_until,
@@ -48,6 +50,19 @@ async fn send_until(
     stop: Arc<AtomicBool>,
     ledger: Arc<Mutex<Ledger>>,
 ) {
+    send_padded(port, base, tasks, max_requests, 0, stop, ledger).await
+}
+
+/// [`send_until`] with `padding` bytes of attribute in each request's first span.
+async fn send_padded(
+    port: u16,
+    base: u64,
+    tasks: u64,
+    max_requests: u64,
+    padding: usize,
+    stop: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+) {
     let channel = grpc_channel(port).await;
     let mut handles = Vec::new();
     for t in 0..tasks {
@@ -58,7 +73,10 @@ async fn send_until(
                 let ids = request_ids(base, n);
                 let hexes: Vec<String> = ids.iter().map(|i| hex(i)).collect();
                 ledger.lock().unwrap().sent.extend(hexes.iter().cloned());
-                let body = proto_body(&trace_id(base + n), &ids);
+                let body = match padding {
+                    0 => proto_body(&trace_id(base + n), &ids),
+                    p => proto_request(&trace_id(base + n), &ids, p).encode_to_vec(),
+                };
                 let result = grpc_unary_raw(channel.clone(), TRACE_EXPORT_PATH, body, None).await;
                 let mut l = ledger.lock().unwrap();
                 match result {
@@ -442,4 +460,424 @@ fn sigkill_while_delivering_loses_nothing_and_reports_duplicates() {
         &a2.stderr_text(),
     );
     a2.stop_gracefully();
+}
+
+/// A tmpfs of `size` mounted on `dir` for one test (unmounted when dropped); `None` where mounting is impossible
+/// (not root, no mount(8), a container without CAP_SYS_ADMIN).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        let out = spanpipe_e2e::process::run_bounded(
+            std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o"])
+                .arg(format!("size={size},mode=0750"))
+                .arg("tmpfs")
+                .arg(dir),
+            Duration::from_secs(20),
+        );
+        if !out.status.success() {
+            eprintln!(
+                "SKIPPED: cannot mount a {size} tmpfs on {} ({}): this test needs root (CAP_SYS_ADMIN)",
+                dir.display(),
+                out.stderr.trim()
+            );
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+
+    /// Used bytes of the file system (statvfs via df).
+    fn used(&self) -> String {
+        let out = spanpipe_e2e::process::run_bounded(
+            std::process::Command::new("df")
+                .args(["-B1", "--output=used"])
+                .arg(&self.0),
+            Duration::from_secs(20),
+        );
+        out.stdout.lines().last().unwrap_or("?").trim().to_string()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = spanpipe_e2e::process::run_bounded(
+            std::process::Command::new("umount").arg("-l").arg(&self.0),
+            Duration::from_secs(20),
+        );
+    }
+}
+
+/// Exact comparison of what a backend received with what was acknowledged: nothing acknowledged missing, nothing
+/// refused delivered (all-or-nothing admission withdrew it), no duplicates. Prints the figures.
+fn check_exact(
+    label: &str,
+    ledger: &Ledger,
+    expected: &[String],
+    received: &[String],
+    stderr: &str,
+) {
+    let diff = IdDiff::compute(expected, received);
+    let dup_extra: usize = diff.duplicated.iter().map(|(_, n)| n - 1).sum();
+    eprintln!(
+        "{label}: sent {} spans ({} requests refused, {} failed), acknowledged {}, expected {}, delivered {} \
+         ({} unique), duplicated {dup_extra}, lost {}, delivered-but-not-expected {}",
+        ledger.sent.len(),
+        ledger.refused,
+        ledger.errors,
+        ledger.acked.len(),
+        expected.len(),
+        received.len(),
+        count_ids(received).len(),
+        diff.missing.len(),
+        diff.unexpected.len(),
+    );
+    assert!(
+        diff.missing.is_empty(),
+        "{label}: {} expected spans never delivered (e.g. {:?}); stderr:\n{}",
+        diff.missing.len(),
+        diff.missing.iter().take(5).collect::<Vec<_>>(),
+        tail(stderr, 6000)
+    );
+    assert!(
+        diff.unexpected.is_empty(),
+        "{label}: {} spans delivered that were not expected (refused, or damaged) (e.g. {:?})",
+        diff.unexpected.len(),
+        diff.unexpected.iter().take(5).collect::<Vec<_>>()
+    );
+    assert_eq!(dup_extra, 0, "{label}: duplicates");
+}
+
+/// Two exporters with persistent queues: `otlp/one` in `disk` (room enough), `otlp/two` in `small`.
+fn two_persistent_exporters_yaml(
+    grpc: u16,
+    metrics: u16,
+    backends: [u16; 2],
+    disk: &std::path::Path,
+    small: &std::path::Path,
+) -> String {
+    let exporter = |name: &str, port: u16, storage: &str| {
+        format!(
+            "  otlp/{name}:
+    endpoint: 127.0.0.1:{port}
+    tls: {{ insecure: true }}
+    compression: none
+    sending_queue: {{ storage: file_storage/{storage}, queue_size: 100000, num_consumers: 4 }}
+    retry_on_failure: {{ initial_interval: 100ms, max_interval: 300ms, max_elapsed_time: 0s }}
+"
+        )
+    };
+    format!(
+        "\
+extensions:
+  file_storage/disk:
+    directory: {disk}
+    segment_size: 256KiB
+  file_storage/small:
+    directory: {small}
+    segment_size: 256KiB
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: 127.0.0.1:{grpc} }}
+exporters:
+{one}{two}
+service:
+  extensions: [file_storage/disk, file_storage/small]
+  shutdown_timeout: 10s
+  telemetry: {{ metrics: {{ address: 127.0.0.1:{metrics} }} }}
+  pipelines:
+    traces: {{ receivers: [otlp], exporters: [otlp/one, otlp/two] }}
+",
+        disk = disk.display(),
+        small = small.display(),
+        one = exporter("one", backends[0], "disk"),
+        two = exporter("two", backends[1], "small"),
+    )
+}
+
+fn take_ledger(ledger: Arc<Mutex<Ledger>>) -> Ledger {
+    Arc::try_unwrap(ledger)
+        .ok()
+        .expect("senders done")
+        .into_inner()
+        .unwrap()
+}
+
+/// Issue 14, case 1: exporter `two`'s persistent queue on a 3 MB tmpfs, exporter `one`'s on the ordinary disk,
+/// both backends down. Requests are sent until the tmpfs is full: each is either acknowledged (written to both
+/// queues) or refused (UNAVAILABLE) — never acknowledged and dropped; what `one` had already written for a refused
+/// request is withdrawn (all-or-nothing), so the client's retry duplicates nothing. Once the backends are up
+/// everything acknowledged arrives exactly once at each and nothing refused arrives anywhere; the queue frees its
+/// space (acknowledgement writes that fail on the full disk do not hold segments back) and accepts again
+/// without a restart.
+#[test]
+fn a_full_disk_refuses_and_never_acknowledges_what_it_did_not_keep() {
+    let [a_grpc, a_metrics, b1, b2] = free_ports::<4>();
+    let work = tempfile::Builder::new()
+        .prefix("spanpipe-pq-full-")
+        .tempdir()
+        .expect("tempdir");
+    let (disk, small) = (work.path().join("disk"), work.path().join("small"));
+    std::fs::create_dir(&disk).expect("storage dir");
+    std::fs::create_dir(&small).expect("storage dir");
+    let Some(tmpfs) = Tmpfs::mount(&small, "3m") else {
+        return;
+    };
+    let (out1, out2) = (work.path().join("one.jsonl"), work.path().join("two.jsonl"));
+    let yaml = two_persistent_exporters_yaml(a_grpc, a_metrics, [b1, b2], &disk, &small);
+    let mut a = Spanpipe::start(&yaml, &[a_grpc]);
+    let rt = runtime();
+
+    // Phase 1: backends down; 16 KB requests until well past full.
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    rt.block_on(send_padded(
+        a_grpc,
+        5 << 32,
+        2,
+        250,
+        16_000,
+        Arc::new(AtomicBool::new(false)),
+        ledger.clone(),
+    ));
+    let ledger = take_ledger(ledger);
+    let failures = |e: &str| {
+        metric(
+            a_metrics,
+            &format!("spanpipe_exporter_persistent_queue_write_failures_total{{exporter=\"{e}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let (f1, f2) = (failures("otlp/one"), failures("otlp/two"));
+    eprintln!(
+        "disk full: {} requests acknowledged, {} refused, {} failed; write failures one={f1} two={f2}; tmpfs used {} bytes",
+        ledger.acked.len() as u64 / SPANS_PER_REQUEST,
+        ledger.refused,
+        ledger.errors,
+        tmpfs.used()
+    );
+    assert!(ledger.refused > 0, "the disk never filled up");
+    assert!(!ledger.acked.is_empty(), "nothing was acknowledged");
+    assert_eq!(ledger.errors, 0, "every request is acknowledged or refused");
+    assert_eq!(f1, 0.0, "exporter one's disk has room");
+    assert!(
+        f2 >= ledger.refused as f64,
+        "each refusal is a counted write failure"
+    );
+    let stderr = a.stderr_text();
+    assert!(
+        stderr.contains("persistent queue: write failed; requests are refused"),
+        "stderr:\n{}",
+        tail(&stderr, 4000)
+    );
+
+    // Phase 2: backends up: exactly what was acknowledged arrives, at each backend, once.
+    let _one = backend(b1, &out1);
+    let _two = backend(b2, &out2);
+    let got1 = wait_for_ids(&out1, &ledger.acked);
+    let got2 = wait_for_ids(&out2, &ledger.acked);
+    check_exact(
+        "disk full, backend one",
+        &ledger,
+        &ledger.acked,
+        &got1,
+        &a.stderr_text(),
+    );
+    check_exact(
+        "disk full, backend two",
+        &ledger,
+        &ledger.acked,
+        &got2,
+        &a.stderr_text(),
+    );
+
+    // Phase 3: the delivered data's space is free again (no restart): new requests are accepted.
+    let drained = wait_until(Duration::from_secs(30), || {
+        ["otlp/one", "otlp/two"].iter().all(|e| {
+            metric(
+                a_metrics,
+                &format!("spanpipe_exporter_persistent_queue_bytes{{exporter=\"{e}\"}}"),
+            ) == Some(0.0)
+        })
+    });
+    assert!(
+        drained,
+        "the queues did not empty; stderr:\n{}",
+        tail(&a.stderr_text(), 4000)
+    );
+    let used_after = tmpfs.used();
+    let more = Arc::new(Mutex::new(Ledger::default()));
+    rt.block_on(send_padded(
+        a_grpc,
+        6 << 32,
+        1,
+        40,
+        16_000,
+        Arc::new(AtomicBool::new(false)),
+        more.clone(),
+    ));
+    let more = take_ledger(more);
+    eprintln!(
+        "after draining (tmpfs used {used_after} bytes): {} of 40 requests acknowledged, {} refused; write failures \
+         one={} two={}",
+        more.acked.len() as u64 / SPANS_PER_REQUEST,
+        more.refused,
+        failures("otlp/one"),
+        failures("otlp/two"),
+    );
+    assert_eq!(
+        (more.acked.len() as u64, more.refused),
+        (40 * SPANS_PER_REQUEST, 0),
+        "accepting again without a restart; stderr:\n{}",
+        tail(&a.stderr_text(), 4000)
+    );
+    let mut all = ledger.acked.clone();
+    all.extend(more.acked.iter().cloned());
+    let got1 = wait_for_ids(&out1, &all);
+    let got2 = wait_for_ids(&out2, &all);
+    check_exact(
+        "after space freed, backend one",
+        &more,
+        &all,
+        &got1,
+        &a.stderr_text(),
+    );
+    check_exact(
+        "after space freed, backend two",
+        &more,
+        &all,
+        &got2,
+        &a.stderr_text(),
+    );
+    a.stop_gracefully();
+    drop(tmpfs);
+}
+
+/// The records of the one non-empty segment of `storage` (there is one when nothing rotated): (offset, data
+/// length) from each 16-byte header's length field.
+fn segment_records(storage: &std::path::Path) -> (std::path::PathBuf, Vec<(usize, usize)>) {
+    let mut logs = Vec::new();
+    for owner in std::fs::read_dir(storage).expect("storage dir") {
+        let owner = owner.expect("entry").path();
+        if !owner.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(&owner).expect("owner dir") {
+            let p = f.expect("entry").path();
+            if p.extension().is_some_and(|e| e == "log")
+                && std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0) > 0
+            {
+                logs.push(p);
+            }
+        }
+    }
+    assert_eq!(logs.len(), 1, "one non-empty segment: {logs:?}");
+    let path = logs.remove(0);
+    let bytes = std::fs::read(&path).expect("read segment");
+    let mut records = Vec::new();
+    let mut off = 0usize;
+    while off + 16 <= bytes.len() {
+        let len = u32::from_le_bytes([bytes[off], bytes[off + 1], bytes[off + 2], bytes[off + 3]])
+            as usize;
+        records.push((off, len));
+        off += 16 + len;
+    }
+    assert_eq!(off, bytes.len(), "the segment is whole before the damage");
+    (path, records)
+}
+
+/// Damages a segment's bytes given its records' (offset, data length); returns the request it destroyed.
+type Damage = fn(&mut Vec<u8>, &[(usize, usize)]) -> usize;
+
+/// Issue 14, case 2: 50 requests queued (backend down, one sender so record k is request k), spanpipe stopped,
+/// the segment damaged by `damage` (which returns the request it destroyed), spanpipe restarted with the backend
+/// up: every other request is delivered, exactly once, and exactly one damaged record is counted.
+fn damaged_queue_case(
+    label: &str,
+    base: u64,
+    damage: Damage,
+) {
+    let [a_grpc, a_metrics, b_grpc] = free_ports::<3>();
+    let work = tempfile::Builder::new()
+        .prefix("spanpipe-pq-damage-")
+        .tempdir()
+        .expect("tempdir");
+    let storage = work.path().join("queue");
+    let out = work.path().join("backend.jsonl");
+    let yaml = collector_yaml(a_grpc, a_metrics, b_grpc, &storage, 100_000, None);
+    let mut a = Spanpipe::start(&yaml, &[a_grpc]);
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    runtime().block_on(send_until(
+        a_grpc,
+        base,
+        1,
+        50,
+        Arc::new(AtomicBool::new(false)),
+        ledger.clone(),
+    ));
+    let ledger = take_ledger(ledger);
+    assert_eq!(ledger.acked.len() as u64, 50 * SPANS_PER_REQUEST);
+    a.stop_gracefully();
+
+    let (path, records) = segment_records(&storage);
+    assert_eq!(records.len(), 50, "one record per request");
+    let mut bytes = std::fs::read(&path).expect("read segment");
+    let lost_request = damage(&mut bytes, &records);
+    std::fs::write(&path, &bytes).expect("write damaged segment");
+    let lost: HashSet<String> = request_ids(base, lost_request as u64)
+        .iter()
+        .map(|i| hex(i))
+        .collect();
+    let expected: Vec<String> = ledger
+        .acked
+        .iter()
+        .filter(|id| !lost.contains(*id))
+        .cloned()
+        .collect();
+
+    let _b = backend(b_grpc, &out);
+    let mut a2 = Spanpipe::start(&yaml, &[a_grpc]);
+    let received = wait_for_ids(&out, &expected);
+    let corrupt = metric(
+        a_metrics,
+        "spanpipe_exporter_persistent_queue_corrupt_records_total{exporter=\"otlp/backend\"}",
+    );
+    eprintln!(
+        "{label}: request {lost_request} damaged; {} of 50 requests delivered; corrupt records counted {corrupt:?}",
+        count_ids(&received).len() as u64 / SPANS_PER_REQUEST
+    );
+    check_exact(label, &ledger, &expected, &received, &a2.stderr_text());
+    assert_eq!(
+        corrupt,
+        Some(1.0),
+        "{label}: exactly the damaged record is counted"
+    );
+    a2.stop_gracefully();
+}
+
+#[test]
+fn a_flipped_bit_in_a_record_header_costs_only_that_record() {
+    damaged_queue_case("header bit flipped", 7 << 32, |bytes, records| {
+        // Record #2's length field: without resynchronisation everything after it was cut off.
+        bytes[records[1].0 + 1] ^= 0x20;
+        1
+    });
+}
+
+#[test]
+fn a_flipped_bit_in_record_data_costs_only_that_record() {
+    damaged_queue_case("data bit flipped", 8 << 32, |bytes, records| {
+        let (off, len) = records[20];
+        bytes[off + 16 + len / 2] ^= 0x01;
+        20
+    });
+}
+
+#[test]
+fn a_torn_tail_costs_only_the_last_record() {
+    damaged_queue_case("torn tail", 9 << 32, |bytes, records| {
+        let (off, len) = records[49];
+        bytes.truncate(off + 16 + len / 3);
+        49
+    });
 }

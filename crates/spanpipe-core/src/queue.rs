@@ -31,6 +31,7 @@ mod gauges;
 mod persistent;
 mod salvage;
 
+use crate::storage::RecordId;
 use gauges::QueueGauges;
 use persistent::{Hold, Persistent};
 
@@ -115,12 +116,18 @@ struct Queued {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
-/// Room reserved in a queue for one batch; dropping it gives the room back.
+/// Room reserved in a queue for one batch; dropping it gives the room back (and forgets a staged record).
+///
+/// Admission is two-phase so the fan-out can make it all-or-nothing: [`Reservation::prepare`] does whatever can
+/// fail (a persistent queue writes the record, unseen by its workers), [`Reservation::commit`] cannot fail.
 pub struct Reservation {
     queue: Arc<SendingQueue>,
     permit: Option<OwnedSemaphorePermit>,
-    /// Room held in a persistent queue.
+    /// Room held in a persistent queue until its record is written.
     hold: Option<Hold>,
+    /// A record written by `prepare`, published by `commit`.
+    staged: Option<RecordId>,
+    persistent: bool,
 }
 
 impl Drop for Reservation {
@@ -128,18 +135,92 @@ impl Drop for Reservation {
         if let Some(hold) = self.hold.take() {
             self.queue.release(hold);
         }
+        if let Some(id) = self.staged.take() {
+            // Never committed (the request was refused, or its task cancelled): forget the record.
+            let q = self.queue.clone();
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => {
+                    h.spawn_blocking(move || q.withdraw_blocking(id));
+                }
+                Err(_) => q.withdraw_blocking(id),
+            }
+        }
         if self.permit.take().is_some() {
             self.queue.update_size();
         }
     }
 }
 
+/// A persistent queue could not write a request (the disk is full, an I/O error): nothing of it was kept.
+#[derive(Debug, thiserror::Error)]
+#[error("persistent queue of exporter {exporter} cannot write: {reason}")]
+pub struct WriteFailed {
+    pub exporter: String,
+    pub reason: String,
+}
+
 impl Reservation {
-    /// Commits the batch to the queue (or, with the queue disabled, exports it now). A persistent queue returns
-    /// once the batch is written.
+    /// Whether [`Reservation::prepare`] writes to a persistent queue (and may fail).
+    pub fn is_persistent(&self) -> bool {
+        self.persistent
+    }
+
+    /// The queue this room is in.
+    pub fn queue(&self) -> &Arc<SendingQueue> {
+        &self.queue
+    }
+
+    /// A persistent queue writes the batch now, before the client is answered; its workers see it only after
+    /// [`Reservation::commit`]. On error nothing was kept (counted in
+    /// `spanpipe_exporter_persistent_queue_write_failures_total`). Memory queues have nothing to prepare.
+    pub async fn prepare(&mut self, batch: &Batch) -> Result<(), WriteFailed> {
+        let Some(hold) = self.hold.take() else {
+            return Ok(());
+        };
+        self.staged = self.queue.clone().stage(batch.clone(), hold).await?;
+        Ok(())
+    }
+
+    /// Forgets what [`Reservation::prepare`] wrote and gives the room back (the request is refused).
+    pub async fn abort(mut self) {
+        if let Some(id) = self.staged.take() {
+            let q = self.queue.clone();
+            if tokio::task::spawn_blocking(move || q.withdraw_blocking(id))
+                .await
+                .is_err()
+            {
+                tracing::error!(exporter = %self.queue.id, "persistent queue: withdraw task failed");
+            }
+        }
+    }
+
+    /// [`Reservation::prepare`] then [`Reservation::commit`]; a write failure is counted and logged as a drop.
     pub async fn send(mut self, batch: Batch) {
-        if let Some(hold) = self.hold.take() {
-            self.queue.clone().persist(batch, hold).await;
+        match self.prepare(&batch).await {
+            Ok(()) => self.commit(batch).await,
+            Err(e) => {
+                self.queue
+                    .counters
+                    .enqueue_failed
+                    .add(batch.signal, batch.items);
+                tracing::error!(exporter = %self.queue.id, error = %e, items = batch.items, "batch dropped");
+            }
+        }
+    }
+
+    /// Commits the batch to the queue (or, with the queue disabled, exports it now). A persistent queue publishes
+    /// the record [`Reservation::prepare`] wrote.
+    pub async fn commit(mut self, batch: Batch) {
+        if self.persistent {
+            if let Some(id) = self.staged.take() {
+                let q = self.queue.clone();
+                if tokio::task::spawn_blocking(move || q.publish_blocking(id))
+                    .await
+                    .is_err()
+                {
+                    tracing::error!(exporter = %self.queue.id, "persistent queue: publish task failed");
+                }
+            }
             return;
         }
         if !self.queue.settings.sending_queue.enabled {
@@ -252,10 +333,12 @@ impl SendingQueue {
 
     /// Reserves room for `batch` without waiting.
     pub fn try_reserve(self: &Arc<Self>, batch: &Batch) -> Result<Reservation, QueueFull> {
-        let reserved = |permit, hold| Reservation {
+        let reserved = |permit, hold: Option<Hold>| Reservation {
             queue: self.clone(),
             permit,
+            persistent: hold.is_some(),
             hold,
+            staged: None,
         };
         if !self.settings.sending_queue.enabled {
             return Ok(reserved(None, None));

@@ -45,6 +45,9 @@ pub struct StorageStats {
     pub bytes: u64,
     /// Records found damaged (torn or failing their checksum) and skipped since the client was opened.
     pub corrupt: u64,
+    /// Acknowledgements whose write failed since the client was opened (kept in memory and written again
+    /// later; a restart before that hands their records out once more).
+    pub ack_write_failures: u64,
 }
 
 /// A storage extension: hands out one client per component.
@@ -63,12 +66,26 @@ impl fmt::Debug for dyn Storage {
 
 /// One component's durable FIFO log. Calls block on file I/O: run them off the async threads.
 pub trait StorageClient: Send {
-    /// Appends a record. When this returns the record survives a crash of the process (and, if the extension
-    /// syncs, of the machine).
-    fn append(&mut self, data: &[u8], items: u32) -> Result<RecordId, StorageError>;
+    /// Appends a record: [`StorageClient::stage`] then [`StorageClient::publish`].
+    fn append(&mut self, data: &[u8], items: u32) -> Result<RecordId, StorageError> {
+        let id = self.stage(data, items)?;
+        self.publish(id);
+        Ok(id)
+    }
+    /// Writes a record that [`StorageClient::next`] does not hand out until it is published. When this returns
+    /// the record survives a crash of the process (and, if the extension syncs, of the machine); a crash before
+    /// `publish` or `withdraw` leaves it an ordinary record for the next run. An error means nothing was kept.
+    fn stage(&mut self, data: &[u8], items: u32) -> Result<RecordId, StorageError>;
+    /// Makes a staged record visible to readers (in memory only; cannot fail).
+    fn publish(&mut self, id: RecordId);
+    /// Forgets a staged record, as an acknowledgement does (an error is only about writing that down: the
+    /// record is forgotten by this process either way).
+    fn withdraw(&mut self, id: RecordId) -> Result<(), StorageError>;
     /// The oldest record not yet handed out (it is then in flight until acknowledged), skipping damaged ones.
     fn next(&mut self) -> Result<Option<Record>, StorageError>;
     /// The record is done with (delivered, or given up on): it is not handed out again, even after a restart.
+    /// Failing to write that down is not an error: it is kept in memory, retried, and counted in
+    /// [`StorageStats::ack_write_failures`]; an error means the bookkeeping itself failed.
     fn ack(&mut self, id: RecordId) -> Result<(), StorageError>;
     fn stats(&self) -> StorageStats;
     /// The bytes a record takes on disk beyond its data (its header), so a queue can check the cap before it

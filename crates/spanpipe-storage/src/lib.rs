@@ -18,7 +18,10 @@
 //!   SIGKILL of spanpipe: the kernel's page cache outlives the process. With `fsync: true` it is also synced
 //!   before the answer, which survives power loss.
 //! - Each record carries CRC-32 checksums (crc32fast) of its header and its data; a torn or damaged record is
-//!   detected at open or read, skipped and counted, never delivered half.
+//!   detected at open or read, skipped and counted, never delivered half. A damaged header costs only its record
+//!   (the scan resynchronises on the next valid header); only damage reaching the end is a torn tail, cut off.
+//! - A write that fails (a full disk) keeps nothing: the queue refuses the request. An acknowledgement that cannot
+//!   be written is kept in memory and written again later, never holding a segment back.
 //! - Delivery is at-least-once: a record is acknowledged right after its export succeeded; a crash in that
 //!   window (microseconds: one `write(2)` of 12 bytes) sends it again after the restart.
 

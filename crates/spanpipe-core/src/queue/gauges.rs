@@ -17,6 +17,9 @@ pub struct QueueGauges {
     pub retries: Counter,
     /// `spanpipe_exporter_persistent_queue_corrupt_records_total`: damaged records skipped.
     pub corrupt: Counter,
+    /// `spanpipe_exporter_persistent_queue_write_failures_total`: failed writes of requests (refused or dropped,
+    /// never acknowledged) and of acknowledgements (kept in memory and written again).
+    pub write_failures: Counter,
 }
 
 impl QueueGauges {
@@ -30,6 +33,10 @@ impl QueueGauges {
             retries: metrics::counter!("spanpipe_exporter_retries_total", &[label()]),
             corrupt: metrics::counter!(
                 "spanpipe_exporter_persistent_queue_corrupt_records_total",
+                &[label()]
+            ),
+            write_failures: metrics::counter!(
+                "spanpipe_exporter_persistent_queue_write_failures_total",
                 &[label()]
             ),
         }
@@ -64,6 +71,11 @@ fn describe() {
             "spanpipe_exporter_persistent_queue_corrupt_records_total",
             metrics::Unit::Count,
             "Damaged records (torn writes, checksum mismatches, undecodable) skipped by a persistent queue."
+        );
+        metrics::describe_counter!(
+            "spanpipe_exporter_persistent_queue_write_failures_total",
+            metrics::Unit::Count,
+            "Failed writes of a persistent queue: requests (refused or dropped, never acknowledged) and acknowledgements (kept in memory, written again)."
         );
     });
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{Outcome, SendingQueue, codec};
+use super::{Outcome, SendingQueue, WriteFailed, codec};
 use crate::storage::{Record, RecordId, Storage, StorageClient, StorageError, StorageStats};
 use crate::{Batch, ComponentError, OnFull, Sizer};
 
@@ -80,6 +80,8 @@ pub struct Persistent {
     account: StdMutex<Account>,
     notify: Notify,
     dropping: AtomicBool,
+    /// The last write failed (logged once per episode).
+    write_failing: AtomicBool,
 }
 
 fn lock<T>(m: &StdMutex<T>) -> MutexGuard<'_, T> {
@@ -94,6 +96,7 @@ impl Persistent {
             account: StdMutex::new(Account::default()),
             notify: Notify::new(),
             dropping: AtomicBool::new(false),
+            write_failing: AtomicBool::new(false),
         }
     }
 
@@ -135,12 +138,18 @@ impl SendingQueue {
     /// Refreshes the account and gauges from the client (called with the client locked).
     fn refresh(&self, p: &Persistent, client: &dyn StorageClient) {
         let stats = client.stats();
-        let corrupt_before = {
+        let (corrupt_before, ack_failures_before) = {
             let mut a = lock(&p.account);
-            let before = a.stats.corrupt;
+            let before = (a.stats.corrupt, a.stats.ack_write_failures);
             a.stats = stats;
             before
         };
+        if stats.ack_write_failures > ack_failures_before {
+            let n = stats.ack_write_failures - ack_failures_before;
+            self.gauges.write_failures.increment(n);
+            tracing::warn!(exporter = %self.id, records = n,
+                "persistent queue: cannot write acknowledgements; kept in memory and written again later");
+        }
         if stats.corrupt > corrupt_before {
             let n = stats.corrupt - corrupt_before;
             self.gauges.corrupt.increment(n);
@@ -181,42 +190,95 @@ impl SendingQueue {
         Ok(())
     }
 
-    /// Writes a batch admitted by [`SendingQueue::try_reserve`]; returns once it is in the log.
-    pub(super) async fn persist(self: Arc<Self>, batch: Batch, hold: Hold) {
+    /// Writes a batch admitted by [`SendingQueue::try_reserve`], unseen by the workers until
+    /// [`SendingQueue::publish_blocking`]; returns once it is in the log. `Ok(None)`: `drop_oldest` could not
+    /// make room (counted as an enqueue failure, nothing written).
+    pub(super) async fn stage(
+        self: Arc<Self>,
+        batch: Batch,
+        hold: Hold,
+    ) -> Result<Option<RecordId>, WriteFailed> {
         let q = self.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || q.persist_blocking(batch, hold)).await {
-            tracing::error!(exporter = %self.id, error = %e, "persistent queue write task failed");
+        match tokio::task::spawn_blocking(move || q.stage_blocking(batch, hold)).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.gauges.write_failures.increment(1);
+                Err(WriteFailed {
+                    exporter: self.id.clone(),
+                    reason: format!("write task failed: {e}"),
+                })
+            }
         }
     }
 
-    fn persist_blocking(&self, batch: Batch, hold: Hold) {
-        let Some(p) = &self.persistent else { return };
+    fn stage_blocking(&self, batch: Batch, hold: Hold) -> Result<Option<RecordId>, WriteFailed> {
+        let failed = |reason: String| WriteFailed {
+            exporter: self.id.clone(),
+            reason,
+        };
+        let Some(p) = &self.persistent else {
+            return Err(failed("not a persistent queue".into()));
+        };
         let data = codec::encode(&batch);
         let items = u32::try_from(batch.items).unwrap_or(u32::MAX);
         let mut guard = lock(&p.client);
         let Some(client) = guard.as_mut() else {
             drop(guard);
             self.release(hold);
-            self.counters.send_failed.add(batch.signal, batch.items);
-            tracing::error!(exporter = %self.id, items = batch.items, "persistent queue is closed; batch dropped");
-            return;
+            return Err(failed("the queue is closed".into()));
         };
         if self.on_full() == OnFull::DropOldest
             && !self.make_room(p, client.as_mut(), &batch, data.len())
         {
+            self.release(hold);
             self.refresh(p, client.as_ref());
             self.counters.enqueue_failed.add(batch.signal, batch.items);
-            return;
+            return Ok(None);
         }
-        if let Err(e) = client.append(&data, items) {
-            self.counters.send_failed.add(batch.signal, batch.items);
-            tracing::error!(exporter = %self.id, error = %e, items = batch.items,
-                "persistent queue: write failed; batch dropped");
-        }
+        let r = client.stage(&data, items);
         self.release(hold);
         self.refresh(p, client.as_ref());
         drop(guard);
+        match r {
+            Ok(id) => {
+                if p.write_failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(exporter = %self.id, "persistent queue: writes succeed again");
+                }
+                Ok(Some(id))
+            }
+            Err(e) => {
+                self.gauges.write_failures.increment(1);
+                if !p.write_failing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(exporter = %self.id, error = %e,
+                        "persistent queue: write failed; requests are refused (or dropped, per on_full) until writes succeed again");
+                }
+                Err(failed(e.to_string()))
+            }
+        }
+    }
+
+    /// Lets the workers see a staged record.
+    pub(super) fn publish_blocking(&self, id: RecordId) {
+        let Some(p) = &self.persistent else { return };
+        let mut guard = lock(&p.client);
+        if let Some(client) = guard.as_mut() {
+            client.publish(id);
+        }
+        drop(guard);
         p.notify.notify_one();
+    }
+
+    /// Forgets a staged record (its request was refused).
+    pub(super) fn withdraw_blocking(&self, id: RecordId) {
+        let Some(p) = &self.persistent else { return };
+        let mut guard = lock(&p.client);
+        let Some(client) = guard.as_mut() else { return };
+        let r = client.withdraw(id);
+        self.refresh(p, client.as_ref());
+        drop(guard);
+        if let Err(e) = r {
+            tracing::error!(exporter = %self.id, error = %e, "persistent queue: cannot withdraw a refused request");
+        }
     }
 
     /// `drop_oldest`: acknowledges the oldest records not being sent until the new one fits; false if it

@@ -3,11 +3,17 @@
 //!
 //! - Append writes header and data at the end of the active segment; a new segment starts when it would pass
 //!   `segment_size`, and at every open (older segments are then only read).
+//! - An append is two-phase for the queue's all-or-nothing admission: [`StorageClient::stage`] writes the record
+//!   but keeps it from readers until [`StorageClient::publish`]; [`StorageClient::withdraw`] forgets it (as an
+//!   acknowledgement would) when another exporter's write failed and the request is refused.
 //! - Records are handed out oldest first; an acknowledgement appends the record's offset to its segment's ack
-//!   file. A segment whose records are all acknowledged is deleted (log first, then acks: a crash in between
+//!   file. If that write fails (a full disk) the acknowledgement is kept in memory, counted in
+//!   [`StorageStats::ack_write_failures`] and written again at the next acknowledgement or append: it never
+//!   holds a segment back — a segment with nothing live is deleted whole, and an emptied active segment is
+//!   replaced after a failed write so its space is free at once. A segment whose records are all acknowledged is deleted (log first, then acks: a crash in between
 //!   leaves only an orphan ack file, removed at the next open).
-//! - Open scans every segment (both checksums), truncates a torn tail, skips damaged and acknowledged records,
-//!   and deletes segments with nothing left.
+//! - Open scans every segment (both checksums), resynchronises after a damaged header, truncates a torn tail,
+//!   skips damaged and acknowledged records, and deletes segments with nothing left.
 //!
 //! Durability: every write is a `write(2)` before the call returns, so a record or acknowledgement survives the
 //! process being killed (the page cache belongs to the kernel). With `fsync` the data is also synced before
@@ -42,9 +48,58 @@ struct Segment {
     file: File,
     end: u64,
     unread: VecDeque<Entry>,
-    /// Records not yet acknowledged (unread or in flight).
+    /// Records not yet acknowledged (staged, unread or in flight).
     live: u64,
     ack: Option<File>,
+    /// Acknowledgements whose write failed (a full disk): kept in memory — the records are not handed out
+    /// again by this process — and written again at the next acknowledgement or append.
+    owed: Vec<u64>,
+}
+
+impl Segment {
+    fn new(file: File, end: u64, unread: VecDeque<Entry>) -> Segment {
+        Segment {
+            file,
+            end,
+            live: unread.len() as u64,
+            unread,
+            ack: None,
+            owed: Vec::new(),
+        }
+    }
+
+    /// Writes the owed acknowledgements to `path`; false (nothing lost: they stay owed) if that fails.
+    fn write_acks(&mut self, path: &Path) -> bool {
+        if self.owed.is_empty() {
+            return true;
+        }
+        let mut buf = Vec::with_capacity(self.owed.len() * record::ACK);
+        for off in &self.owed {
+            buf.extend_from_slice(&ack_entry(*off));
+        }
+        if self.ack.is_none() {
+            match OpenOptions::new().create(true).append(true).open(path) {
+                Ok(f) => self.ack = Some(f),
+                Err(_) => return false,
+            }
+        }
+        let Some(f) = self.ack.as_mut() else {
+            return false;
+        };
+        // A short write leaves a torn entry, which the reader ignores (each entry has its checksum); the whole
+        // batch is written again, and an offset acknowledged twice is harmless.
+        match f.write_all(&buf) {
+            Ok(()) => {
+                self.owed.clear();
+                true
+            }
+            Err(_) => {
+                // Opened afresh next time (the file may have been replaced, the device remounted).
+                self.ack = None;
+                false
+            }
+        }
+    }
 }
 
 /// One client's log. Not shared: the queue serialises calls behind a mutex.
@@ -54,7 +109,15 @@ pub struct SegmentLog {
     segments: BTreeMap<u64, Segment>,
     active: u64,
     in_flight: HashMap<RecordId, Entry>,
+    /// Written but not yet visible to [`StorageClient::next`]: a two-phase append waiting for its
+    /// [`StorageClient::publish`] or [`StorageClient::withdraw`].
+    staged: HashMap<RecordId, Entry>,
     stats: StorageStats,
+    /// Some segment owes acknowledgements (a write of them failed).
+    acks_owed: bool,
+    /// A write failed since the active segment started (the disk is full): once the active segment holds no
+    /// live record it is replaced, so its space is given back at once.
+    pressure: bool,
     /// Kept open: its lock is released when the log is dropped (or the process dies).
     _lock: File,
 }
@@ -100,7 +163,10 @@ impl SegmentLog {
             segments: BTreeMap::new(),
             active: 0,
             in_flight: HashMap::new(),
+            staged: HashMap::new(),
             stats: StorageStats::default(),
+            acks_owed: false,
+            pressure: false,
             _lock: lock,
         };
         let (logs, acks) = log.list()?;
@@ -177,16 +243,8 @@ impl SegmentLog {
         for e in &unread {
             self.count(e, true);
         }
-        self.segments.insert(
-            id,
-            Segment {
-                file,
-                end: found.end,
-                live: unread.len() as u64,
-                unread,
-                ack: None,
-            },
-        );
+        self.segments
+            .insert(id, Segment::new(file, found.end, unread));
         Ok(())
     }
 
@@ -225,18 +283,39 @@ impl SegmentLog {
             sync_dir(&self.dir)?;
         }
         let old = self.active;
-        self.segments.insert(
-            id,
-            Segment {
-                file,
-                end: 0,
-                unread: VecDeque::new(),
-                live: 0,
-                ack: None,
-            },
-        );
+        self.segments
+            .insert(id, Segment::new(file, 0, VecDeque::new()));
         self.active = id;
+        self.pressure = false;
         self.delete_if_done(old)
+    }
+
+    /// Replaces the active segment when it holds no live record and either a write failed (the disk is full:
+    /// give its space back now) or it is at least a quarter full (so a queue that keeps emptying does not grow
+    /// a segment to `segment_size` before its space is reclaimed).
+    fn rotate_if_empty(&mut self) {
+        let Some(seg) = self.segments.get(&self.active) else {
+            return;
+        };
+        if seg.live == 0
+            && seg.end > 0
+            && (self.pressure || !seg.owed.is_empty() || seg.end >= self.opts.segment_size / 4)
+        {
+            // On failure (no inode left) the active segment stays; a later acknowledgement tries again.
+            let _ = self.start_segment(self.active + 1);
+        }
+    }
+
+    /// Writes every owed acknowledgement it can.
+    fn pay_acks(&mut self) {
+        if !self.acks_owed {
+            return;
+        }
+        let mut all = true;
+        for (&sid, seg) in self.segments.iter_mut() {
+            all &= seg.write_acks(&seg_path(&self.dir, sid, "ack"));
+        }
+        self.acks_owed = !all;
     }
 
     /// Deletes segment `id` if it is not the active one and nothing in it is left.
@@ -259,7 +338,9 @@ impl SegmentLog {
 }
 
 impl StorageClient for SegmentLog {
-    fn append(&mut self, data: &[u8], items: u32) -> Result<RecordId, StorageError> {
+    fn stage(&mut self, data: &[u8], items: u32) -> Result<RecordId, StorageError> {
+        self.pay_acks();
+        self.rotate_if_empty();
         let len = u32::try_from(data.len())
             .map_err(|_| StorageError(format!("record of {} bytes is too large", data.len())))?;
         let size = HEADER + u64::from(len);
@@ -279,7 +360,9 @@ impl StorageClient for SegmentLog {
             .and_then(|()| seg.file.write_all(data))
             .and_then(|()| if fsync { seg.file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
-            // Cut a partial record off so later appends stay readable; if even that fails, start afresh.
+            // Cut a partial record off so later appends stay readable (and its space is free again); if even
+            // that fails, start afresh.
+            self.pressure = true;
             if seg.file.set_len(seg.end).is_err() {
                 let next = self.active + 1;
                 let _ = self.start_segment(next);
@@ -294,12 +377,33 @@ impl StorageClient for SegmentLog {
         };
         seg.end += size;
         seg.live += 1;
-        seg.unread.push_back(entry);
         self.count(&entry, true);
-        Ok(RecordId {
+        let id = RecordId {
             segment: self.active,
             offset: entry.offset,
-        })
+        };
+        self.staged.insert(id, entry);
+        Ok(id)
+    }
+
+    fn publish(&mut self, id: RecordId) {
+        let Some(entry) = self.staged.remove(&id) else {
+            return;
+        };
+        let Some(seg) = self.segments.get_mut(&id.segment) else {
+            return;
+        };
+        // Usually the newest record: its place is at the back.
+        let at = seg.unread.partition_point(|e| e.offset < entry.offset);
+        seg.unread.insert(at, entry);
+    }
+
+    fn withdraw(&mut self, id: RecordId) -> Result<(), StorageError> {
+        let Some(entry) = self.staged.remove(&id) else {
+            return Ok(());
+        };
+        self.in_flight.insert(id, entry);
+        self.ack(id)
     }
 
     fn next(&mut self) -> Result<Option<Record>, StorageError> {
@@ -345,20 +449,20 @@ impl StorageClient for SegmentLog {
             return Ok(());
         };
         seg.live = seg.live.saturating_sub(1);
-        let written = match &mut seg.ack {
-            Some(f) => f.write_all(&ack_entry(id.offset)),
-            None => OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .and_then(|mut f| {
-                    f.write_all(&ack_entry(id.offset))?;
-                    seg.ack = Some(f);
-                    Ok(())
-                }),
-        };
+        seg.owed.push(id.offset);
+        // Not needed when the segment is about to be deleted as a whole.
+        let whole = id.segment != self.active && seg.live == 0;
+        if !whole && !seg.write_acks(&path) {
+            // Kept in memory (this process never hands the record out again) and written again later; only a
+            // restart before that sends it once more. Counted once per acknowledgement.
+            self.stats.ack_write_failures += 1;
+            self.acks_owed = true;
+            self.pressure = true;
+        }
         self.delete_if_done(id.segment)?;
-        written.map_err(|e| err("cannot write", &path, e))
+        self.pay_acks();
+        self.rotate_if_empty();
+        Ok(())
     }
 
     fn stats(&self) -> StorageStats {

@@ -2,14 +2,16 @@
 //!
 //! A record is a 16-byte header — data length, items, CRC-32 of the data, CRC-32 of the first 12 header bytes —
 //! then the data. The header has its own checksum so a damaged length is never trusted: a record whose header
-//! checks out but whose data does not is skipped and the scan goes on; a bad or incomplete header ends the
-//! segment there (a torn tail, or garbage nothing after can be located in).
+//! checks out but whose data does not is skipped and the scan goes on; after a header that fails its checksum the
+//! scan resynchronises on the next valid header (the header checksum is the sync marker, so segments written
+//! before resynchronisation existed read unchanged); only damage reaching the end of the file is a torn tail,
+//! cut off.
 //!
 //! An acknowledgement is 12 bytes: the record's offset and its CRC-32, so a torn or zero-filled tail of an ack
 //! file is ignored rather than misread.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::os::unix::fs::FileExt;
 
 /// Bytes of a record header.
 pub const HEADER: u64 = 16;
@@ -59,37 +61,81 @@ pub struct Scan {
     pub entries: Vec<Entry>,
     /// Where the valid part ends (the file is truncated there if it is longer).
     pub end: u64,
-    /// Damaged records skipped, plus one for a torn or unreadable tail.
+    /// Damaged records skipped: one per record failing its data checksum, one per damaged stretch the scan
+    /// resynchronised over, plus one for a torn tail.
     pub corrupt: u64,
 }
 
+/// Bytes read at a time while looking for the next valid header after a damaged one.
+const RESYNC_CHUNK: usize = 64 << 10;
+
+/// The first offset in `from..len` holding a valid header (its checksum holds) whose record fits in the file:
+/// where the scan picks up again after a damaged header. The header checksum is the sync marker — a random
+/// 16-byte window passes it with odds of 2^-32 — so the format needs no magic bytes.
+fn resync(file: &File, from: u64, len: u64) -> std::io::Result<Option<u64>> {
+    let hdr = HEADER as usize;
+    let mut buf = vec![0u8; RESYNC_CHUNK + hdr];
+    let mut base = from;
+    // Bounded: every round advances `base` by RESYNC_CHUNK until the end of the file.
+    while base + HEADER <= len {
+        let want = usize::try_from((len - base).min((RESYNC_CHUNK + hdr) as u64)).unwrap_or(hdr);
+        let got = &mut buf[..want];
+        file.read_exact_at(got, base)?;
+        for i in 0..=(want - hdr) {
+            let mut h = [0u8; 16];
+            h.copy_from_slice(&got[i..i + hdr]);
+            if let Some((dlen, _, _)) = parse_header(&h) {
+                let at = base + i as u64;
+                if at + HEADER + u64::from(dlen) <= len {
+                    return Ok(Some(at));
+                }
+            }
+        }
+        base += RESYNC_CHUNK as u64;
+    }
+    Ok(None)
+}
+
 /// Reads every record of `file` (of length `len`), checking both checksums.
+///
+/// - A record whose header holds but whose data fails its checksum is skipped (the header's length is trusted,
+///   it is checksummed) and counted.
+/// - A header failing its checksum starts a damaged stretch: the scan resynchronises on the next valid header
+///   ([`resync`]) and counts the stretch as one damaged record (a flipped bit damages exactly one).
+/// - A stretch with no valid header up to the end, an incomplete header, or a valid header whose data runs past
+///   the end is a torn tail: counted once, and `end` stops before it so the caller truncates it.
 pub fn scan(file: &File, len: u64) -> std::io::Result<Scan> {
-    let mut r = BufReader::with_capacity(1 << 16, file);
     let mut out = Scan::default();
     let mut off = 0u64;
     let mut data = Vec::new();
-    loop {
+    // Bounded: every round moves `off` forward (by a whole record or to a resync point past it) or ends.
+    while off < len {
         let remaining = len - off;
-        if remaining == 0 {
-            break;
-        }
-        let mut h = [0u8; 16];
         if remaining < HEADER {
             out.corrupt += 1;
             break;
         }
-        r.read_exact(&mut h)?;
+        let mut h = [0u8; 16];
+        file.read_exact_at(&mut h, off)?;
         let Some((dlen, items, crc)) = parse_header(&h) else {
-            out.corrupt += 1;
-            break;
+            match resync(file, off + 1, len)? {
+                Some(next) => {
+                    out.corrupt += 1;
+                    off = next;
+                    continue;
+                }
+                None => {
+                    out.corrupt += 1;
+                    break;
+                }
+            }
         };
         if u64::from(dlen) > remaining - HEADER {
             out.corrupt += 1;
             break;
         }
         data.resize(dlen as usize, 0);
-        r.read_exact(&mut data)?;
+        file.read_exact_at(&mut data, off + HEADER)?;
         if crc32fast::hash(&data) == crc {
             out.entries.push(Entry {
                 offset: off,

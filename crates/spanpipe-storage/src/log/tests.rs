@@ -142,11 +142,11 @@ fn a_checksum_mismatch_skips_only_that_record() {
 }
 
 #[test]
-fn a_damaged_header_ends_its_segment_but_not_the_log() {
+fn a_damaged_header_costs_only_its_record() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut log = SegmentLog::open(dir.path(), opts()).unwrap();
-        for i in 0..3 {
+        for i in 0..6 {
             log.append(&rec(i), 1).unwrap();
         }
     }
@@ -156,14 +156,169 @@ fn a_damaged_header_ends_its_segment_but_not_the_log() {
         log.append(b"next run", 1).unwrap();
     }
     let seg = log_files(dir.path()).remove(0);
-    let f = OpenOptions::new().write(true).open(&seg).unwrap();
-    // Corrupt the length field of record 1: its header checksum fails, and nothing after it can be located.
-    f.write_all_at(&[0xee], HEADER + rec(0).len() as u64)
-        .unwrap();
-    drop(f);
+    let len_before = std::fs::metadata(&seg).unwrap().len();
+    let start = |i: usize| (0..i).map(|j| HEADER + rec(j).len() as u64).sum::<u64>();
+    // One bit of every header byte in turn: length, items, data CRC, header CRC. Each time exactly record 1 is
+    // lost and the scan picks up again at record 2 — not a truncation.
+    let original = std::fs::read(&seg).unwrap();
+    for byte in 0..HEADER {
+        for bit in [0u8, 3, 7] {
+            let mut bytes = original.clone();
+            bytes[(start(1) + byte) as usize] ^= 1 << bit;
+            std::fs::write(&seg, &bytes).unwrap();
+            let mut log = SegmentLog::open(dir.path(), opts()).unwrap();
+            assert_eq!(log.stats().corrupt, 1, "byte {byte} bit {bit}");
+            let mut want: Vec<Vec<u8>> = [0, 2, 3, 4, 5].into_iter().map(rec).collect();
+            want.push(b"next run".to_vec());
+            let got: Vec<Vec<u8>> = {
+                // Read without acknowledging, so the files stay for the next round.
+                let mut out = Vec::new();
+                while let Some(r) = log.next().unwrap() {
+                    out.push(r.data);
+                }
+                out
+            };
+            assert_eq!(got, want, "byte {byte} bit {bit}");
+            drop(log);
+            assert_eq!(
+                std::fs::metadata(&seg).unwrap().len(),
+                len_before,
+                "not truncated"
+            );
+            // Opening appended an empty segment each time; keep the directory as it was.
+            for p in log_files(dir.path()).into_iter().skip(2) {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn damage_in_several_places_is_counted_once_per_record() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = SegmentLog::open(dir.path(), opts()).unwrap();
+        for i in 0..10 {
+            log.append(&rec(i), 1).unwrap();
+        }
+    }
+    let seg = log_files(dir.path()).remove(0);
+    let start = |i: usize| (0..i).map(|j| HEADER + rec(j).len() as u64).sum::<u64>();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[start(1) as usize + 2] ^= 0x10; // header of 1
+    bytes[start(2) as usize + 13] ^= 0x01; // header CRC of 2 (adjacent damaged records: one stretch)
+    bytes[start(5) as usize + HEADER as usize + 4] ^= 0x80; // data of 5
+    bytes[start(7) as usize] ^= 0x01; // header of 7
+    std::fs::write(&seg, &bytes).unwrap();
+    let mut log = SegmentLog::open(dir.path(), opts()).unwrap();
+    // Records 1 and 2 are adjacent: the scan cannot tell one damaged stretch from two, and counts one.
+    assert_eq!(log.stats().corrupt, 3);
+    assert_eq!(
+        drain(&mut log),
+        [0, 3, 4, 6, 8, 9].into_iter().map(rec).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn damage_reaching_the_end_is_a_torn_tail_and_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = SegmentLog::open(dir.path(), opts()).unwrap();
+        for i in 0..4 {
+            log.append(&rec(i), 1).unwrap();
+        }
+    }
+    let seg = log_files(dir.path()).remove(0);
+    let start = |i: usize| (0..i).map(|j| HEADER + rec(j).len() as u64).sum::<u64>();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[start(3) as usize + 1] ^= 0x04;
+    std::fs::write(&seg, &bytes).unwrap();
     let mut log = SegmentLog::open(dir.path(), opts()).unwrap();
     assert_eq!(log.stats().corrupt, 1);
-    assert_eq!(drain(&mut log), vec![rec(0), b"next run".to_vec()]);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), start(3));
+    assert_eq!(drain(&mut log), (0..3).map(rec).collect::<Vec<_>>());
+}
+
+#[test]
+fn staged_records_are_unseen_until_published_and_withdrawn_ones_never_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = SegmentLog::open(dir.path(), opts()).unwrap();
+        let a = log.stage(b"a", 1).unwrap();
+        let b = log.stage(b"b", 2).unwrap();
+        let c = log.stage(b"c", 3).unwrap();
+        assert_eq!(log.stats().records, 3, "staged records are on disk");
+        assert!(log.next().unwrap().is_none(), "nothing published yet");
+        log.publish(c);
+        log.publish(a);
+        log.withdraw(b).unwrap();
+        assert_eq!(log.stats().records, 2);
+        assert_eq!(log.stats().items, 4);
+        let first = log.next().unwrap().unwrap();
+        assert_eq!(first.data, b"a", "published records keep their order");
+        let d = log.stage(b"d", 1).unwrap();
+        let _ = d; // staged when the process dies: an ordinary record for the next run
+    }
+    let mut log = SegmentLog::open(dir.path(), opts()).unwrap();
+    assert_eq!(
+        drain(&mut log),
+        vec![b"a".to_vec(), b"c".to_vec(), b"d".to_vec()]
+    );
+}
+
+#[test]
+fn failed_acknowledgement_writes_are_kept_retried_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = LogOptions {
+        segment_size: 4096,
+        ..opts()
+    };
+    let mut log = SegmentLog::open(dir.path(), small).unwrap();
+    for i in 0..4 {
+        log.append(&rec(i), 1).unwrap();
+    }
+    let seg = log_files(dir.path()).remove(0);
+    let ack = seg.with_extension("ack");
+    // Every write to the ack file fails with ENOSPC.
+    std::os::unix::fs::symlink("/dev/full", &ack).unwrap();
+    let r0 = log.next().unwrap().unwrap();
+    let r1 = log.next().unwrap().unwrap();
+    log.ack(r0.id).unwrap();
+    log.ack(r1.id).unwrap();
+    assert_eq!(log.stats().ack_write_failures, 2);
+    assert_eq!(log.stats().records, 2, "acknowledged in memory");
+    // Not handed out again by this process.
+    let r2 = log.next().unwrap().unwrap();
+    assert_eq!(r2.data, rec(2));
+    // Space again: the next acknowledgement writes the owed ones too.
+    std::fs::remove_file(&ack).unwrap();
+    log.ack(r2.id).unwrap();
+    assert_eq!(log.stats().ack_write_failures, 2);
+    let acked = record::parse_acks(&std::fs::read(&ack).unwrap());
+    assert_eq!(acked.len(), 3, "{acked:?}");
+    drop(log);
+    let mut log = SegmentLog::open(dir.path(), small).unwrap();
+    assert_eq!(drain(&mut log), vec![rec(3)]);
+}
+
+#[test]
+fn an_emptied_active_segment_is_replaced_when_its_acks_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = SegmentLog::open(dir.path(), opts()).unwrap();
+    for i in 0..3 {
+        log.append(&rec(i), 1).unwrap();
+    }
+    let seg = log_files(dir.path()).remove(0);
+    std::os::unix::fs::symlink("/dev/full", seg.with_extension("ack")).unwrap();
+    let got = drain(&mut log);
+    assert_eq!(got.len(), 3);
+    assert!(log.stats().ack_write_failures > 0);
+    // The full segment is gone (its space given back) although no acknowledgement reached the disk.
+    assert!(!seg.exists(), "{:?}", log_files(dir.path()));
+    log.append(b"after", 1).unwrap();
+    drop(log);
+    let mut log = SegmentLog::open(dir.path(), opts()).unwrap();
+    assert_eq!(drain(&mut log), vec![b"after".to_vec()]);
 }
 
 #[test]
