@@ -297,9 +297,12 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         visitor: V,
     ) -> Result<V::Value, DeError> {
+        if name == crate::secret::SECRET_NEWTYPE {
+            crate::secret::note_secret(&self.node.location);
+        }
         let result = visitor.visit_newtype_struct(self.child(self.node, self.path.clone()));
         self.finish(result)
     }

@@ -115,3 +115,51 @@ fn secret_key_rules() {
         assert!(!is_secret_key(k), "{k}");
     }
 }
+
+/// Values some component read as a `Secret` are redacted whatever their key (a vendor's `space_key`, every header
+/// value, a list of tokens); other values are printed.
+#[test]
+fn typed_secrets_are_redacted_by_location_not_by_name() {
+    use std::collections::BTreeMap;
+
+    use crate::Secret;
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Cfg {
+        space_key: Secret,
+        headers: BTreeMap<String, Secret>,
+        tokens: Vec<Secret>,
+        endpoint: String,
+    }
+    let text = "space_key: sk-1\nheaders:\n  DD-API-KEY: dd-2\n  X-Honeycomb-Team: hc-3\ntokens: [t-4, t-5]\n\
+                endpoint: https://user:pw-6@example.com:4318/v1\n";
+    let root = load_str("c.yaml", text).unwrap();
+    let (cfg, secrets) = crate::collect_secret_locations(|| root.deserialize::<Cfg>("x"));
+    let cfg = cfg.unwrap();
+    assert_eq!(cfg.headers["DD-API-KEY"].expose(), "dd-2");
+    assert_eq!(secrets.len(), 5, "{secrets:?}");
+    let yaml = root.to_yaml_redacting(&secrets);
+    for value in ["sk-1", "dd-2", "hc-3", "t-4", "t-5", "pw-6"] {
+        assert!(!yaml.contains(value), "{value} in\n{yaml}");
+    }
+    assert!(yaml.contains("DD-API-KEY"), "{yaml}");
+    assert!(
+        yaml.contains("https://user:[REDACTED]@example.com:4318/v1"),
+        "{yaml}"
+    );
+    // Outside a collection nothing is recorded.
+    assert!(root.deserialize::<Cfg>("x").is_ok());
+}
+
+#[test]
+fn url_userinfo_is_redacted() {
+    assert_eq!(
+        redact_userinfo("http://a:b@h/p?x=@"),
+        "http://a:[REDACTED]@h/p?x=@"
+    );
+    assert_eq!(redact_userinfo("https://tok@h"), "https://[REDACTED]@h");
+    assert_eq!(redact_userinfo("https://h/p@x"), "https://h/p@x");
+    assert_eq!(redact_userinfo("user@example.com"), "user@example.com");
+}

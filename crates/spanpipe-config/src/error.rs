@@ -7,7 +7,7 @@ use std::sync::Arc;
 ///
 /// Displays as `file:line:column`. Values from `--set` use the file name `--set` (line 1), built-in defaults
 /// use `<default>`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Location {
     /// Source name: a file path, `--set` or `<default>`.
     pub file: Arc<str>,

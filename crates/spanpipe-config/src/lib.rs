@@ -17,6 +17,7 @@ mod load;
 mod node;
 mod parse;
 mod scalar;
+mod secret;
 mod set;
 mod units;
 
@@ -27,5 +28,6 @@ pub use layout::{CollectorConfig, Pipeline, Section, ServiceConfig, Warning};
 pub use load::{load_files, merge};
 pub use node::{Node, Value};
 pub use parse::load_str;
+pub use secret::{REDACTED, Secret, collect_secret_locations};
 pub use set::apply_set;
 pub use units::{ByteSize, Duration};

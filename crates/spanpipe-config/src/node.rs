@@ -108,7 +108,16 @@ impl Node {
     /// their scalar value printed as `"[REDACTED]"`. Strings that need quoting are quoted so the output re-parses
     /// to the same values.
     pub fn to_yaml(&self) -> String {
-        crate::emit::to_yaml(self)
+        crate::emit::to_yaml(self, &std::collections::HashSet::new())
+    }
+
+    /// [`Node::to_yaml`] that also redacts every value at `secrets` (where components read a
+    /// [`crate::Secret`], from [`crate::collect_secret_locations`]) and the password of any URL's userinfo.
+    pub fn to_yaml_redacting(
+        &self,
+        secrets: &std::collections::HashSet<crate::Location>,
+    ) -> String {
+        crate::emit::to_yaml(self, secrets)
     }
 
     /// Whether two trees hold the same configuration, ignoring where each value was written: a config reload

@@ -37,7 +37,7 @@ pub use queue::{OnFull, QueueSettings, Sizer};
 pub use registry::Registry;
 pub use retry::RetrySettings;
 pub use service::Service;
-pub use spanpipe_config::{ComponentId, ConfigError, Node, PipelineId, Signal};
+pub use spanpipe_config::{ComponentId, ConfigError, Node, PipelineId, Secret, Signal};
 pub use start_once::StartOnce;
 pub use status::{ServiceState, ServiceStatus};
 pub use storage::{Record, RecordId, Storage, StorageClient, StorageError, StorageStats};

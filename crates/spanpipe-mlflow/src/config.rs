@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use spanpipe_config::{ByteSize, Duration as ConfigDuration};
+use spanpipe_config::{ByteSize, Duration as ConfigDuration, Secret};
 use spanpipe_core::{QueueSettings, RetrySettings};
 use spanpipe_otlp::compression::Compression;
 use spanpipe_otlp::exporter::endpoint::check_http_url;
@@ -60,11 +60,11 @@ pub struct MlflowConfig {
     /// Sent as `X-MLFLOW-WORKSPACE` on every request (servers started with `--enable-workspaces`).
     pub workspace: Option<String>,
     /// Static bearer token.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Bearer token read from a file and re-read when it changes (Kubernetes service-account tokens rotate).
     pub token_file: Option<PathBuf>,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub tls: TlsSettings,
     pub compression: Compression,
     pub timeout: ConfigDuration,
@@ -294,10 +294,10 @@ impl MlflowConfig {
             ));
         }
         if let Some(t) = &self.token {
-            if t.trim().is_empty() {
+            if t.expose().trim().is_empty() {
                 return Err(invalid(&[Name("token")], "must not be empty"));
             }
-            return Ok(AuthSource::Token(t.trim().to_string()));
+            return Ok(AuthSource::Token(t.expose().trim().to_string()));
         }
         if let Some(p) = &self.token_file {
             if p.as_os_str().is_empty() {
@@ -308,7 +308,7 @@ impl MlflowConfig {
         match (&self.username, &self.password) {
             (Some(u), Some(p)) if !u.is_empty() => Ok(AuthSource::Basic {
                 username: u.clone(),
-                password: p.clone(),
+                password: p.expose().to_owned(),
             }),
             (Some(_), Some(_)) => Err(invalid(&[Name("username")], "must not be empty")),
             (Some(_), None) => Err(invalid(&[Name("password")], "is required with username")),

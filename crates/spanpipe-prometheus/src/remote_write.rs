@@ -17,7 +17,7 @@ use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
 use serde::Deserialize;
-use spanpipe_config::{ByteSize, Duration as ConfigDuration};
+use spanpipe_config::{ByteSize, Duration as ConfigDuration, Secret};
 use spanpipe_core::{
     Batch, BuildContext, BuiltExporter, ComponentError, ConfigError, ExportError, Exporter,
     ExporterFactory, ExporterSettings, Node, QueueSettings, RetrySettings, Signal, StartOnce,
@@ -40,7 +40,7 @@ pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 pub struct RemoteWriteConfig {
     /// e.g. `http://127.0.0.1:9090/api/v1/write`. Required.
     pub endpoint: Option<String>,
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
     pub tls: TlsSettings,
     pub timeout: ConfigDuration,
     pub namespace: String,

@@ -89,7 +89,7 @@ pub fn main() -> ExitCode {
         }
         Some(Command::PrintConfig) => match load(&cli.config, &cli.set) {
             Ok(node) => {
-                print!("{}", node.to_yaml());
+                print!("{}", crate::print_config::render(&node));
                 ExitCode::SUCCESS
             }
             Err(e) => {

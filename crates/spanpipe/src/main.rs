@@ -2,6 +2,7 @@
 //! graph from the registered components, runs it until SIGTERM/SIGINT and drains it on the way out.
 
 mod cli;
+mod print_config;
 mod registry;
 mod run;
 mod telemetry;

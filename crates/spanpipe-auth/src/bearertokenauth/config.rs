@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use spanpipe_core::{BuildContext, ConfigError, Node};
+use spanpipe_core::{BuildContext, ConfigError, Node, Secret};
 
 /// No `Debug`: it holds tokens.
 #[derive(Clone, PartialEq, Deserialize)]
@@ -14,9 +14,9 @@ pub struct BearerTokenAuthConfig {
     /// Prefix before the token (`<scheme> <token>`); empty means the header is the bare token.
     pub scheme: String,
     /// One accepted token.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Several accepted tokens (for rotation without downtime: add the new one, then drop the old).
-    pub tokens: Vec<String>,
+    pub tokens: Vec<Secret>,
     /// A file holding the accepted tokens, one per line; re-read when its content changes.
     pub filename: Option<PathBuf>,
 }
@@ -57,10 +57,10 @@ pub fn validate(
             ));
         }
     }
-    if cfg.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+    if cfg.token.as_ref().is_some_and(|t| t.expose().trim().is_empty()) {
         return Err(ctx.invalid(node, &["token"], "must not be empty"));
     }
-    if cfg.tokens.iter().any(|t| t.trim().is_empty()) {
+    if cfg.tokens.iter().any(|t| t.expose().trim().is_empty()) {
         return Err(ctx.invalid(node, &["tokens"], "must not contain an empty token"));
     }
     if cfg

@@ -54,8 +54,12 @@ pub struct BearerTokenAuth {
 
 impl BearerTokenAuth {
     pub fn new(id: String, cfg: BearerTokenAuthConfig) -> Self {
-        let mut tokens: Vec<String> = cfg.tokens.iter().map(|t| t.trim().to_owned()).collect();
-        tokens.extend(cfg.token.as_deref().map(|t| t.trim().to_owned()));
+        let mut tokens: Vec<String> = cfg
+            .tokens
+            .iter()
+            .map(|t| t.expose().trim().to_owned())
+            .collect();
+        tokens.extend(cfg.token.as_ref().map(|t| t.expose().trim().to_owned()));
         BearerTokenAuth {
             id,
             filename: cfg.filename,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use spanpipe_core::Signal;
+use spanpipe_core::{Secret, Signal};
 
 /// Where the gRPC exporter connects, after applying the OTel Collector's rules.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,18 +81,20 @@ pub fn check_http_url(url: &str) -> Result<reqwest::Url, String> {
 
 /// Validates `headers` as HTTP header names and values; the error names the offending header.
 pub fn http_headers(
-    headers: &BTreeMap<String, String>,
+    headers: &BTreeMap<String, Secret>,
 ) -> Result<http::HeaderMap, (String, String)> {
     let mut map = http::HeaderMap::with_capacity(headers.len());
     for (k, v) in headers {
         let name = http::HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| (k.clone(), format!("{k:?} is not a valid header name")))?;
-        let value = http::HeaderValue::from_str(v).map_err(|_| {
+        let mut value = http::HeaderValue::from_str(v.expose()).map_err(|_| {
             (
                 k.clone(),
                 format!("the value of {k:?} is not a valid header value"),
             )
         })?;
+        // Configured headers carry credentials: keep them out of client-side logs and HPACK tables.
+        value.set_sensitive(true);
         map.insert(name, value);
     }
     Ok(map)
@@ -153,13 +155,14 @@ mod tests {
     #[test]
     fn headers_are_validated() {
         let mut h = BTreeMap::new();
-        h.insert("X-Api-Key".to_string(), "secret".to_string());
+        h.insert("X-Api-Key".to_string(), Secret::new("secret"));
         let map = http_headers(&h).unwrap();
         assert_eq!(map["x-api-key"], "secret");
-        h.insert("bad header".to_string(), "v".to_string());
+        assert!(map["x-api-key"].is_sensitive());
+        h.insert("bad header".to_string(), Secret::new("v"));
         assert_eq!(http_headers(&h).unwrap_err().0, "bad header");
         let mut h = BTreeMap::new();
-        h.insert("ok".to_string(), "line\nbreak".to_string());
+        h.insert("ok".to_string(), Secret::new("line\nbreak"));
         assert!(http_headers(&h).unwrap_err().1.contains("value"));
     }
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use serde::Deserialize;
-use spanpipe_config::Duration as ConfigDuration;
+use spanpipe_config::{Duration as ConfigDuration, Secret};
 use spanpipe_core::retry::classify_grpc;
 use spanpipe_core::{
     Batch, BuildContext, BuiltExporter, ComponentError, ConfigError, ExportError, Exporter,
@@ -55,7 +55,7 @@ pub struct OtlpGrpcConfig {
     pub tls: TlsSettings,
     pub compression: GrpcCompression,
     /// Sent as gRPC metadata with every request (e.g. an API key).
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
     pub timeout: ConfigDuration,
     pub sending_queue: QueueSettings,
     pub retry_on_failure: RetrySettings,
@@ -105,19 +105,20 @@ impl ExporterFactory for OtlpGrpcExporterFactory {
 }
 
 /// Headers as gRPC metadata; the error names the offending key.
-fn metadata(headers: &BTreeMap<String, String>) -> Result<MetadataMap, (String, String)> {
+fn metadata(headers: &BTreeMap<String, Secret>) -> Result<MetadataMap, (String, String)> {
     let mut map = MetadataMap::with_capacity(headers.len());
     for (k, v) in headers {
         let key = AsciiMetadataKey::from_bytes(k.as_bytes())
             .map_err(|_| (k.clone(), format!("{k:?} is not a valid gRPC metadata key")))?;
         // The gRPC spec allows printable ASCII only in text metadata; tonic would pass other bytes through.
+        let v = v.expose();
         if !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
             return Err((
                 k.clone(),
                 format!("the value of {k:?} must be printable ASCII (gRPC metadata)"),
             ));
         }
-        let value = AsciiMetadataValue::try_from(v.as_str()).map_err(|_| {
+        let value = AsciiMetadataValue::try_from(v).map_err(|_| {
             (
                 k.clone(),
                 format!("the value of {k:?} is not valid gRPC metadata"),

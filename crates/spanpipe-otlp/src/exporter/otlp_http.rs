@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use serde::Deserialize;
-use spanpipe_config::Duration as ConfigDuration;
+use spanpipe_config::{Duration as ConfigDuration, Secret};
 use spanpipe_core::retry::{classify_http, parse_retry_after};
 use spanpipe_core::{
     Batch, BuildContext, BuiltExporter, ComponentError, ConfigError, ExportError, Exporter,
@@ -45,7 +45,7 @@ pub struct OtlpHttpConfig {
     pub logs_endpoint: Option<String>,
     pub encoding: Encoding,
     pub compression: Compression,
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
     pub tls: TlsSettings,
     pub timeout: ConfigDuration,
     pub sending_queue: QueueSettings,

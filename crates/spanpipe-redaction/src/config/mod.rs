@@ -5,7 +5,7 @@ mod presets;
 mod tests;
 
 use serde::Deserialize;
-use spanpipe_config::ByteSize;
+use spanpipe_config::{ByteSize, Secret};
 
 pub use presets::{PRESETS, Preset, luhn_valid};
 
@@ -100,7 +100,7 @@ pub struct RedactionConfig {
     pub redact_all_types: bool,
     pub hash_function: HashFunction,
     /// Key of the `hmac-*` hash functions.
-    pub hmac_key: String,
+    pub hmac_key: Secret,
     pub summary: Summary,
     /// spanpipe: when a string value is JSON, mask its decoded string leaves and re-encode them, so the value
     /// stays valid JSON and escapes cannot hide a match.
@@ -123,7 +123,7 @@ impl Default for RedactionConfig {
             allowed_values: Vec::new(),
             redact_all_types: false,
             hash_function: HashFunction::None,
-            hmac_key: String::new(),
+            hmac_key: Secret::default(),
             summary: Summary::Silent,
             json_aware: true,
             apply_to_resource: true,

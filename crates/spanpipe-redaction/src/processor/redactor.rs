@@ -118,7 +118,7 @@ impl Redactor {
                 &presets,
                 &cfg.allowed_values,
                 cfg.hash_function,
-                &cfg.hmac_key,
+                cfg.hmac_key.expose(),
                 cfg.json_aware,
             )?,
             redact_all_types: cfg.redact_all_types,
