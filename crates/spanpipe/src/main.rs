@@ -5,6 +5,8 @@ mod cli;
 mod print_config;
 mod registry;
 mod run;
+#[cfg(test)]
+mod secret_fields;
 mod telemetry;
 
 use std::process::ExitCode;

@@ -46,7 +46,9 @@ impl<'a> AnyValueRef<'a> {
                 (av::ARRAY, Field::Bytes(b)) => AnyValueRef::Array(b),
                 (av::KVLIST, Field::Bytes(b)) => AnyValueRef::Kvlist(b),
                 (av::BYTES, Field::Bytes(b)) => AnyValueRef::Bytes(b),
-                (av::STRING..=av::BYTES, _) => {
+                // A dictionary index (profiles): no value spanpipe can read.
+                (av::STRING_INDEX, Field::Varint(_)) => AnyValueRef::Empty,
+                (av::STRING..=av::STRING_INDEX, _) => {
                     return Err(WireError::new("AnyValue: wrong wire type"));
                 }
                 _ => v,
@@ -187,54 +189,127 @@ pub fn utf8(b: &[u8]) -> Result<&str, WireError> {
     std::str::from_utf8(b).map_err(|_| WireError::new("string is not valid UTF-8"))
 }
 
-/// Checks an encoded `AnyValue` all the way down: well-formed, every string and key UTF-8, nested at most `limit`
-/// levels (a scalar or empty value is 1). Walked with an explicit stack of one reader per level, so neither the
-/// call stack nor the heap grows with the input beyond `limit` entries.
-pub fn check_value<'a>(value: RawValue<'a>, limit: usize) -> Result<(), WireError> {
-    let too_deep = || WireError::new(format!("attribute value nested deeper than {limit} levels"));
+/// Checks an encoded `AnyValue` all the way down, every field of every message as a prost decode would: well-formed,
+/// wire types, every string and key UTF-8 (each occurrence, not only the last one a reader keeps), nested at most
+/// `limit` levels (a scalar or empty value is 1). Walked with an explicit stack of readers (at most three per level:
+/// value, list, map entry), so neither the call stack nor the heap grows with the input beyond that; a scalar value
+/// allocates nothing.
+pub fn check_value(value: RawValue<'_>, limit: usize) -> Result<(), WireError> {
     if limit == 0 {
-        return Err(too_deep());
+        return Err(too_deep(limit));
     }
-    // One reader per open list and whether it is a key-value list; elements of the top one are at depth len + 1.
-    let mut stack: Vec<(Reader<'a>, bool)> = Vec::new();
-    let open = |v: AnyValueRef<'a>, stack: &mut Vec<(Reader<'a>, bool)>| -> Result<(), WireError> {
-        let (buf, is_map) = match v {
-            AnyValueRef::Array(b) => (b, false),
-            AnyValueRef::Kvlist(b) => (b, true),
-            _ => return Ok(()),
-        };
-        if stack.len() + 1 >= limit {
-            // The list's elements would be deeper than the limit; an empty list is as deep as a scalar.
-            if !buf.is_empty() {
-                return Err(too_deep());
+    walk(Frame::new(value.0, Msg::Value, 1), limit)
+}
+
+/// [`check_value`] for a whole encoded `KeyValue` (an attribute): every key occurrence UTF-8, every value occurrence
+/// passes [`check_value`], `key_strindex` a varint.
+pub(crate) fn check_key_value(kv: &[u8], limit: usize) -> Result<(), WireError> {
+    if limit == 0 {
+        return Err(too_deep(limit));
+    }
+    walk(Frame::new(kv, Msg::Entry, 1), limit)
+}
+
+/// Which message a [`Frame`] reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Msg {
+    Value,
+    Array,
+    Map,
+    Entry,
+}
+
+/// One open message of [`walk`] and the depth of the `AnyValue`s it holds.
+struct Frame<'a> {
+    r: Reader<'a>,
+    msg: Msg,
+    depth: usize,
+}
+
+impl<'a> Frame<'a> {
+    fn new(buf: &'a [u8], msg: Msg, depth: usize) -> Self {
+        Frame {
+            r: Reader::new(buf),
+            msg,
+            depth,
+        }
+    }
+}
+
+#[cold]
+fn too_deep(limit: usize) -> WireError {
+    WireError::new(format!("attribute value nested deeper than {limit} levels"))
+}
+
+#[cold]
+fn wrong_type(what: &str) -> WireError {
+    WireError::new(format!("{what}: wrong wire type"))
+}
+
+/// The iterative walk behind [`check_value`] / [`check_key_value`]: the frame being read is kept out of the stack,
+/// which holds only its open ancestors.
+fn walk<'a>(mut cur: Frame<'a>, limit: usize) -> Result<(), WireError> {
+    let mut stack: Vec<Frame<'a>> = Vec::new();
+    loop {
+        let Some((n, f)) = cur.r.next_field()? else {
+            match stack.pop() {
+                Some(parent) => {
+                    cur = parent;
+                    continue;
+                }
+                None => return Ok(()),
             }
-            return Ok(());
-        }
-        stack.push((Reader::new(buf), is_map));
-        Ok(())
-    };
-    let root = value.parse()?;
-    open(root, &mut stack)?;
-    while let Some((r, is_map)) = stack.last_mut() {
-        let is_map = *is_map;
-        let Some((n, f)) = r.next_field()? else {
-            stack.pop();
-            continue;
         };
-        if n != super::fields::LIST_VALUES {
-            continue;
-        }
-        let b = f.bytes("list values")?;
-        let v = if is_map {
-            let (k, v) = key_value(b)?;
-            utf8(k)?;
-            v.parse()?
-        } else {
-            AnyValueRef::parse(b)?
+        let child = match cur.msg {
+            Msg::Value => match (n, f) {
+                (av::STRING, Field::Bytes(b)) => {
+                    utf8(b)?;
+                    None
+                }
+                (av::ARRAY | av::KVLIST, Field::Bytes(b)) => {
+                    if b.is_empty() {
+                        // An empty list is as deep as a scalar.
+                        None
+                    } else if cur.depth >= limit {
+                        return Err(too_deep(limit));
+                    } else {
+                        let msg = if n == av::ARRAY { Msg::Array } else { Msg::Map };
+                        Some(Frame::new(b, msg, cur.depth + 1))
+                    }
+                }
+                (av::BOOL | av::INT | av::STRING_INDEX, Field::Varint(_))
+                | (av::DOUBLE, Field::Fixed64(_))
+                | (av::BYTES, Field::Bytes(_)) => None,
+                (av::STRING..=av::STRING_INDEX, _) => return Err(wrong_type("AnyValue")),
+                _ => None,
+            },
+            Msg::Array | Msg::Map => match (n, f) {
+                (super::fields::LIST_VALUES, Field::Bytes(b)) => {
+                    let msg = if cur.msg == Msg::Array {
+                        Msg::Value
+                    } else {
+                        Msg::Entry
+                    };
+                    Some(Frame::new(b, msg, cur.depth))
+                }
+                (super::fields::LIST_VALUES, _) => return Err(wrong_type("list values")),
+                _ => None,
+            },
+            Msg::Entry => match (n, f) {
+                (kvf::KEY, Field::Bytes(k)) => {
+                    utf8(k)?;
+                    None
+                }
+                (kvf::VALUE, Field::Bytes(v)) => Some(Frame::new(v, Msg::Value, cur.depth)),
+                (kvf::KEY_INDEX, Field::Varint(_)) => None,
+                (kvf::KEY | kvf::VALUE | kvf::KEY_INDEX, _) => return Err(wrong_type("KeyValue")),
+                _ => None,
+            },
         };
-        open(v, &mut stack)?;
+        if let Some(child) = child {
+            stack.push(std::mem::replace(&mut cur, child));
+        }
     }
-    Ok(())
 }
 
 #[cfg(test)]
