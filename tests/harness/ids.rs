@@ -42,13 +42,25 @@ fn is_hex_id(s: &str, len: usize) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b.to_ascii_lowercase()))
 }
 
+/// Parses JSON without serde_json's recursion limit of 128: an OTLP/JSON line holding an attribute as deep as the
+/// receiver accepts (32 key-value-list levels, four JSON levels each) is deeper than that. Only for the test's own
+/// files (written by spanpipe, bounded by its receiver's depth limit).
+pub fn parse_deep_json(text: &str) -> serde_json::Result<serde_json::Value> {
+    use serde::Deserialize;
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    let v = serde_json::Value::deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
 /// Span ids from the `file` exporter's output: one OTLP/JSON `ExportTraceServiceRequest` per line, walking
 /// `resourceSpans[].scopeSpans[].spans[].spanId`. Ids are returned lowercased. Panics when a complete line is not
 /// valid OTLP/JSON of that shape or an id is not hex of the right length (8-byte span id, 16-byte trace id).
 pub fn file_exporter_span_ids(path: &Path) -> Vec<String> {
     let mut ids = Vec::new();
     for (n, line) in complete_lines(path).iter().enumerate() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+        let v: serde_json::Value = parse_deep_json(line).unwrap_or_else(|e| {
             panic!(
                 "{} line {}: not JSON ({e}): {}",
                 path.display(),

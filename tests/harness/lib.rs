@@ -19,6 +19,7 @@ pub mod mlflow;
 pub mod otlp;
 pub mod process;
 pub mod python;
+pub mod wire;
 pub mod yaml;
 
 use std::net::{TcpListener, TcpStream};

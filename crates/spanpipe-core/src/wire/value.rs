@@ -9,10 +9,13 @@ use super::fields::{any_value as av, key_value as kvf};
 use super::{Field, Reader, WireError};
 
 /// The deepest `AnyValue` nesting any receiver accepts (`max_attribute_depth` is capped here). A scalar attribute
-/// has depth 1, an array of scalars depth 2. Kept well below prost's recursion limit of 100 (one `AnyValue` level
-/// is two message levels, and a span attribute sits five levels into a request), so a full decode of anything the
-/// receiver let through never fails on depth.
-pub const MAX_DEPTH: usize = 40;
+/// has depth 1, an array of scalars depth 2. Chosen so a full prost decode of anything the receiver let through
+/// never hits prost's recursion limit (100 nested messages below the request): an array level is two message
+/// levels (`AnyValue` → `ArrayValue`), a key-value-list level three (`AnyValue` → `KeyValueList` → `KeyValue`),
+/// and the deepest attributes (span events and links) start six levels into a request. A kvlist-only value
+/// `MAX_DEPTH` deep in an event attribute ends at message level 6 + 3 × 31 = 99 (its innermost list, if empty, at
+/// 100); at 33 it would be 102 and the whole batch would fail to decode in every exporter that decodes.
+pub const MAX_DEPTH: usize = 32;
 
 /// A borrowed view of one `AnyValue`; arrays and maps stay encoded.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -29,7 +29,7 @@ pub struct JsonError(pub String);
 /// Accepts camelCase and snake_case keys, 64-bit ints as strings or numbers, enums as integers or names, and
 /// `null` for any field (meaning default). Rejects malformed hex and ids of the wrong length.
 pub fn json_to_protobuf(signal: Signal, body: &[u8]) -> Result<(Vec<u8>, usize), JsonError> {
-    let mut doc: Value = serde_json::from_slice(body).map_err(|e| JsonError(e.to_string()))?;
+    let mut doc = parse(body)?;
     if !doc.is_object() {
         return Err(JsonError("the request must be a JSON object".into()));
     }
@@ -55,12 +55,54 @@ pub fn json_to_protobuf(signal: Signal, body: &[u8]) -> Result<(Vec<u8>, usize),
     Ok((encoded, items))
 }
 
+/// Deepest JSON nesting a request may have: what the door lets in at its deepest `max_attribute_depth` with the
+/// costliest shape (a key-value list is four JSON levels: value object, list object, `values` array, entry
+/// object), in a span event's attributes (eleven levels into the request), plus slack. serde_json's own limit
+/// (128) is below that, so a value the protobuf door accepts would be refused as JSON — and a spanpipe behind an
+/// `otlp_http` exporter with `encoding: json` would refuse a whole batch for it.
+const MAX_JSON_DEPTH: usize = 4 * spanpipe_core::wire::MAX_DEPTH + 16;
+
+/// Parses with serde_json's recursion limit replaced by [`MAX_JSON_DEPTH`], checked first by an iterative scan
+/// (so the recursive parser, `normalize` and the typed conversion never go deeper than that).
+fn parse(body: &[u8]) -> Result<Value, JsonError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(JsonError(format!(
+                        "nested deeper than {MAX_JSON_DEPTH} levels"
+                    )));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    de.disable_recursion_limit();
+    let doc = serde::Deserialize::deserialize(&mut de).map_err(|e| JsonError(e.to_string()))?;
+    de.end().map_err(|e| JsonError(e.to_string()))?;
+    Ok(doc)
+}
+
 fn typed<T: DeserializeOwned>(doc: Value) -> Result<T, JsonError> {
     serde_json::from_value(doc).map_err(|e| JsonError(e.to_string()))
 }
 
 /// Rewrites the parsed document in place so the serde impl accepts it (see the module docs).
-/// Recursion depth is bounded by serde_json's parse limit (128).
+/// Recursion depth is bounded by [`MAX_JSON_DEPTH`], checked before parsing.
 fn normalize(v: &mut Value) {
     match v {
         Value::Array(items) => items.iter_mut().for_each(normalize),
@@ -263,6 +305,42 @@ mod tests {
         "parent_span_id":"EEE19B7EC3C1B173","name":"I'm a server span","start_time_unix_nano":"1544712660000000000",
         "end_time_unix_nano":"1544712661000000000","kind":2,"attributes":[{"key":"my.span.attr",
         "value":{"string_value":"some value"}}]}]}]}]}"#;
+
+    /// A key-value list `depth` deep (a scalar is 1) in a span event's attributes, as OTLP/JSON text.
+    fn deep_event_attr(depth: usize) -> String {
+        let open = r#"{"kvlistValue":{"values":[{"key":"k","value":"#;
+        let value = format!(
+            "{}{}{}",
+            open.repeat(depth - 1),
+            r#"{"stringValue":"x"}"#,
+            "}]}}".repeat(depth - 1)
+        );
+        format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"deep","events":[{{"name":"e","attributes":[{{"key":"d","value":{value}}}]}}]}}]}}]}}]}}"#
+        )
+    }
+
+    /// What the protobuf door accepts at its deepest, OTLP/JSON carries too; far deeper is refused before parsing.
+    #[test]
+    fn json_as_deep_as_the_door_allows_is_read_and_deeper_is_refused() {
+        let max = spanpipe_core::wire::MAX_DEPTH;
+        let (bytes, n) = json_to_protobuf(Signal::Traces, deep_event_attr(max).as_bytes())
+            .expect("the door's deepest value over JSON");
+        assert_eq!(n, 1);
+        let report = spanpipe_core::wire::check_traces(&bytes, max).unwrap();
+        assert_eq!(report.invalid_spans, 0, "{:?}", report.first_error);
+        // One level more parses (the door refuses it, with a message); 12,000 levels never reach the parser.
+        assert!(json_to_protobuf(Signal::Traces, deep_event_attr(max + 1).as_bytes()).is_ok());
+        let e = json_to_protobuf(Signal::Traces, deep_event_attr(12_000).as_bytes()).unwrap_err();
+        assert!(e.0.contains("nested deeper than"), "{e}");
+        // Brackets inside strings (escaped quotes too) do not count.
+        let s = format!(
+            r#"{{"resourceSpans":[],"x":"{}\"{}"}}"#,
+            "[".repeat(500),
+            "{".repeat(500)
+        );
+        assert!(json_to_protobuf(Signal::Traces, s.as_bytes()).is_ok());
+    }
 
     fn traces(doc: &str) -> Result<(ExportTraceServiceRequest, usize), JsonError> {
         let (bytes, n) = json_to_protobuf(Signal::Traces, doc.as_bytes())?;

@@ -146,3 +146,63 @@ fn broken_framing_is_an_error_and_mutations_never_panic() {
         }
     }
 }
+
+/// `leaf` wrapped in key-value lists to `depth` levels (a scalar is 1), with prost types (shallow enough for prost).
+fn kvlist_around(depth: usize, leaf: Value) -> AnyValue {
+    use opentelemetry_proto::tonic::common::v1::KeyValueList;
+    let mut v = AnyValue { value: Some(leaf) };
+    for _ in 1..depth {
+        v = AnyValue {
+            value: Some(Value::KvlistValue(KeyValueList {
+                values: vec![KeyValue {
+                    key: "k".into(),
+                    value: Some(v),
+                    ..Default::default()
+                }],
+            })),
+        };
+    }
+    v
+}
+
+fn kvlist_only(depth: usize) -> AnyValue {
+    kvlist_around(depth, Value::StringValue("x".into()))
+}
+
+/// What the door lets through at the largest `max_attribute_depth` a prost decode still reads, at the deepest
+/// place an attribute can sit (a span event) and in the costliest shape (key-value lists: three messages a level);
+/// one level more is refused — and is exactly what prost could not decode.
+#[test]
+fn the_depth_cap_keeps_every_accepted_value_decodable() {
+    let with_event_attr = |value: AnyValue| {
+        let mut req = request(1, 1);
+        req.resource_spans[0].scope_spans[0].spans[0].events = vec![Event {
+            name: "e".into(),
+            attributes: vec![KeyValue {
+                key: "deep".into(),
+                value: Some(value),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }];
+        req.encode_to_vec()
+    };
+    let at_cap = with_event_attr(kvlist_only(MAX_DEPTH));
+    let r = check_traces(&at_cap, MAX_DEPTH).unwrap();
+    assert_eq!(r.invalid_spans, 0, "{:?}", r.first_error);
+    ExportTraceServiceRequest::decode(at_cap.as_slice()).expect("the door's largest value decodes");
+    // The innermost list may also be empty (as deep as a scalar for the door): one message level more.
+    let empty = with_event_attr(kvlist_around(
+        MAX_DEPTH,
+        Value::KvlistValue(Default::default()),
+    ));
+    assert_eq!(check_traces(&empty, MAX_DEPTH).unwrap().invalid_spans, 0);
+    ExportTraceServiceRequest::decode(empty.as_slice()).expect("an empty innermost list decodes");
+
+    let past = with_event_attr(kvlist_only(MAX_DEPTH + 1));
+    assert_eq!(check_traces(&past, usize::MAX).unwrap().invalid_spans, 1);
+    assert!(
+        ExportTraceServiceRequest::decode(past.as_slice()).is_err(),
+        "one level past the cap is past prost's recursion limit (why the cap is where it is)"
+    );
+}
