@@ -14,7 +14,7 @@ use super::fields::{
 };
 // ScopeSpans has the same shape as ResourceSpans (1 message, 2 repeated message, 3 schema URL).
 use super::rewrite::{Outcome, SpanEdit, SpanEditor, rewrite_spans};
-use super::value::{MAX_DEPTH, check_value, key_value, utf8};
+use super::value::{MAX_DEPTH, check_key_value, key_value, utf8};
 use super::{Field, Reader, SpanCtx, SpanView, WireError};
 
 /// What the door found in a request.
@@ -31,6 +31,16 @@ pub struct DoorReport {
 /// Checks an encoded `ExportTraceServiceRequest`: `Err` when its structure above the spans is broken (nothing in
 /// it can be kept), else a report of how many spans are invalid. `max_depth` is capped at [`MAX_DEPTH`].
 pub fn check_traces(buf: &[u8], max_depth: usize) -> Result<DoorReport, WireError> {
+    check(buf, max_depth, |_| {})
+}
+
+/// [`check_traces`], calling `verdict(valid)` for every span in wire order (the order [`rewrite_spans`] visits
+/// them in).
+fn check(
+    buf: &[u8],
+    max_depth: usize,
+    mut verdict: impl FnMut(bool),
+) -> Result<DoorReport, WireError> {
     let depth = max_depth.min(MAX_DEPTH);
     let mut report = DoorReport::default();
     let fail = |report: &mut DoorReport, e: WireError, n: usize| {
@@ -62,6 +72,7 @@ pub fn check_traces(buf: &[u8], max_depth: usize) -> Result<DoorReport, WireErro
                 _ => {}
             }
         }
+        let mut resource_has_spans = false;
         for ss in scopes {
             let mut scope_ok = Ok(());
             let mut spans: Vec<&[u8]> = Vec::new();
@@ -80,48 +91,68 @@ pub fn check_traces(buf: &[u8], max_depth: usize) -> Result<DoorReport, WireErro
                     _ => {}
                 }
             }
+            if spans.is_empty() {
+                // Nothing to drop it with, and a prost decode would fail on it: the request is broken.
+                scope_ok?;
+                continue;
+            }
+            resource_has_spans = true;
             let shared = resource_ok.clone().and(scope_ok);
             if let Err(e) = shared {
                 fail(&mut report, e, spans.len());
                 report.spans += spans.len();
+                spans.iter().for_each(|_| verdict(false));
                 continue;
             }
             for raw in spans {
-                if let Err(e) = check_span(raw, report.spans, depth) {
+                let ok = check_span(raw, report.spans, depth);
+                verdict(ok.is_ok());
+                if let Err(e) = ok {
                     fail(&mut report, e, 1);
                 }
                 report.spans += 1;
             }
+        }
+        if !resource_has_spans {
+            // As above: an invalid resource without spans cannot be dropped span by span.
+            resource_ok?;
         }
     }
     Ok(report)
 }
 
 /// The request without its invalid spans (scopes and resources left empty are removed), and how many were
-/// dropped. Only called when [`check_traces`] found some, so it may redo the checks.
+/// dropped. Only called when [`check_traces`] found some: it redoes the check to learn which spans failed (so it
+/// drops exactly those), and replaces an invalid resource that keeps a span-less scope with an empty one.
 pub fn drop_invalid_spans(buf: &[u8], max_depth: usize) -> Result<Outcome, WireError> {
     struct Dropper {
         depth: usize,
+        valid: Vec<bool>,
         index: usize,
     }
     impl SpanEditor for Dropper {
-        fn span(&mut self, ctx: &SpanCtx<'_>) -> Result<SpanEdit, WireError> {
+        fn resource(&mut self, resource: &[u8]) -> Result<Option<Vec<u8>>, WireError> {
+            // Its spans are all dropped; what may be left of it (scopes without spans) gets a valid resource.
+            Ok(check_resource(resource, self.depth).is_err().then(Vec::new))
+        }
+
+        fn span(&mut self, _ctx: &SpanCtx<'_>) -> Result<SpanEdit, WireError> {
             let i = self.index;
             self.index += 1;
-            let ok = check_resource(ctx.resource, self.depth)
-                .and_then(|()| check_scope(ctx.scope, self.depth))
-                .and_then(|()| check_span(ctx.raw, i, self.depth));
-            Ok(if ok.is_ok() {
+            Ok(if self.valid.get(i).copied().unwrap_or(false) {
                 SpanEdit::Keep
             } else {
                 SpanEdit::Drop
             })
         }
     }
+    let mut valid = Vec::new();
+    check(buf, max_depth, |ok| valid.push(ok))?;
     rewrite_spans(
         buf,
         &mut Dropper {
             depth: max_depth.min(MAX_DEPTH),
+            valid,
             index: 0,
         },
     )
@@ -164,7 +195,6 @@ const SPAN: &[(u32, Kind)] = &[
 const EVENT: &[(u32, Kind)] = &[(1, F64), (2, S), (3, B), (4, V)];
 const LINK: &[(u32, Kind)] = &[(1, B), (2, B), (3, S), (4, B), (5, V), (6, F32)];
 const STATUS: &[(u32, Kind)] = &[(2, S), (3, V)];
-const KEY_VALUE_INDEX: u32 = 3;
 
 /// The wire type of field `n` matches `spec`, and a string field is UTF-8. Unknown fields pass (prost skips them).
 #[inline(always)]
@@ -203,21 +233,18 @@ fn check_fields(msg: &[u8], spec: &[(u32, Kind)], what: &str) -> Result<(), Wire
     Ok(())
 }
 
-/// One attribute: key UTF-8, value well-formed, UTF-8 and at most `depth` deep.
+/// One attribute: every key occurrence UTF-8, every value occurrence well-formed, UTF-8 and at most `depth` deep.
 #[inline]
 fn check_attr(kv: &[u8], depth: usize, what: &str) -> Result<(), WireError> {
-    let (k, v) = key_value(kv)?;
-    let key =
-        utf8(k).map_err(|_| WireError::new(format!("{what} attribute key is not valid UTF-8")))?;
-    let mut r = Reader::new(kv);
-    while let Some((n, f)) = r.next_field()? {
-        if n == KEY_VALUE_INDEX && !matches!(f, Field::Varint(_)) {
-            return Err(WireError::new(format!(
-                "{what} attribute {key:?}: wrong wire type"
-            )));
+    check_key_value(kv, depth).map_err(|e| {
+        match key_value(kv)
+            .ok()
+            .and_then(|(k, _)| std::str::from_utf8(k).ok())
+        {
+            Some(key) => WireError::new(format!("{what} attribute {key:?}: {e}")),
+            None => WireError::new(format!("{what} attribute: {e}")),
         }
-    }
-    check_value(v, depth).map_err(|e| WireError::new(format!("{what} attribute {key:?}: {e}")))
+    })
 }
 
 fn check_resource(res: &[u8], depth: usize) -> Result<(), WireError> {
@@ -287,3 +314,6 @@ fn check_span(raw: &[u8], index: usize, depth: usize) -> Result<(), WireError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod prost_parity_tests;

@@ -70,6 +70,8 @@ pub mod status {
 pub mod key_value {
     pub const KEY: u32 = 1;
     pub const VALUE: u32 = 2;
+    /// `key_strindex` (int32, a dictionary index used by profiles).
+    pub const KEY_INDEX: u32 = 3;
 }
 
 /// `AnyValue`'s oneof.
@@ -81,6 +83,8 @@ pub mod any_value {
     pub const ARRAY: u32 = 5;
     pub const KVLIST: u32 = 6;
     pub const BYTES: u32 = 7;
+    /// `string_value_strindex` (int32, a dictionary index used by profiles).
+    pub const STRING_INDEX: u32 = 8;
 }
 
 /// `ArrayValue` and `KeyValueList` both hold their entries in field 1.

@@ -75,6 +75,10 @@ impl<'a> Reader<'a> {
             self.pos += 1;
             value |= u64::from(b & 0x7f) << (7 * i);
             if b < 0x80 {
+                // The tenth byte holds bit 63 only: anything more overflows 64 bits, which prost refuses too.
+                if i == 9 && b > 1 {
+                    return Err(WireError::new("varint overflows 64 bits"));
+                }
                 return Ok(value);
             }
         }
