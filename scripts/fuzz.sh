@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes spanpipe's OTLP request handling and config loader (targets in fuzz/, its own cargo workspace).
+# Fuzzes spanpipe's OTLP request handling, the shared wire layer (the receiver's door, readers, rewriter) and the
+# config loader (targets in fuzz/, its own cargo workspace).
 #
 #   bash scripts/fuzz.sh [SECONDS]     # build, then run every target for SECONDS (default 60); prints executions
 #                                      # and crashes per target; exit 1 when any target crashed
@@ -50,6 +51,9 @@ seed() { mkdir -p "corpus/$1"; printf '%b' "$3" > "corpus/$1/$2"; }
 PB='\x0a\x23\x12\x21\x12\x1f\x0a\x10\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10\x12\x08\x01\x02\x03\x04\x05\x06\x07\x08\x2a\x01\x6e'
 JSON='{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"a"}}]},"scopeSpans":[{"scope":{"name":"s"},"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","parentSpanId":"","name":"n","kind":1,"startTimeUnixNano":"1","endTimeUnixNano":"2","attributes":[{"key":"k","value":{"arrayValue":{"values":[{"intValue":"3"},{"doubleValue":1.5},{"kvlistValue":{"values":[]}}]}}}],"events":[{"name":"e","timeUnixNano":"1"}],"status":{"code":2,"message":"m"}}]}]}]}'
 seed wire_scan span.pb "$PB"
+# wire_door: first byte = max_attribute_depth (32); wire_rewrite: first byte = the edits (0x1f: all of them).
+seed wire_door span.pb "\x20$PB"
+seed wire_rewrite span.pb "\x1f$PB"
 seed json_decode span.json "\x00$JSON"
 seed http_decode span.pb "\x00$PB"
 seed http_decode span.json "\x04$JSON"

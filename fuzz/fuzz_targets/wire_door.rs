@@ -26,16 +26,27 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(report.invalid_spans <= report.spans);
-    assert_eq!(report.invalid_spans == 0, report.first_error.is_none(), "{report:?}");
+    assert_eq!(
+        report.invalid_spans == 0,
+        report.first_error.is_none(),
+        "{report:?}"
+    );
     if report.invalid_spans == 0 {
         admitted(body, depth, report.spans);
         return;
     }
-    let outcome = drop_invalid_spans(body, depth).expect("a request the door reports on can be cut");
-    assert_eq!(outcome.dropped, report.invalid_spans, "drop removed other spans than the door refused");
+    let outcome =
+        drop_invalid_spans(body, depth).expect("a request the door reports on can be cut");
+    assert_eq!(
+        outcome.dropped, report.invalid_spans,
+        "drop removed other spans than the door refused"
+    );
     let kept = outcome.payload.as_deref().unwrap_or(body);
     let again = check_traces(kept, depth).expect("what drop keeps passes the door");
-    assert_eq!(again.invalid_spans, 0, "drop kept an invalid span: {again:?}");
+    assert_eq!(
+        again.invalid_spans, 0,
+        "drop kept an invalid span: {again:?}"
+    );
     assert_eq!(again.spans, report.spans - report.invalid_spans);
     admitted(kept, depth, again.spans);
 });
@@ -43,7 +54,10 @@ fuzz_target!(|data: &[u8]| {
 /// Everything a component may do with a request the door admitted.
 fn admitted(buf: &[u8], depth: usize, spans: usize) {
     let decoded = ExportTraceServiceRequest::decode(buf);
-    assert!(decoded.is_ok(), "door admitted what prost refuses: {decoded:?}");
+    assert!(
+        decoded.is_ok(),
+        "door admitted what prost refuses: {decoded:?}"
+    );
     let decoded_spans: usize = decoded
         .iter()
         .flat_map(|r| &r.resource_spans)
@@ -101,7 +115,10 @@ fn value(v: RawValue<'_>, depth: usize) {
             })
             .expect("an admitted array walks"),
             AnyValueRef::Kvlist(m) => for_each_entry(m, |k, item| {
-                assert!(std::str::from_utf8(k).is_ok(), "admitted map key is not UTF-8");
+                assert!(
+                    std::str::from_utf8(k).is_ok(),
+                    "admitted map key is not UTF-8"
+                );
                 stack.push((item, level + 1));
                 Ok(())
             })

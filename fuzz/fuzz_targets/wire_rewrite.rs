@@ -41,12 +41,18 @@ impl SpanEditor for Editor {
         // The `resource` processor's upsert of service.name: delete it, append the new one.
         let out = rewrite_fields(res, |n, f| {
             Ok(match (n, f) {
-                (resource::ATTRIBUTES, Field::Bytes(kv)) if is_key(kv, "service.name") => Edit::Drop,
+                (resource::ATTRIBUTES, Field::Bytes(kv)) if is_key(kv, "service.name") => {
+                    Edit::Drop
+                }
                 _ => Edit::Keep,
             })
         })?;
         let mut out = out.unwrap_or_else(|| res.to_vec());
-        put_bytes_field(&mut out, resource::ATTRIBUTES, &attribute("service.name", "fuzz"));
+        put_bytes_field(
+            &mut out,
+            resource::ATTRIBUTES,
+            &attribute("service.name", "fuzz"),
+        );
         Ok(Some(out))
     }
 
@@ -95,7 +101,8 @@ fuzz_target!(|data: &[u8]| {
         index: 0,
         expect_dropped: 0,
     };
-    let outcome = rewrite_spans(body, &mut editor).expect("the rewriter accepts what the door admitted");
+    let outcome =
+        rewrite_spans(body, &mut editor).expect("the rewriter accepts what the door admitted");
     assert_eq!(outcome.dropped, editor.expect_dropped);
     assert_eq!(editor.index, report.spans, "the rewriter skipped spans");
     let out = outcome.payload.as_deref().unwrap_or(body);
@@ -103,8 +110,14 @@ fuzz_target!(|data: &[u8]| {
         assert!(outcome.payload.is_some(), "a rename or insert was lost");
     }
     let again = check_traces(out, DEPTH).expect("rewritten request passes the door");
-    assert_eq!(again.invalid_spans, 0, "rewriter produced an invalid span: {again:?}");
+    assert_eq!(
+        again.invalid_spans, 0,
+        "rewriter produced an invalid span: {again:?}"
+    );
     assert_eq!(again.spans, report.spans - outcome.dropped);
     let decoded = ExportTraceServiceRequest::decode(out);
-    assert!(decoded.is_ok(), "rewritten request does not decode: {decoded:?}");
+    assert!(
+        decoded.is_ok(),
+        "rewritten request does not decode: {decoded:?}"
+    );
 });
