@@ -618,3 +618,6 @@ fn default_config_is_configs_local_yaml() {
         "embedded default differs from print-config --config configs/local.yaml"
     );
 }
+
+#[path = "config_otel.rs"]
+mod otel;

@@ -101,20 +101,28 @@ fn key_text(key: &Node) -> &str {
     key.as_str().unwrap_or_default()
 }
 
-fn section(name: &str, node: &Node) -> Result<Section, ConfigError> {
+/// The entries of a component section; a bad id is recorded in `errors` and its entry skipped.
+fn section(name: &str, node: &Node, errors: &mut Vec<ConfigError>) -> Section {
     let mut out = Section::new();
-    for (key, config) in entries(
+    let list = match entries(
         node,
         name,
         "a mapping from component id to its configuration",
-    )? {
+    ) {
+        Ok(list) => list,
+        Err(e) => {
+            errors.push(e);
+            return out;
+        }
+    };
+    for (key, config) in list {
         let path = join_path(name, key_text(key));
-        let id = key_text(key)
-            .parse::<ComponentId>()
-            .map_err(|e| ConfigError::new(key.location.clone(), path, e.0))?;
-        out.push((id, key.clone(), config.clone()));
+        match key_text(key).parse::<ComponentId>() {
+            Ok(id) => out.push((id, key.clone(), config.clone())),
+            Err(e) => errors.push(ConfigError::new(key.location.clone(), path, e.0)),
+        }
     }
-    Ok(out)
+    out
 }
 
 fn defines(section: &Section, id: &ComponentId) -> bool {
@@ -127,6 +135,24 @@ impl CollectorConfig {
     /// pipeline, enabled extensions exist, no receiver and connector sharing an id. Returns warnings for
     /// components that no pipeline uses and extensions not enabled in `service.extensions`.
     pub fn from_node(root: &Node) -> Result<(CollectorConfig, Vec<Warning>), ConfigError> {
+        Self::from_node_all(root).map_err(|mut errors| errors.remove(0))
+    }
+
+    /// As [`CollectorConfig::from_node`], reporting every problem found rather than the first (never an empty
+    /// list on `Err`).
+    pub fn from_node_all(root: &Node) -> Result<(CollectorConfig, Vec<Warning>), Vec<ConfigError>> {
+        let (config, errors) = Self::parse_all(root);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let warnings = config.warnings();
+        Ok((config, warnings))
+    }
+
+    /// The layout as far as it can be read, and every problem found: the components of a config whose
+    /// pipelines are wrong can still be checked (`validate` reports both).
+    pub fn parse_all(root: &Node) -> (CollectorConfig, Vec<ConfigError>) {
+        let mut errors = Vec::new();
         let mut config = CollectorConfig {
             receivers: Section::new(),
             processors: Section::new(),
@@ -141,16 +167,21 @@ impl CollectorConfig {
             },
         };
         let mut service: Option<(&Node, &Node)> = None;
-        for (key, value) in entries(root, "", "the configuration to be a mapping")? {
+        let top = match entries(root, "", "the configuration to be a mapping") {
+            Ok(top) => top,
+            Err(e) => return (config, vec![e]),
+        };
+        for (key, value) in top {
+            let e = &mut errors;
             match key_text(key) {
-                "receivers" => config.receivers = section("receivers", value)?,
-                "processors" => config.processors = section("processors", value)?,
-                "exporters" => config.exporters = section("exporters", value)?,
-                "connectors" => config.connectors = section("connectors", value)?,
-                "extensions" => config.extensions = section("extensions", value)?,
+                "receivers" => config.receivers = section("receivers", value, e),
+                "processors" => config.processors = section("processors", value, e),
+                "exporters" => config.exporters = section("exporters", value, e),
+                "connectors" => config.connectors = section("connectors", value, e),
+                "extensions" => config.extensions = section("extensions", value, e),
                 "service" => service = Some((key, value)),
                 other => {
-                    return Err(ConfigError::new(
+                    errors.push(ConfigError::new(
                         key.location.clone(),
                         other,
                         format!(
@@ -162,7 +193,7 @@ impl CollectorConfig {
         }
         for (id, key, _) in &config.connectors {
             if defines(&config.receivers, id) || defines(&config.exporters, id) {
-                return Err(ConfigError::new(
+                errors.push(ConfigError::new(
                     key.location.clone(),
                     format!("connectors.{id}"),
                     format!(
@@ -173,31 +204,46 @@ impl CollectorConfig {
         }
         let service_location =
             service.map_or_else(|| root.location.clone(), |(key, _)| key.location.clone());
+        let mut pipelines_written = false;
         if let Some((_, node)) = service {
-            config.parse_service(node)?;
+            pipelines_written = config.parse_service(node, &mut errors);
         }
-        if config.service.pipelines.is_empty() {
-            return Err(ConfigError::new(
+        if config.service.pipelines.is_empty() && !pipelines_written {
+            errors.push(ConfigError::new(
                 service_location,
                 "service.pipelines",
                 "no pipelines configured",
             ));
         }
-        let warnings = config.warnings();
-        Ok((config, warnings))
+        (config, errors)
     }
 
-    fn parse_service(&mut self, node: &Node) -> Result<(), ConfigError> {
-        for (key, value) in entries(node, "service", "a mapping")? {
+    /// Reads `service`, recording problems in `errors`; true when some pipeline was written (even a bad one).
+    fn parse_service(&mut self, node: &Node, errors: &mut Vec<ConfigError>) -> bool {
+        let mut pipelines_written = false;
+        let list = match entries(node, "service", "a mapping") {
+            Ok(list) => list,
+            Err(e) => {
+                errors.push(e);
+                return true;
+            }
+        };
+        for (key, value) in list {
             let path = join_path("service", key_text(key));
             match key_text(key) {
                 "extensions" => {
-                    let listed = id_list(value, &path)?;
+                    let listed = match id_list(value, &path) {
+                        Ok(listed) => listed,
+                        Err(e) => {
+                            errors.push(e);
+                            continue;
+                        }
+                    };
                     for (id, location) in &listed {
                         if !defines(&self.extensions, id) {
-                            return Err(ConfigError::new(
+                            errors.push(ConfigError::new(
                                 location.clone(),
-                                path,
+                                &path,
                                 format!(
                                     "service.extensions references extension \"{id}\" which is not configured"
                                 ),
@@ -207,17 +253,36 @@ impl CollectorConfig {
                     self.service.extensions = listed;
                 }
                 "pipelines" => {
-                    for (pipeline_key, pipeline) in
-                        entries(value, &path, "a mapping from pipeline id to pipeline")?
+                    let list = match entries(value, &path, "a mapping from pipeline id to pipeline")
                     {
-                        let pipeline = self.parse_pipeline(pipeline_key, pipeline)?;
-                        self.service.pipelines.push(pipeline);
+                        Ok(list) => list,
+                        Err(e) => {
+                            errors.push(e);
+                            pipelines_written = true;
+                            continue;
+                        }
+                    };
+                    for (pipeline_key, pipeline) in list {
+                        pipelines_written = true;
+                        let mut found = Vec::new();
+                        let pipeline = self.parse_pipeline(pipeline_key, pipeline, &mut found);
+                        match pipeline {
+                            Ok(p) if found.is_empty() => self.service.pipelines.push(p),
+                            Ok(_) => errors.append(&mut found),
+                            Err(e) => {
+                                errors.append(&mut found);
+                                errors.push(e);
+                            }
+                        }
                     }
                 }
                 "telemetry" => self.service.telemetry = value.clone(),
-                "shutdown_timeout" => self.service.shutdown_timeout = value.deserialize(&path)?,
+                "shutdown_timeout" => match value.deserialize(&path) {
+                    Ok(d) => self.service.shutdown_timeout = d,
+                    Err(e) => errors.push(e),
+                },
                 other => {
-                    return Err(ConfigError::new(
+                    errors.push(ConfigError::new(
                         key.location.clone(),
                         path.clone(),
                         format!("unknown key `{other}` in service: expected one of {SERVICE_KEYS}"),
@@ -225,10 +290,17 @@ impl CollectorConfig {
                 }
             }
         }
-        Ok(())
+        pipelines_written
     }
 
-    fn parse_pipeline(&self, key: &Node, node: &Node) -> Result<Pipeline, ConfigError> {
+    /// One pipeline; references to components that are not configured are recorded in `errors` (all of them),
+    /// anything else that is wrong with it is the `Err`.
+    fn parse_pipeline(
+        &self,
+        key: &Node,
+        node: &Node,
+        errors: &mut Vec<ConfigError>,
+    ) -> Result<Pipeline, ConfigError> {
         let path = join_path("service.pipelines", key_text(key));
         let id: PipelineId = key_text(key)
             .parse()
@@ -271,7 +343,7 @@ impl CollectorConfig {
             };
             for (index, (component, location)) in ids.iter().enumerate() {
                 if !allowed.iter().any(|section| defines(section, component)) {
-                    return Err(ConfigError::new(
+                    errors.push(ConfigError::new(
                         location.clone(),
                         format!("{list_path}[{index}]"),
                         format!(

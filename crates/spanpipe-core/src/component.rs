@@ -27,6 +27,22 @@ impl ComponentError {
     }
 }
 
+/// The one line a listener that cannot bind says: the option that configured it, the address, and — for the
+/// common case of two collectors on one machine — that the port is taken (`kind.id` prefixes it as a
+/// [`ComponentError`]).
+pub fn listen_error(option: &str, addr: impl std::fmt::Display, e: &std::io::Error) -> String {
+    let addr = addr.to_string();
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        let port = addr.rsplit(':').next().unwrap_or(&addr);
+        format!(
+            "{option}: cannot listen on {addr}: port {port} is already in use (another spanpipe or OTel Collector \
+             on this machine?); set {option} to a free port"
+        )
+    } else {
+        format!("{option}: cannot listen on {addr}: {e}")
+    }
+}
+
 /// What a factory gets besides its config: who it is, the key path to use in error messages, and the extensions
 /// it may name (a storage for its queue, an authenticator for its server).
 #[derive(Clone, Debug)]

@@ -44,11 +44,15 @@ fn unknown_type(
     known: Vec<&String>,
 ) -> ConfigError {
     let known: Vec<&str> = known.iter().map(|s| s.as_str()).collect();
+    let hint = match crate::registry::closest(id.type_name(), known.iter().copied()) {
+        Some(near) => format!("did you mean `{near}`? "),
+        None => String::new(),
+    };
     ConfigError::new(
         key.location.clone(),
         format!("{section}.{id}"),
         format!(
-            "unknown {kind} type \"{}\"; known types: {}",
+            "unknown {kind} type \"{}\"; {hint}known types: {}",
             id.type_name(),
             known.join(", ")
         ),
@@ -129,30 +133,44 @@ impl Graph {
         Self::build_reusing(cfg, reg, status, Some(reuse))
     }
 
+    /// Checks `cfg` as [`Graph::build`] does, reporting every component whose type or config is wrong rather than
+    /// the first; with `wiring`, the pipelines are checked too (first problem only) when every component is fine.
+    pub fn check(cfg: &CollectorConfig, reg: &Registry, wiring: bool) -> Vec<ConfigError> {
+        let status = crate::ServiceStatus::default();
+        let mut b = Builder::new(cfg, reg, status.clone(), None);
+        let mut errors = b.check_extension_types();
+        let mut built = Vec::new();
+        for (id, _) in &cfg.service.extensions {
+            if let (Some((_, _, node)), Some(f)) = (
+                find(&cfg.extensions, id),
+                reg.extensions.get(id.type_name()),
+            ) && let Ok(e) = f.build(&ctx_with("extensions", id, &b.host), node)
+            {
+                built.push((id.clone(), e));
+            }
+        }
+        b.host = ExtensionHost::new(built).with_status(status.clone());
+        errors.extend(b.check_types());
+        if wiring
+            && errors.is_empty()
+            && let Err(e) = Self::build_with_status(cfg, reg, status)
+        {
+            errors.push(e);
+        }
+        errors
+    }
+
     fn build_reusing(
         cfg: &CollectorConfig,
         reg: &Registry,
         status: crate::ServiceStatus,
         reuse: Option<Reuse<'_>>,
     ) -> Result<Graph, ConfigError> {
-        let mut b = Builder {
-            cfg,
-            reg,
-            queues: BTreeMap::new(),
-            queue_order: Vec::new(),
-            connectors: BTreeMap::new(),
-            heads: BTreeMap::new(),
-            visiting: BTreeSet::new(),
-            processors: Vec::new(),
-            host: ExtensionHost::default().with_status(status.clone()),
-            reuse,
-            chains: BTreeMap::new(),
-            routes: BTreeMap::new(),
-        };
-        b.check_extension_types()?;
+        let mut b = Builder::new(cfg, reg, status.clone(), reuse);
+        first(b.check_extension_types())?;
         let extensions = b.extensions()?;
         b.host = ExtensionHost::new(extensions.iter().cloned()).with_status(status);
-        b.check_types()?;
+        first(b.check_types())?;
         for p in &cfg.service.pipelines {
             b.pipeline(&p.id)?;
         }
@@ -173,79 +191,159 @@ impl Graph {
     }
 }
 
+/// Records the error of `result`, if any.
+fn push_err<T>(errors: &mut Vec<ConfigError>, result: Result<T, ConfigError>) {
+    if let Err(e) = result {
+        errors.push(e);
+    }
+}
+
+/// `Err` with the first of `errors`, if any.
+fn first(errors: Vec<ConfigError>) -> Result<(), ConfigError> {
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+impl<'a> Builder<'a> {
+    fn new(
+        cfg: &'a CollectorConfig,
+        reg: &'a Registry,
+        status: crate::ServiceStatus,
+        reuse: Option<Reuse<'a>>,
+    ) -> Self {
+        Builder {
+            cfg,
+            reg,
+            queues: BTreeMap::new(),
+            queue_order: Vec::new(),
+            connectors: BTreeMap::new(),
+            heads: BTreeMap::new(),
+            visiting: BTreeSet::new(),
+            processors: Vec::new(),
+            host: ExtensionHost::default().with_status(status),
+            reuse,
+            chains: BTreeMap::new(),
+            routes: BTreeMap::new(),
+        }
+    }
+}
+
 impl Builder<'_> {
     /// Unknown types are reported for every defined component, used or not; unused ones are also built, so their
-    /// configs are validated.
-    fn check_types(&self) -> Result<(), ConfigError> {
+    /// configs are validated. Every problem found is returned.
+    fn check_types(&self) -> Vec<ConfigError> {
         let r = self.reg;
+        let mut errors = Vec::new();
         for (id, key, node) in &self.cfg.receivers {
-            let f = r.receivers.get(id.type_name()).ok_or_else(|| {
-                unknown_type(
+            match r.receivers.get(id.type_name()) {
+                Some(f) => push_err(
+                    &mut errors,
+                    f.build(&ctx_with("receivers", id, &self.host), node),
+                ),
+                None => errors.push(unknown_type(
                     "receivers",
                     "receiver",
                     id,
                     key,
                     r.receivers.keys().collect(),
-                )
-            })?;
-            f.build(&ctx_with("receivers", id, &self.host), node)?;
+                )),
+            }
         }
         for (id, key, node) in &self.cfg.processors {
-            let f = r.processors.get(id.type_name()).ok_or_else(|| {
-                unknown_type(
+            match r.processors.get(id.type_name()) {
+                Some(f) => {
+                    let sink: Arc<dyn Consumer> = Arc::new(PipelinesFanout { heads: vec![] });
+                    let signal = f.signals().first().copied().unwrap_or(Signal::Traces);
+                    let ctx = ctx_with("processors", id, &self.host);
+                    push_err(&mut errors, f.build(&ctx, node, signal, sink));
+                }
+                None => errors.push(unknown_type(
                     "processors",
                     "processor",
                     id,
                     key,
                     r.processors.keys().collect(),
-                )
-            })?;
-            let sink: Arc<dyn Consumer> = Arc::new(PipelinesFanout { heads: vec![] });
-            let signal = f.signals().first().copied().unwrap_or(Signal::Traces);
-            f.build(&ctx_with("processors", id, &self.host), node, signal, sink)?;
+                )),
+            }
         }
         for (id, key, node) in &self.cfg.exporters {
-            let f = r.exporters.get(id.type_name()).ok_or_else(|| {
-                unknown_type(
+            match r.exporters.get(id.type_name()) {
+                Some(f) => push_err(
+                    &mut errors,
+                    f.build(&ctx_with("exporters", id, &self.host), node),
+                ),
+                None => errors.push(unknown_type(
                     "exporters",
                     "exporter",
                     id,
                     key,
                     r.exporters.keys().collect(),
-                )
-            })?;
-            f.build(&ctx_with("exporters", id, &self.host), node)?;
+                )),
+            }
         }
-        for (id, key, _) in &self.cfg.connectors {
-            r.connectors.get(id.type_name()).ok_or_else(|| {
-                unknown_type(
+        for (id, key, node) in &self.cfg.connectors {
+            match r.connectors.get(id.type_name()) {
+                Some(f) => push_err(&mut errors, self.check_connector(f.as_ref(), id, node)),
+                None => errors.push(unknown_type(
                     "connectors",
                     "connector",
                     id,
                     key,
                     r.connectors.keys().collect(),
-                )
-            })?;
+                )),
+            }
+        }
+        errors
+    }
+
+    /// Builds connector `id` for the first signal pair it supports, so its config is checked even when no
+    /// pipeline uses it.
+    fn check_connector(
+        &self,
+        f: &dyn crate::ConnectorFactory,
+        id: &ComponentId,
+        node: &Node,
+    ) -> Result<(), ConfigError> {
+        const SIGNALS: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
+        let pair = SIGNALS
+            .iter()
+            .flat_map(|from| SIGNALS.iter().map(move |to| (*from, *to)))
+            .find(|(from, to)| f.supports(*from, *to));
+        if let Some((from, to)) = pair {
+            let sink: Arc<dyn Consumer> = Arc::new(PipelinesFanout { heads: vec![] });
+            f.build(
+                &ctx_with("connectors", id, &self.host),
+                node,
+                from,
+                to,
+                sink,
+            )?;
         }
         Ok(())
     }
 
     /// Extensions come first: other components' configs may name them.
-    fn check_extension_types(&self) -> Result<(), ConfigError> {
+    fn check_extension_types(&self) -> Vec<ConfigError> {
         let r = self.reg;
+        let mut errors = Vec::new();
         for (id, key, node) in &self.cfg.extensions {
-            let f = r.extensions.get(id.type_name()).ok_or_else(|| {
-                unknown_type(
+            match r.extensions.get(id.type_name()) {
+                Some(f) => push_err(
+                    &mut errors,
+                    f.build(&ctx_with("extensions", id, &self.host), node),
+                ),
+                None => errors.push(unknown_type(
                     "extensions",
                     "extension",
                     id,
                     key,
                     r.extensions.keys().collect(),
-                )
-            })?;
-            f.build(&ctx_with("extensions", id, &self.host), node)?;
+                )),
+            }
         }
-        Ok(())
+        errors
     }
 
     fn extensions(&self) -> Result<Extensions, ConfigError> {

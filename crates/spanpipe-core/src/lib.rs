@@ -29,7 +29,7 @@ pub use batch::{Batch, Metadata};
 pub use component::{
     BuildContext, BuiltExporter, ComponentError, Connector, ConnectorFactory, ExportError,
     Exporter, ExporterFactory, ExporterSettings, Extension, ExtensionFactory, ExtensionHost,
-    Processor, ProcessorFactory, Receiver, ReceiverFactory, SignalConsumers,
+    Processor, ProcessorFactory, Receiver, ReceiverFactory, SignalConsumers, listen_error,
 };
 pub use consumer::{ConsumeError, Consumer};
 pub use invalid::{Invalid, Key};

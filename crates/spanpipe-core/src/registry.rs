@@ -52,3 +52,73 @@ impl Registry {
         self
     }
 }
+
+/// The known name closest to `unknown` when it is close enough to be a likely typo (`otlphtp` → `otlphttp`,
+/// `prometheus_remotewrite` → `prometheusremotewrite`); `None` when nothing is near.
+pub fn closest<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let norm = |s: &str| s.to_ascii_lowercase().replace(['_', '-'], "");
+    let target = norm(unknown);
+    let mut best: Option<((usize, usize), &str)> = None;
+    for name in known {
+        // Ties (`otlp_http` and `otlphttp` normalise alike) go to the spelling nearer what was written.
+        let d = (
+            edit_distance(&target, &norm(name)),
+            edit_distance(unknown, name),
+        );
+        if best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, name));
+        }
+    }
+    let limit = (target.chars().count() / 3).max(2);
+    best.filter(|((d, _), _)| *d <= limit).map(|(_, n)| n)
+}
+
+/// Levenshtein distance over characters (inputs are short type names).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diag + usize::from(ca != *cb));
+            diag = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_near_names_only() {
+        let known = [
+            "otlp",
+            "otlphttp",
+            "otlp_http",
+            "debug",
+            "prometheusremotewrite",
+        ];
+        assert_eq!(closest("otlphtp", known), Some("otlphttp"));
+        assert_eq!(closest("otlp_htpp", known), Some("otlp_http"));
+        assert_eq!(
+            closest("prometheus_remotewrite", known),
+            Some("prometheusremotewrite")
+        );
+        assert_eq!(closest("degub", known), Some("debug"));
+        assert_eq!(closest("kafka", known), None);
+        assert_eq!(closest("x", known), None);
+    }
+
+    #[test]
+    fn distance() {
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+}

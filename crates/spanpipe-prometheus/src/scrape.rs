@@ -166,7 +166,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Exporter for PrometheusExporter {
     async fn start(&self) -> Result<(), ComponentError> {
         let listener = TcpListener::bind(self.addr).await.map_err(|e| {
-            ComponentError::new(&self.id, format!("cannot listen on {}: {e}", self.addr))
+            let id = format!("exporters.{}", self.id);
+            ComponentError::new(id, spanpipe_core::listen_error("endpoint", self.addr, &e))
         })?;
         tracing::info!(exporter = %self.id, endpoint = %self.addr, "serving /metrics");
         let handle = tokio::spawn(serve(listener, self.store.clone(), self.stop.clone()));

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use spanpipe_config::{CollectorConfig, ConfigError, Node, Warning};
-use spanpipe_core::Service;
+use spanpipe_core::graph::Graph;
 
 use crate::registry::registry;
+use crate::telemetry::TelemetryConfig;
 
 /// The configuration used when no `--config` is given: identical to configs/local.yaml.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../configs/local.yaml");
@@ -58,15 +59,25 @@ pub fn load(files: &[PathBuf], sets: &[String]) -> Result<Node, ConfigError> {
     Ok(node)
 }
 
-/// Loads and fully validates: layout, component configs, graph. Returns what `run` needs.
-pub fn validate(
-    files: &[PathBuf],
-    sets: &[String],
-) -> Result<(CollectorConfig, Vec<Warning>, Service), ConfigError> {
-    let node = load(files, sets)?;
-    let (cfg, warnings) = CollectorConfig::from_node(&node)?;
-    let service = Service::build(&cfg, &registry())?;
-    Ok((cfg, warnings, service))
+/// Loads and fully validates: layout, `service.telemetry`, component configs, graph. Reports every problem it
+/// can find (a YAML syntax error or a bad `--set` stops loading, so those come alone), in the order written.
+pub fn validate(files: &[PathBuf], sets: &[String]) -> Result<Vec<Warning>, Vec<ConfigError>> {
+    let node = load(files, sets).map_err(|e| vec![e])?;
+    let (cfg, mut errors) = CollectorConfig::parse_all(&node);
+    if let Err(e) = TelemetryConfig::from_node(&cfg.service.telemetry) {
+        errors.push(e);
+    }
+    let layout_ok = errors.is_empty();
+    errors.extend(Graph::check(&cfg, &registry(), layout_ok));
+    if !errors.is_empty() {
+        errors.sort_by(|a, b| {
+            let key =
+                |e: &ConfigError| (e.location.file.clone(), e.location.line, e.location.column);
+            key(a).cmp(&key(b))
+        });
+        return Err(errors);
+    }
+    CollectorConfig::from_node_all(&node).map(|(_, warnings)| warnings)
 }
 
 pub fn main() -> ExitCode {
@@ -98,15 +109,22 @@ pub fn main() -> ExitCode {
             }
         },
         Some(Command::Validate) => match validate(&cli.config, &cli.set) {
-            Ok((_, warnings, _)) => {
+            Ok(warnings) => {
                 for w in warnings {
                     eprintln!("warning: {w}");
                 }
                 eprintln!("configuration is valid");
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("error: {e}");
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("error: {e}");
+                }
+                let n = errors.len();
+                eprintln!(
+                    "configuration is invalid: {n} error{}",
+                    if n == 1 { "" } else { "s" }
+                );
                 ExitCode::FAILURE
             }
         },

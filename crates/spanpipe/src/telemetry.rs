@@ -81,7 +81,8 @@ pub fn init_logs(cfg: &LogsConfig) {
 }
 
 /// Installs the metrics recorder (before components register their counters) and serves `/metrics`.
-/// A port already in use is logged, not fatal: the pipeline matters more than its own metrics.
+/// A port already in use is one warning line naming `service.telemetry.metrics.address`, not fatal: the pipeline
+/// matters more than its own metrics (the OTel Collector refuses to start instead).
 pub fn init_metrics(cfg: &MetricsConfig) {
     if cfg.level == "none" || cfg.address.is_empty() {
         return;
@@ -94,7 +95,8 @@ pub fn init_metrics(cfg: &MetricsConfig) {
         }
     };
     if let Err(e) = std::net::TcpListener::bind(addr) {
-        tracing::warn!(%addr, error = %e, "internal metrics disabled: cannot listen");
+        let line = spanpipe_core::listen_error(METRICS_ADDRESS, addr, &e);
+        tracing::warn!("{line}, or \"\" to disable; internal metrics are disabled");
         return;
     }
     match metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -109,6 +111,8 @@ pub fn init_metrics(cfg: &MetricsConfig) {
         Err(e) => tracing::warn!(%addr, error = %e, "internal metrics disabled"),
     }
 }
+
+const METRICS_ADDRESS: &str = "service.telemetry.metrics.address";
 
 /// How often the process metrics are refreshed (reading one small /proc file).
 const PROCESS_METRICS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);

@@ -115,10 +115,8 @@ impl Extension for HealthCheck {
             return Err(ComponentError::new(&self.id, "already started"));
         }
         let listener = TcpListener::bind(self.addr).await.map_err(|e| {
-            ComponentError::new(
-                &self.id,
-                format!("cannot listen on {} for health checks: {e}", self.addr),
-            )
+            let id = format!("extensions.{}", self.id);
+            ComponentError::new(id, spanpipe_core::listen_error("endpoint", self.addr, &e))
         })?;
         let addr = listener.local_addr().ok();
         let stop = CancellationToken::new();

@@ -138,11 +138,13 @@ impl OtlpReceiver {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn bind(&self, endpoint: &str, what: &str) -> Result<TcpListener, ComponentError> {
-        let addr = parse_endpoint(endpoint).map_err(|m| ComponentError::new(&self.id, m))?;
-        TcpListener::bind(addr).await.map_err(|e| {
-            ComponentError::new(&self.id, format!("cannot listen on {addr} for {what}: {e}"))
-        })
+    /// Binds `endpoint`, configured at `option` (`protocols.grpc.endpoint`).
+    async fn bind(&self, endpoint: &str, option: &str) -> Result<TcpListener, ComponentError> {
+        let id = format!("receivers.{}", self.id);
+        let addr = parse_endpoint(endpoint).map_err(|m| ComponentError::new(&id, m))?;
+        TcpListener::bind(addr)
+            .await
+            .map_err(|e| ComponentError::new(&id, spanpipe_core::listen_error(option, addr, &e)))
     }
 }
 
@@ -163,11 +165,11 @@ impl Receiver for OtlpReceiver {
             &[b"h2", b"http/1.1"],
         )?;
         let grpc_listener = match &protocols.grpc {
-            Some(g) => Some(self.bind(&g.endpoint, "OTLP/gRPC").await?),
+            Some(g) => Some(self.bind(&g.endpoint, "protocols.grpc.endpoint").await?),
             None => None,
         };
         let http_listener = match &protocols.http {
-            Some(h) => Some(self.bind(&h.endpoint, "OTLP/HTTP").await?),
+            Some(h) => Some(self.bind(&h.endpoint, "protocols.http.endpoint").await?),
             None => None,
         };
         let stop = CancellationToken::new();
