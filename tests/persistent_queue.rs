@@ -792,11 +792,7 @@ type Damage = fn(&mut Vec<u8>, &[(usize, usize)]) -> usize;
 /// Issue 14, case 2: 50 requests queued (backend down, one sender so record k is request k), spanpipe stopped,
 /// the segment damaged by `damage` (which returns the request it destroyed), spanpipe restarted with the backend
 /// up: every other request is delivered, exactly once, and exactly one damaged record is counted.
-fn damaged_queue_case(
-    label: &str,
-    base: u64,
-    damage: Damage,
-) {
+fn damaged_queue_case(label: &str, base: u64, damage: Damage) {
     let [a_grpc, a_metrics, b_grpc] = free_ports::<3>();
     let work = tempfile::Builder::new()
         .prefix("spanpipe-pq-damage-")
@@ -880,4 +876,74 @@ fn a_torn_tail_costs_only_the_last_record() {
         bytes.truncate(off + 16 + len / 3);
         49
     });
+}
+
+/// Issue 14, case 3: `sending_queue: { storage: ..., batch: }` (batching in the exporter's queue, defaults
+/// enabled by the null value) instead of a `batch` processor. SIGKILL mid-stream, three runs (backend down, then
+/// up twice so batches are being exported and acknowledged at the kill): after a restart every span the client
+/// saw acknowledged is delivered. Duplicates (a batch exported but not yet acknowledged at the kill) are
+/// reported.
+#[test]
+fn batch_in_the_persistent_queue_loses_no_acknowledged_span_on_sigkill() {
+    for run in 0..3u64 {
+        let [a_grpc, a_metrics, b_grpc] = free_ports::<3>();
+        let work = tempfile::Builder::new()
+            .prefix("spanpipe-pq-batch-")
+            .tempdir()
+            .expect("tempdir");
+        let storage = work.path().join("queue");
+        let out = work.path().join("backend.jsonl");
+        let yaml = collector_yaml(a_grpc, a_metrics, b_grpc, &storage, 100_000, None).replacen(
+            "      num_consumers: 4\n",
+            "      num_consumers: 4\n      batch:\n",
+            1,
+        );
+        assert!(yaml.contains("      batch:\n"));
+        let backend_up = run > 0;
+        let b = backend_up.then(|| backend(b_grpc, &out));
+        let mut a = Spanpipe::start(&yaml, &[a_grpc]);
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let rt = runtime();
+        let sender = rt.spawn(send_until(
+            a_grpc,
+            (10 + run) << 32,
+            4,
+            100_000,
+            stop.clone(),
+            ledger.clone(),
+        ));
+        assert!(
+            wait_until(Duration::from_secs(30), || ledger
+                .lock()
+                .unwrap()
+                .acked
+                .len()
+                >= 4_000 + run as usize * 1_000),
+            "the client got too few acknowledgements; stderr:\n{}",
+            tail(&a.stderr_text(), 4000)
+        );
+        a.kill();
+        stop.store(true, Ordering::SeqCst);
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(40), sender).await })
+            .expect("senders stop")
+            .expect("sender task");
+        let before_restart = file_exporter_span_ids(&out).len();
+        let _b = b.unwrap_or_else(|| backend(b_grpc, &out));
+        let mut a2 = Spanpipe::start(&yaml, &[a_grpc]);
+        let ledger = take_ledger(ledger);
+        let received = wait_for_ids(&out, &ledger.acked);
+        eprintln!(
+            "batch run {} (backend {} during the stream): {before_restart} spans delivered before the kill",
+            run + 1,
+            if backend_up { "up" } else { "down" }
+        );
+        check(
+            &format!("sending_queue.batch SIGKILL run {}", run + 1),
+            &ledger,
+            &received,
+            &a2.stderr_text(),
+        );
+        a2.stop_gracefully();
+    }
 }

@@ -33,7 +33,7 @@ pub use component::{
 };
 pub use consumer::{ConsumeError, Consumer};
 pub use invalid::{Invalid, Key};
-pub use queue::{OnFull, QueueSettings, Sizer};
+pub use queue::{BatchSettings, BatchSizer, OnFull, QueueSettings, Sizer};
 pub use registry::Registry;
 pub use retry::RetrySettings;
 pub use service::Service;

@@ -25,6 +25,7 @@ use crate::Batch;
 use crate::component::{Exporter, ExporterSettings};
 use crate::telemetry::ExporterCounters;
 
+mod batching;
 mod codec;
 mod deliver;
 mod gauges;
@@ -32,6 +33,7 @@ mod persistent;
 mod salvage;
 
 use crate::storage::RecordId;
+pub use batching::{BatchSettings, BatchSizer};
 use gauges::QueueGauges;
 use persistent::{Hold, Persistent};
 
@@ -71,6 +73,9 @@ pub struct QueueSettings {
     pub on_full: OnFull,
     /// A storage extension id (`file_storage/<name>`): keep the queue on disk there instead of in memory.
     pub storage: Option<String>,
+    /// Batch requests as they are read out for export (`batch:` alone enables the defaults); absent: off.
+    #[serde(deserialize_with = "batching::null_is_default")]
+    pub batch: Option<BatchSettings>,
 }
 
 impl Default for QueueSettings {
@@ -82,6 +87,7 @@ impl Default for QueueSettings {
             sizer: Sizer::Requests,
             on_full: OnFull::Refuse,
             storage: None,
+            batch: None,
         }
     }
 }
@@ -106,6 +112,12 @@ impl QueueSettings {
         }
         if self.storage.is_some() && !self.enabled {
             return Err(("storage", "needs `sending_queue.enabled: true`".into()));
+        }
+        if let Some(b) = &self.batch {
+            b.validate().map_err(|m| ("batch", m))?;
+            if !self.enabled {
+                return Err(("batch", "needs `sending_queue.enabled: true`".into()));
+            }
         }
         Ok(())
     }
@@ -266,6 +278,10 @@ pub struct SendingQueue {
     gauges: QueueGauges,
     /// Set with `sending_queue.storage`: the queue lives there, not in `tx`/`rx`.
     persistent: Option<Persistent>,
+    /// `sending_queue.batch` with a persistent queue: the collecting worker's state.
+    collect: Mutex<batching::Collect>,
+    /// `sending_queue.batch` with a memory queue: a request carried over to the next batch.
+    memory_carry: Mutex<batching::MemoryCarry>,
 }
 
 /// How one delivery ended.
@@ -303,6 +319,8 @@ impl SendingQueue {
             failing: AtomicBool::new(false),
             saturated: AtomicBool::new(false),
             logged_permanent: StdMutex::new(Vec::new()),
+            collect: Mutex::new(batching::Collect::default()),
+            memory_carry: Mutex::new(batching::MemoryCarry::default()),
         })
     }
 
@@ -394,9 +412,14 @@ impl SendingQueue {
             let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
             for _ in 0..self.settings.sending_queue.num_consumers {
                 let q = self.clone();
-                workers.push(match q.persistent.is_some() {
-                    true => tokio::spawn(async move { q.persistent_worker().await }),
-                    false => tokio::spawn(async move { q.worker().await }),
+                let batching = q.settings.sending_queue.batch.is_some();
+                workers.push(match (q.persistent.is_some(), batching) {
+                    (true, false) => tokio::spawn(async move { q.persistent_worker().await }),
+                    (true, true) => {
+                        tokio::spawn(async move { q.persistent_batching_worker().await })
+                    }
+                    (false, false) => tokio::spawn(async move { q.worker().await }),
+                    (false, true) => tokio::spawn(async move { q.batching_worker().await }),
                 });
             }
         }
@@ -451,6 +474,10 @@ impl SendingQueue {
         // failed to start) is counted as failed, never dropped silently.
         let mut rx = self.rx.lock().await;
         let mut lost = 0usize;
+        if let Some(q) = self.memory_carry.lock().await.carry.take() {
+            self.counters.send_failed.add(q.batch.signal, q.batch.items);
+            lost += q.batch.items;
+        }
         while let Ok(q) = rx.try_recv() {
             self.counters.send_failed.add(q.batch.signal, q.batch.items);
             lost += q.batch.items;

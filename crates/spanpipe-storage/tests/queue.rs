@@ -253,3 +253,60 @@ async fn a_second_queue_on_the_same_storage_and_id_fails_to_start() {
     assert!(e.contains("in use"), "{e}");
     q1.shutdown(Instant::now() + Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn batching_persistent_queue_merges_on_read_and_keeps_unsent_records_over_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = storage(dir.path(), 1 << 20);
+    let batched = |backend: &Arc<Backend>, min_size: usize| {
+        let q = queue(backend, &store, 100, 3, OnFull::Refuse);
+        let mut settings = q.settings().clone();
+        settings.sending_queue.batch = Some(spanpipe_core::BatchSettings {
+            min_size,
+            ..Default::default()
+        });
+        SendingQueue::new("otlp/test".into(), backend.clone(), settings)
+    };
+    // Backend down: records are written (the client's OK), batched only when read, never acknowledged.
+    let down = Arc::new(Backend::default());
+    down.down.store(true, Ordering::SeqCst);
+    let q = batched(&down, 6);
+    q.start().await.unwrap();
+    for i in 0..9 {
+        put(&q, batch(i)).await;
+    }
+    wait_for("retries", || down.attempts.load(Ordering::SeqCst) >= 2).await;
+    assert_eq!(q.size(), 9);
+    q.shutdown(Instant::now() + Duration::from_secs(5)).await;
+    assert_eq!(q.counters.send_failed.get(Signal::Traces), 0);
+
+    // Next run, backend up: every record arrives, merged three at a time (2 items each, min_size 6).
+    let up = Arc::new(Backend::default());
+    let q = batched(&up, 6);
+    q.start().await.unwrap();
+    wait_for("delivery", || up.got.lock().unwrap().len() >= 3).await;
+    wait_for("acks", || q.size() == 0).await;
+    let mut got: Vec<String> = names(&up.got);
+    got.sort();
+    assert_eq!(got.len(), 3, "{got:?}");
+    let mut all: Vec<String> = got
+        .iter()
+        .flat_map(|g| {
+            g.as_bytes()
+                .chunks(10)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    all.sort();
+    assert_eq!(all, expected(0..9));
+    q.shutdown(Instant::now() + Duration::from_secs(5)).await;
+    assert_eq!(q.counters.sent.get(Signal::Traces), 18);
+
+    // Nothing is left for a third run.
+    let again = Arc::new(Backend::default());
+    let q = batched(&again, 6);
+    q.start().await.unwrap();
+    assert_eq!(q.size(), 0);
+    q.shutdown(Instant::now() + Duration::from_secs(5)).await;
+}

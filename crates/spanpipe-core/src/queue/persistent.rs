@@ -78,7 +78,7 @@ pub struct Persistent {
     client: StdMutex<Option<Box<dyn StorageClient>>>,
     /// Kept apart from `client` so admission never waits for file I/O.
     account: StdMutex<Account>,
-    notify: Notify,
+    pub(super) notify: Notify,
     dropping: AtomicBool,
     /// The last write failed (logged once per episode).
     write_failing: AtomicBool,
@@ -323,7 +323,7 @@ impl SendingQueue {
         }
     }
 
-    fn next_record(&self) -> Result<Option<Record>, StorageError> {
+    pub(super) fn next_record(&self) -> Result<Option<Record>, StorageError> {
         let Some(p) = &self.persistent else {
             return Ok(None);
         };
@@ -336,7 +336,12 @@ impl SendingQueue {
         r
     }
 
-    async fn ack(self: &Arc<Self>, id: RecordId) {
+    pub(super) async fn ack(self: &Arc<Self>, id: RecordId) {
+        self.ack_all(vec![id]).await
+    }
+
+    /// Acknowledges records together (a batch's), in one blocking call.
+    pub(super) async fn ack_all(self: &Arc<Self>, ids: Vec<RecordId>) {
         let q = self.clone();
         let done = tokio::task::spawn_blocking(move || {
             let Some(p) = &q.persistent else {
@@ -346,7 +351,12 @@ impl SendingQueue {
             let Some(client) = guard.as_mut() else {
                 return Ok(());
             };
-            let r = client.ack(id);
+            let mut r = Ok(());
+            for id in ids {
+                if let Err(e) = client.ack(id) {
+                    r = Err(e);
+                }
+            }
             q.refresh(p, client.as_ref());
             r
         })

@@ -247,3 +247,134 @@ async fn items_sizer_counts_items() {
         "oversized batch admitted into an empty queue"
     );
 }
+
+fn batching(min_size: usize, max_size: usize, consumers: usize) -> ExporterSettings {
+    let mut s = settings(100, consumers, OnFull::Refuse);
+    s.sending_queue.batch = Some(BatchSettings {
+        min_size,
+        max_size,
+        ..BatchSettings::default()
+    });
+    s
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_merges_until_min_size_then_until_the_flush_timeout() {
+    let exp = Arc::new(TestExporter::default());
+    let q = SendingQueue::new("t".into(), exp.clone(), batching(6, 0, 4));
+    q.start().await.unwrap();
+    let t0 = Instant::now();
+    for tag in [&b"a"[..], b"b", b"c"] {
+        let b = Batch::new(Signal::Traces, Bytes::from_static(tag), 2);
+        put(&q, b).await;
+    }
+    // min_size reached: exported at once, merged.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(got_tags(&exp), vec!["abc".to_string()]);
+    assert!(exp.got.lock().unwrap()[0].0 - t0 < Duration::from_millis(10));
+    // Below min_size: exported when flush_timeout (200ms) has passed since the first request.
+    put(&q, batch(b"d", 1)).await;
+    put(&q, batch(b"e", 1)).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(got_tags(&exp).len(), 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(got_tags(&exp), vec!["abc".to_string(), "de".to_string()]);
+    assert_eq!(q.size(), 0);
+    q.shutdown(Instant::now() + Duration::from_secs(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_never_passes_max_size_nor_mixes_metadata() {
+    let exp = Arc::new(TestExporter::default());
+    let q = SendingQueue::new("t".into(), exp.clone(), batching(100, 4, 1));
+    q.start().await.unwrap();
+    let tenant = crate::Metadata(Some(Arc::from(vec![(
+        "x-tenant".to_string(),
+        "b".to_string(),
+    )])));
+    put(&q, batch(b"a", 2)).await;
+    put(&q, batch(b"b", 2)).await;
+    put(&q, batch(b"c", 2)).await; // past max_size: starts the next batch
+    let mut other = batch(b"d", 1);
+    other.metadata = tenant;
+    put(&q, other).await; // other metadata: a batch of its own
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(got_tags(&exp), vec!["ab", "c", "d"]);
+    q.shutdown(Instant::now() + Duration::from_secs(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_drains_at_shutdown_without_waiting_for_the_flush_timeout() {
+    let exp = Arc::new(TestExporter::default());
+    let q = SendingQueue::new("t".into(), exp.clone(), batching(1000, 0, 2));
+    q.start().await.unwrap();
+    put(&q, batch(b"a", 1)).await;
+    put(&q, batch(b"b", 1)).await;
+    let t0 = Instant::now();
+    q.shutdown(Instant::now() + Duration::from_secs(5)).await;
+    assert!(t0.elapsed() <= Duration::from_millis(200));
+    assert_eq!(got_tags(&exp).concat(), "ab");
+}
+
+#[test]
+fn batch_settings_validate() {
+    let mut s = QueueSettings {
+        batch: Some(BatchSettings::default()),
+        ..QueueSettings::default()
+    };
+    assert!(s.validate().is_ok());
+    s.batch = Some(BatchSettings {
+        min_size: 10,
+        max_size: 5,
+        ..BatchSettings::default()
+    });
+    assert_eq!(s.validate().unwrap_err().0, "batch");
+    s.batch = Some(BatchSettings {
+        flush_timeout: spanpipe_config::Duration(Duration::ZERO),
+        ..BatchSettings::default()
+    });
+    assert_eq!(s.validate().unwrap_err().0, "batch");
+}
+
+fn got_tags(exp: &TestExporter) -> Vec<String> {
+    exp.got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+        .collect()
+}
+
+#[test]
+fn batch_key_alone_enables_the_defaults_and_absent_leaves_it_off() {
+    let parse = |yaml: &str| -> QueueSettings {
+        let node = spanpipe_config::load_str("t.yaml", yaml).unwrap();
+        crate::BuildContext::new(
+            crate::ComponentId::new("otlp", None),
+            "exporters.otlp".into(),
+        )
+        .config(&node)
+        .unwrap()
+    };
+    assert_eq!(parse("queue_size: 5").batch, None);
+    assert_eq!(parse("batch:").batch, Some(BatchSettings::default()));
+    assert_eq!(parse("batch: {}").batch, Some(BatchSettings::default()));
+    let b = parse("batch: { flush_timeout: 1s, min_size: 10, max_size: 20, sizer: bytes }")
+        .batch
+        .unwrap();
+    assert_eq!(
+        (b.flush_timeout.0, b.min_size, b.max_size, b.sizer),
+        (Duration::from_secs(1), 10, 20, BatchSizer::Bytes)
+    );
+    assert_eq!(
+        BatchSettings::default().flush_timeout.0,
+        Duration::from_millis(200)
+    );
+    assert_eq!(
+        (
+            BatchSettings::default().min_size,
+            BatchSettings::default().max_size
+        ),
+        (8192, 0)
+    );
+}
