@@ -15,4 +15,11 @@ pub struct AuthError(pub String);
 pub trait ServerAuth: Send + Sync {
     /// `header(name)` gives the first value of a request header (`name` in lower case) or gRPC metadata entry.
     fn authenticate<'h>(&self, header: &dyn Fn(&str) -> Option<&'h str>) -> Result<(), AuthError>;
+
+    /// The request headers (lower case) this authenticator reads credentials from. Receivers strip them, with
+    /// `authorization`, `proxy-authorization` and `cookie`, before headers become batch metadata, so a token in a
+    /// custom header cannot reach a span through `include_metadata` and `from_context`.
+    fn credential_headers(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -57,7 +57,11 @@ pub fn validate(
             ));
         }
     }
-    if cfg.token.as_ref().is_some_and(|t| t.expose().trim().is_empty()) {
+    if cfg
+        .token
+        .as_ref()
+        .is_some_and(|t| t.expose().trim().is_empty())
+    {
         return Err(ctx.invalid(node, &["token"], "must not be empty"));
     }
     if cfg.tokens.iter().any(|t| t.expose().trim().is_empty()) {

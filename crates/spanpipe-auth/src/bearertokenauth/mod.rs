@@ -179,6 +179,10 @@ impl TokenChecker {
 }
 
 impl ServerAuth for TokenChecker {
+    fn credential_headers(&self) -> Vec<String> {
+        vec![self.header.to_ascii_lowercase()]
+    }
+
     fn authenticate<'h>(&self, header: &dyn Fn(&str) -> Option<&'h str>) -> Result<(), AuthError> {
         let value = header(&self.header)
             .map(str::trim)

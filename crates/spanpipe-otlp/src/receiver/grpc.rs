@@ -13,7 +13,6 @@ use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use spanpipe_core::ServerAuth;
 use spanpipe_core::{Metadata, Signal};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +21,7 @@ use tonic::codegen::{BoxFuture, Service};
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::service::Routes;
 
-use super::auth;
+use super::auth::{PeerAddr, ReceiverAuth};
 use super::config::GrpcConfig;
 use super::ingest::{Ingest, metadata_from_headers};
 use super::server::{self, ConnLimits, Server};
@@ -67,7 +66,7 @@ pub struct GrpcState {
     pub include_metadata: bool,
     /// Largest request message after decompression, in bytes.
     pub max_recv: usize,
-    pub auth: Option<Arc<dyn ServerAuth>>,
+    pub auth: Option<Arc<ReceiverAuth>>,
     pub server: GrpcServerSettings,
 }
 
@@ -144,7 +143,9 @@ impl<K: ExportKind> Service<http::Request<tonic::body::Body>> for ExportService<
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
         let state = self.state.clone();
         Box::pin(async move {
-            if let Err(e) = auth::check(state.auth.as_ref(), req.headers()) {
+            if let Some(auth) = &state.auth
+                && let Err(e) = auth.check(req.headers(), req.extensions().get::<PeerAddr>())
+            {
                 return Ok(e.to_grpc_status().into_http());
             }
             if req.uri().path() != K::PATH {
@@ -201,7 +202,7 @@ impl UnaryService<Bytes> for Export {
             let (meta, _, payload) = request.into_parts();
             let metadata = if state.include_metadata {
                 let mut headers = meta.into_headers();
-                auth::strip_credentials(&mut headers);
+                ReceiverAuth::strip(state.auth.as_ref(), &mut headers);
                 metadata_from_headers(&headers)
             } else {
                 Metadata::default()

@@ -14,11 +14,11 @@ use hyper::body::Body;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use spanpipe_core::{ServerAuth, Signal};
+use spanpipe_core::Signal;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::auth;
+use super::auth::{PeerAddr, ReceiverAuth};
 use super::config::HttpConfig;
 use super::ingest::{Admitted, Door, Ingest, Partial, metadata_from_headers};
 use super::server::{self, ConnLimits, Server};
@@ -70,7 +70,7 @@ pub struct HttpState {
     max_body: usize,
     include_metadata: bool,
     ingest: Arc<Ingest>,
-    auth: Option<Arc<dyn ServerAuth>>,
+    auth: Option<Arc<ReceiverAuth>>,
     limits: ConnLimits,
     max_concurrent_streams: Option<u32>,
 }
@@ -80,7 +80,7 @@ impl HttpState {
     pub fn new(
         cfg: &HttpConfig,
         ingest: Arc<Ingest>,
-        auth: Option<Arc<dyn ServerAuth>>,
+        auth: Option<Arc<ReceiverAuth>>,
     ) -> Arc<Self> {
         let header = cfg.read_header_timeout.0;
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
@@ -149,7 +149,9 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let request_format = Format::from_headers(req.headers());
-    if let Err(e) = auth::check(state.auth.as_ref(), req.headers()) {
+    if let Some(auth) = &state.auth
+        && let Err(e) = auth.check(req.headers(), req.extensions().get::<PeerAddr>())
+    {
         return error_response(&e, request_format == Some(Format::Json));
     }
     match process(state, req).await {
@@ -207,7 +209,7 @@ where
     }
     let (mut parts, body) = req.into_parts();
     let metadata = if state.include_metadata {
-        auth::strip_credentials(&mut parts.headers);
+        ReceiverAuth::strip(state.auth.as_ref(), &mut parts.headers);
         metadata_from_headers(&parts.headers)
     } else {
         Default::default()

@@ -185,7 +185,10 @@ impl Receiver for OtlpReceiver {
                 ingest: Ingest::new(consumers.clone(), &self.id, "grpc", Door::new(&self.config)),
                 include_metadata: g.include_metadata,
                 max_recv: usize::try_from(g.max_recv_msg_size_mib << 20).unwrap_or(usize::MAX),
-                auth: self.grpc_auth.clone(),
+                auth: self
+                    .grpc_auth
+                    .clone()
+                    .map(|a| auth::ReceiverAuth::new(a, &self.id, "grpc")),
                 server: grpc::GrpcServerSettings::new(g),
             });
             tracing::info!(receiver = %self.id, endpoint = ?running.grpc_addr, tls = grpc_tls.is_some(), auth = self.grpc_auth.is_some(), "OTLP/gRPC listening");
@@ -202,7 +205,9 @@ impl Receiver for OtlpReceiver {
             let state = http::HttpState::new(
                 h,
                 Ingest::new(consumers, &self.id, "http", Door::new(&self.config)),
-                self.http_auth.clone(),
+                self.http_auth
+                    .clone()
+                    .map(|a| auth::ReceiverAuth::new(a, &self.id, "http")),
             );
             tracing::info!(receiver = %self.id, endpoint = ?running.http_addr, tls = http_tls.is_some(), auth = self.http_auth.is_some(), "OTLP/HTTP listening");
             running.tasks.push(tokio::spawn(http::serve(

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::auth::PeerAddr;
 use super::tls::TlsServer;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -107,11 +109,11 @@ pub async fn serve<S, B>(
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 let server = server.clone();
                 let stop = stop.clone();
                 connections.spawn(async move {
-                    connection(stream, &server, stop).await;
+                    connection(stream, peer, &server, stop).await;
                     drop(permit);
                 });
             }
@@ -138,8 +140,12 @@ pub async fn serve<S, B>(
 }
 
 /// Serves one connection until it ends, is closed by a limit, or `stop`.
-async fn connection<S, B>(stream: TcpStream, server: &Server<S>, stop: CancellationToken)
-where
+async fn connection<S, B>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    server: &Server<S>,
+    stop: CancellationToken,
+) where
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
@@ -178,6 +184,7 @@ where
     let service = Tracked {
         inner: server.service.clone(),
         activity: activity.clone(),
+        peer: PeerAddr(peer),
     };
     let conn = server.builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
@@ -265,6 +272,8 @@ impl Activity {
 struct Tracked<S> {
     inner: S,
     activity: Arc<Activity>,
+    /// Put into every request's extensions (for the auth failure log).
+    peer: PeerAddr,
 }
 
 struct InFlight(Arc<Activity>);
@@ -276,16 +285,17 @@ impl Drop for InFlight {
     }
 }
 
-impl<S, R> hyper::service::Service<R> for Tracked<S>
+impl<S, B> hyper::service::Service<Request<B>> for Tracked<S>
 where
-    S: hyper::service::Service<R>,
+    S: hyper::service::Service<Request<B>>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
 
-    fn call(&self, req: R) -> Self::Future {
+    fn call(&self, mut req: Request<B>) -> Self::Future {
+        req.extensions_mut().insert(self.peer);
         self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
         self.activity.touch();
         let guard = InFlight(self.activity.clone());
