@@ -55,6 +55,9 @@ pub struct SpanMetricsConfig {
     pub max_series: usize,
     /// A series not updated for this long is dropped (0: never).
     pub series_expiration: ConfigDuration,
+    /// Longest label value in bytes; longer values (an experiment id, span type or tag a client chose) are cut
+    /// on a UTF-8 boundary and counted. With `max_series` it bounds the series store and the `/metrics` page.
+    pub max_label_value_length: usize,
     /// How often the cumulative histograms are sent downstream.
     pub flush_interval: ConfigDuration,
 }
@@ -75,6 +78,7 @@ impl Default for SpanMetricsConfig {
             max_pending_spans: 100_000,
             max_series: 10_000,
             series_expiration: ConfigDuration(Duration::from_secs(300)),
+            max_label_value_length: 256,
             flush_interval: ConfigDuration(Duration::from_secs(15)),
         }
     }
@@ -118,6 +122,7 @@ pub struct Settings {
     pub max_pending_spans: usize,
     pub max_series: usize,
     pub series_expiration: Option<Duration>,
+    pub max_label_len: usize,
     pub flush_interval: Duration,
 }
 
@@ -186,6 +191,9 @@ impl SpanMetricsConfig {
         if self.max_series == 0 {
             return Err((vec!["max_series"], "must be at least 1".into()));
         }
+        if self.max_label_value_length == 0 {
+            return Err((vec!["max_label_value_length"], "must be at least 1".into()));
+        }
         if self.flush_interval.0.is_zero() {
             return Err((vec!["flush_interval"], "must be more than 0".into()));
         }
@@ -203,6 +211,7 @@ impl SpanMetricsConfig {
             max_pending_spans: self.max_pending_spans,
             max_series: self.max_series,
             series_expiration: Some(self.series_expiration.0).filter(|d| !d.is_zero()),
+            max_label_len: self.max_label_value_length,
             flush_interval: self.flush_interval.0,
         })
     }

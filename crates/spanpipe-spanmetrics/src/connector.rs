@@ -137,6 +137,8 @@ struct Inner {
     state: Mutex<State>,
     telemetry: Mutex<Telemetry>,
     downstream: Arc<dyn Consumer>,
+    /// `spanpipe_spanmetrics_truncated_label_values_total`: label values cut to `max_label_value_length`.
+    truncated_labels: Counter,
 }
 
 /// Turns spans into `mlflow.trace.span.duration` histograms.
@@ -144,6 +146,15 @@ pub struct SpanMetricsConnector {
     inner: Arc<Inner>,
     cancel: CancellationToken,
     task: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn truncated_labels_counter(id: &str) -> Counter {
+    metrics::describe_counter!(
+        "spanpipe_spanmetrics_truncated_label_values_total",
+        metrics::Unit::Count,
+        "Label values cut to max_label_value_length bytes."
+    );
+    metrics::counter!("spanpipe_spanmetrics_truncated_label_values_total", "connector" => id.to_owned())
 }
 
 fn wall_ns() -> u64 {
@@ -189,6 +200,7 @@ impl SpanMetricsConnector {
         SpanMetricsConnector {
             inner: Arc::new(Inner {
                 telemetry: Mutex::new(Telemetry::new(&id)),
+                truncated_labels: truncated_labels_counter(&id),
                 id,
                 state: Mutex::new(State::new(settings.clone())),
                 settings,
@@ -219,6 +231,11 @@ impl Consumer for SpanMetricsConnector {
                 reason: format!("malformed traces: {e}"),
             }
         })?;
+        if facts.truncated > 0 {
+            self.inner
+                .truncated_labels
+                .increment(facts.truncated as u64);
+        }
         let (now, wall) = (Instant::now(), wall_ns());
         lock(&self.inner.state).record_batch(&facts, now, wall);
         Ok(())

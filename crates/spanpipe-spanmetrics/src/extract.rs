@@ -13,7 +13,7 @@ use spanpipe_core::wire::{
 use crate::config::{ExperimentSource, MAX_EXPERIMENT_SOURCES, MetaKey, Settings};
 use crate::labels::{SCHEMA_VERSION, Status, TraceLabels};
 use crate::span_type::TypeHints;
-use crate::text::{decoded, tag_text};
+use crate::text::{cap_len, decoded, tag_text};
 
 const TRACE_TAG_PREFIX: &[u8] = b"mlflow.traceTag.";
 
@@ -34,6 +34,8 @@ pub struct SpanFacts<'a> {
 pub struct BatchFacts<'a> {
     pub spans: Vec<SpanFacts<'a>>,
     pub roots: Vec<([u8; 16], TraceLabels)>,
+    /// Label values cut to `max_label_value_length`.
+    pub truncated: usize,
 }
 
 /// What the spans of one resource share.
@@ -57,6 +59,7 @@ pub fn extract<'a>(
     let mut out = BatchFacts {
         spans: Vec::with_capacity(items_hint),
         roots: Vec::new(),
+        truncated: 0,
     };
     let mut res: Option<ResourceFacts<'a>> = None;
     walk_spans(payload, |ctx| {
@@ -66,7 +69,7 @@ pub fn extract<'a>(
             Some(r) if r.key == key => r,
             _ => resource_facts(s, resource, key),
         };
-        let facts = span_facts(s, span, &r, metadata, &mut out.roots);
+        let facts = span_facts(s, span, &r, metadata, &mut out);
         res = Some(r);
         out.spans.push(facts?);
         Ok(())
@@ -113,7 +116,7 @@ fn span_facts<'a>(
     raw: &'a [u8],
     r: &ResourceFacts<'a>,
     md: &'a Metadata,
-    roots: &mut Vec<([u8; 16], TraceLabels)>,
+    out: &mut BatchFacts<'a>,
 ) -> Result<SpanFacts<'a>, WireError> {
     let mut hints = TypeHints::default();
     let mut exp: [Option<AttrValue<'a>>; MAX_EXPERIMENT_SOURCES] = [None; MAX_EXPERIMENT_SOURCES];
@@ -157,7 +160,8 @@ fn span_facts<'a>(
         trace_id.copy_from_slice(span.trace_id);
     }
     if root && labelled {
-        roots.push((trace_id, root_labels(s, &ra, r)));
+        let labels = root_labels(s, &ra, r, &mut out.truncated);
+        out.roots.push((trace_id, labels));
     }
     let experiment = s
         .experiment_from
@@ -172,6 +176,9 @@ fn span_facts<'a>(
             .filter(|v| !v.is_empty())
         })
         .unwrap_or(Cow::Borrowed(s.default_experiment.as_str()));
+    let (experiment, cut_experiment) = cap_len(experiment, s.max_label_len);
+    let (span_type, cut_type) = cap_len(hints.resolve(), s.max_label_len);
+    out.truncated += usize::from(cut_experiment) + usize::from(cut_type);
     Ok(SpanFacts {
         trace_id,
         value_ms: span
@@ -180,23 +187,32 @@ fn span_facts<'a>(
             / 1e6,
         root,
         status: Status::from_code(span.status_code),
-        span_type: hints.resolve(),
+        span_type,
         experiment,
     })
 }
 
 /// A root span's trace labels: root-span tags win over resource attributes, as on MLflow's server.
-fn root_labels(s: &Settings, ra: &RootAttrs<'_>, r: &ResourceFacts<'_>) -> TraceLabels {
+fn root_labels(
+    s: &Settings,
+    ra: &RootAttrs<'_>,
+    r: &ResourceFacts<'_>,
+    truncated: &mut usize,
+) -> TraceLabels {
+    let cut = std::cell::Cell::new(0usize);
+    let cap = |c: Cow<'_, str>| -> Box<str> {
+        let (c, was_cut) = cap_len(c, s.max_label_len);
+        cut.set(cut.get() + usize::from(was_cut));
+        Box::from(c.as_ref())
+    };
     let text = |v: &Option<AttrValue<'_>>| -> Option<Box<str>> {
-        v.and_then(decoded)
-            .filter(|c| !c.is_empty())
-            .map(|c| Box::<str>::from(c.as_ref()))
+        v.and_then(decoded).filter(|c| !c.is_empty()).map(cap)
     };
     let mut out: Vec<Option<Box<str>>> = Vec::with_capacity(s.label_names.len());
     for i in 0..s.tag_keys.len() {
         let from_root = ra.tags.get(i).and_then(text);
         let from_resource = r.tags[i].as_deref().filter(|t| !t.is_empty());
-        out.push(from_root.or_else(|| from_resource.map(Box::from)));
+        out.push(from_root.or_else(|| from_resource.map(|t| cap(Cow::Borrowed(t)))));
     }
     for m in &s.meta_keys {
         out.push(match m {
@@ -205,6 +221,7 @@ fn root_labels(s: &Settings, ra: &RootAttrs<'_>, r: &ResourceFacts<'_>) -> Trace
             MetaKey::SchemaVersion => Some(SCHEMA_VERSION.into()),
         });
     }
+    *truncated += cut.get();
     out.into()
 }
 

@@ -17,6 +17,26 @@ pub fn tag_text(v: AnyValueRef<'_>) -> Option<Cow<'_, str>> {
     }
 }
 
+/// `text` cut to at most `max` bytes on a UTF-8 character boundary (a label value taken from a span is the
+/// client's to choose: 30 KB experiment ids must not make `/metrics` hundreds of MB); `true` when it was cut.
+pub fn cap_len(text: Cow<'_, str>, max: usize) -> (Cow<'_, str>, bool) {
+    if text.len() <= max {
+        return (text, false);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = match text {
+        Cow::Borrowed(s) => Cow::Borrowed(&s[..end]),
+        Cow::Owned(mut s) => {
+            s.truncate(end);
+            Cow::Owned(s)
+        }
+    };
+    (cut, true)
+}
+
 /// A string value JSON-decoded (MLflow writes `mlflow.*` values as JSON), other scalars as text.
 pub fn decoded(v: AnyValueRef<'_>) -> Option<Cow<'_, str>> {
     match v {

@@ -189,3 +189,41 @@ fn malformed_requests_are_errors_and_bad_attributes_are_skipped() {
     assert_eq!(f.len(), 1);
     assert_eq!((f[0].span_type.as_ref(), f[0].value_ms), ("LLM", 3.0));
 }
+
+/// Client-chosen label values (experiment id, span type, tags) are cut to `max_label_value_length` bytes on a
+/// UTF-8 boundary, and every cut is counted.
+#[test]
+fn long_label_values_are_cut_on_a_char_boundary_and_counted() {
+    let s = settings("tags: [team]\nmax_label_value_length: 8\n");
+    let md = Metadata::default();
+    let long_id = format!("\"{}\"", "7".repeat(30_000));
+    let team = "é".repeat(10); // 20 bytes, 2 per char
+    let bytes = request(
+        &[],
+        vec![span(
+            1,
+            1,
+            0,
+            1.0,
+            0,
+            &[
+                ("mlflow.experimentId", long_id.as_str()),
+                ("mlflow.spanType", "\"ABCDEFGHIJKL\""),
+                ("mlflow.traceTag.team", team.as_str()),
+            ],
+        )],
+    );
+    let f = extract(&s, &bytes, &md, 0).unwrap();
+    assert_eq!(f.spans[0].experiment, "77777777");
+    assert_eq!(f.spans[0].span_type, "ABCDEFGH");
+    assert_eq!(labels(&f.roots[0].1), [Some("éééé")]);
+    assert_eq!(f.truncated, 3);
+    // Short values are untouched and not counted.
+    let bytes = request(
+        &[],
+        vec![span(1, 1, 0, 1.0, 0, &[("mlflow.experimentId", "\"42\"")])],
+    );
+    let f = extract(&s, &bytes, &md, 0).unwrap();
+    assert_eq!(f.spans[0].experiment, "42");
+    assert_eq!(f.truncated, 0);
+}
