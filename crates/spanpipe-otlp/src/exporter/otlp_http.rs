@@ -116,6 +116,19 @@ impl ExporterFactory for OtlpHttpExporterFactory {
         let urls = cfg.urls().map_err(|(k, m)| ctx.invalid(node, &[k], m))?;
         let headers =
             http_headers(&cfg.headers).map_err(|(k, m)| ctx.invalid(node, &["headers", &k], m))?;
+        // The HTTP client turns `user:password@` into an `Authorization: Basic` header that silently replaces a
+        // configured one: say so instead of picking one.
+        let with_userinfo = urls
+            .iter()
+            .flatten()
+            .any(|u| !u.username().is_empty() || u.password().is_some());
+        if with_userinfo && headers.contains_key(http::header::AUTHORIZATION) {
+            return Err(ctx.invalid(
+                node,
+                &["endpoint"],
+                "has user:password@ credentials and `headers` sets authorization too: keep only one",
+            ));
+        }
         if cfg.tls.ca_file.is_some() && cfg.tls.insecure_skip_verify {
             return Err(ctx.invalid(
                 node,

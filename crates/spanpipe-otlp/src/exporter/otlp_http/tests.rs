@@ -41,6 +41,19 @@ fn defaults_and_unknown_fields() {
 }
 
 #[test]
+fn url_credentials_and_an_authorization_header_are_not_both_accepted() {
+    let err = build_err(build(
+        "endpoint: https://u:p@h:4318\nheaders: {Authorization: Bearer t}",
+    ));
+    assert!(
+        err.contains("endpoint") && err.contains("keep only one"),
+        "{err}"
+    );
+    assert!(build("endpoint: https://u:p@h:4318").is_ok());
+    assert!(build("endpoint: https://h:4318\nheaders: {Authorization: Bearer t}").is_ok());
+}
+
+#[test]
 fn endpoints_are_joined_and_per_signal_urls_win() {
     let urls = cfg("endpoint: http://h:4318/").urls().unwrap();
     assert_eq!(url(&urls[0]), "http://h:4318/v1/traces");
