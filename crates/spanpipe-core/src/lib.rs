@@ -12,6 +12,7 @@ pub mod counting;
 pub mod fanout;
 pub mod graph;
 pub mod invalid;
+pub mod listen;
 pub mod queue;
 pub mod registry;
 pub mod reload;

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -20,14 +19,14 @@ use spanpipe_config::Duration as ConfigDuration;
 use spanpipe_core::{
     Batch, BuildContext, BuiltExporter, ComponentError, ConfigError, ExportError, Exporter,
     ExporterFactory, ExporterSettings, Node, QueueSettings, RetrySettings, Signal,
+    listen::Endpoint,
 };
-use spanpipe_otlp::receiver::config::parse_endpoint;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
-use crate::text::{CONTENT_TYPE as TEXT_FORMAT, render};
+use crate::text::{Format, render};
 use crate::translate::{Labels, Options, translate};
 
 /// `resource_to_telemetry_conversion: { enabled: true }`.
@@ -50,6 +49,10 @@ pub struct PrometheusConfig {
     pub without_scope_info: bool,
     /// A series not updated for this long is no longer served (0: never).
     pub metric_expiration: ConfigDuration,
+    /// Each sample carries the time of its latest data point.
+    pub send_timestamps: bool,
+    /// Serve OpenMetrics 1.0 text (`# EOF`, `application/openmetrics-text`) instead of the 0.0.4 text format.
+    pub enable_open_metrics: bool,
     /// Off by default: an update is a quick in-memory write, so queueing would only reorder it.
     pub sending_queue: QueueSettings,
     pub retry_on_failure: RetrySettings,
@@ -66,6 +69,8 @@ impl Default for PrometheusConfig {
             resource_to_telemetry_conversion: ResourceToTelemetry::default(),
             without_scope_info: false,
             metric_expiration: ConfigDuration(Duration::from_secs(300)),
+            send_timestamps: false,
+            enable_open_metrics: false,
             sending_queue: QueueSettings {
                 enabled: false,
                 ..QueueSettings::default()
@@ -116,8 +121,12 @@ impl ExporterFactory for PrometheusExporterFactory {
 
     fn build(&self, ctx: &BuildContext, node: &Node) -> Result<BuiltExporter, ConfigError> {
         let cfg: PrometheusConfig = ctx.config(node)?;
-        let addr =
-            parse_endpoint(&cfg.endpoint).map_err(|m| ctx.invalid(node, &["endpoint"], m))?;
+        let endpoint =
+            Endpoint::parse(&cfg.endpoint).map_err(|m| ctx.invalid(node, &["endpoint"], m))?;
+        let format = Format {
+            timestamps: cfg.send_timestamps,
+            open_metrics: cfg.enable_open_metrics,
+        };
         let options = Options {
             namespace: cfg.namespace.clone(),
             add_metric_suffixes: cfg.add_metric_suffixes,
@@ -136,7 +145,8 @@ impl ExporterFactory for PrometheusExporterFactory {
         Ok(BuiltExporter {
             exporter: Arc::new(PrometheusExporter {
                 id: ctx.id.to_string(),
-                addr,
+                endpoint,
+                format,
                 options,
                 store: Arc::new(Mutex::new(Store::new(expiration))),
                 stop: CancellationToken::new(),
@@ -150,7 +160,8 @@ impl ExporterFactory for PrometheusExporterFactory {
 /// Serves the latest state of the metrics it receives.
 pub struct PrometheusExporter {
     id: String,
-    addr: SocketAddr,
+    endpoint: Endpoint,
+    format: Format,
     options: Options,
     store: Arc<Mutex<Store>>,
     stop: CancellationToken,
@@ -165,12 +176,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[async_trait]
 impl Exporter for PrometheusExporter {
     async fn start(&self) -> Result<(), ComponentError> {
-        let listener = TcpListener::bind(self.addr).await.map_err(|e| {
+        let listener = self.endpoint.bind().await.map_err(|e| {
             let id = format!("exporters.{}", self.id);
-            ComponentError::new(id, spanpipe_core::listen_error("endpoint", self.addr, &e))
+            ComponentError::new(
+                id,
+                spanpipe_core::listen_error("endpoint", &self.endpoint, &e),
+            )
         })?;
-        tracing::info!(exporter = %self.id, endpoint = %self.addr, "serving /metrics");
-        let handle = tokio::spawn(serve(listener, self.store.clone(), self.stop.clone()));
+        let addr = listener.local_addr().ok();
+        tracing::info!(exporter = %self.id, endpoint = %self.endpoint, ?addr, "serving /metrics");
+        let handle = tokio::spawn(serve(
+            listener,
+            self.store.clone(),
+            self.format,
+            self.stop.clone(),
+        ));
         *lock(&self.server) = Some(handle);
         Ok(())
     }
@@ -206,7 +226,12 @@ impl Exporter for PrometheusExporter {
 }
 
 /// Accepts scrapes until `stop`; open connections are closed then (a scrape is short and is simply retried).
-async fn serve(listener: TcpListener, store: Arc<Mutex<Store>>, stop: CancellationToken) {
+async fn serve(
+    listener: TcpListener,
+    store: Arc<Mutex<Store>>,
+    format: Format,
+    stop: CancellationToken,
+) {
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -218,7 +243,7 @@ async fn serve(listener: TcpListener, store: Arc<Mutex<Store>>, stop: Cancellati
                 let store = store.clone();
                 let svc = service_fn(move |req| {
                     let store = store.clone();
-                    async move { Ok::<_, Infallible>(handle(&store, &req)) }
+                    async move { Ok::<_, Infallible>(handle(&store, format, &req)) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -240,7 +265,7 @@ async fn serve(listener: TcpListener, store: Arc<Mutex<Store>>, stop: Cancellati
     connections.shutdown().await;
 }
 
-fn handle<B>(store: &Mutex<Store>, req: &Request<B>) -> Response<Full<Bytes>> {
+fn handle<B>(store: &Mutex<Store>, format: Format, req: &Request<B>) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, ctype: &str, body: Bytes| {
         let mut r = Response::new(Full::new(body));
         *r.status_mut() = status;
@@ -266,9 +291,9 @@ fn handle<B>(store: &Mutex<Store>, req: &Request<B>) -> Response<Full<Bytes>> {
     let text = {
         let mut s = lock(store);
         s.expire(Instant::now());
-        render(&s)
+        render(&s, format)
     };
-    reply(StatusCode::OK, TEXT_FORMAT, Bytes::from(text))
+    reply(StatusCode::OK, format.content_type(), Bytes::from(text))
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ use crate::translate::{Labels, Point, Value};
 
 pub(crate) struct Entry {
     pub value: Value,
-    time_ns: u64,
+    /// Time of the latest data point (`time_unix_nano`).
+    pub time_ns: u64,
     updated: Instant,
 }
 

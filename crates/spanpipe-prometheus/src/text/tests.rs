@@ -11,6 +11,10 @@ fn opts() -> Options {
     }
 }
 
+fn render_text(store: &Store) -> String {
+    render(store, Format::default())
+}
+
 fn store_of(
     reqs: &[opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest],
 ) -> Store {
@@ -36,7 +40,7 @@ fn the_span_duration_histogram_renders_like_the_go_exporter() {
             ),
         )],
     );
-    let text = render(&store_of(&[req]));
+    let text = render_text(&store_of(&[req]));
     let labels = r#"experiment_id="0",otel_scope_name="mlflow.tracing",root="false",span_status="OK",span_type="LLM",tags_team="rust""#;
     let name = "mlflow_trace_span_duration_milliseconds";
     let want = format!(
@@ -65,7 +69,7 @@ fn newer_cumulative_points_replace_older_ones_and_deltas_add_up() {
             )],
         )
     };
-    let text = render(&store_of(&[
+    let text = render_text(&store_of(&[
         hist(vec![1, 0, 0, 0], 20),
         hist(vec![5, 0, 0, 0], 10),
     ]));
@@ -88,7 +92,7 @@ fn newer_cumulative_points_replace_older_ones_and_deltas_add_up() {
             )],
         )
     };
-    let text = render(&store_of(&[counter(2.0), counter(3.0)]));
+    let text = render_text(&store_of(&[counter(2.0), counter(3.0)]));
     assert_eq!(
         text,
         "# HELP calls_total Calls\n# TYPE calls_total counter\n\
@@ -111,7 +115,7 @@ fn gauges_escape_values_and_help() {
             )]),
         )],
     );
-    let text = render(&store_of(&[req]));
+    let text = render_text(&store_of(&[req]));
     assert_eq!(
         text,
         "# HELP queue_size Items\\nwaiting \\\\ now\n# TYPE queue_size gauge\n\
@@ -158,5 +162,58 @@ fn series_expire_and_type_conflicts_are_refused() {
     assert_eq!(st.len(), 1);
     st.expire(t0 + Duration::from_secs(60));
     assert!(st.is_empty());
-    assert_eq!(render(&st), "");
+    assert_eq!(render(&st, Format::default()), "");
+}
+
+#[test]
+fn timestamps_and_open_metrics() {
+    let at = 1_700_000_000_123_000_000u64;
+    let req = request(
+        vec![],
+        vec![
+            metric(
+                "calls",
+                "1",
+                "Calls \"all\"",
+                sum(vec![number(5.0, vec![], at)], true, 2),
+            ),
+            metric(
+                "mlflow.trace.span.duration",
+                "ms",
+                "d",
+                histogram(vec![duration_point("LLM", vec![1, 2, 3, 4], 3.5, at)], 2),
+            ),
+        ],
+    );
+    let store = store_of(&[req]);
+    let text = render(
+        &store,
+        Format {
+            timestamps: true,
+            open_metrics: false,
+        },
+    );
+    assert!(
+        text.contains("\ncalls_total{otel_scope_name=\"mlflow.tracing\"} 5 1700000000123\n"),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE calls_total counter\n"), "{text}");
+    let om = Format {
+        timestamps: true,
+        open_metrics: true,
+    };
+    let text = render(&store, om);
+    assert!(
+        text.contains("# HELP calls Calls \\\"all\\\"\n# TYPE calls counter\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\ncalls_total{otel_scope_name=\"mlflow.tracing\"} 5 1700000000.123\n"),
+        "{text}"
+    );
+    assert!(text.contains("_bucket{"), "{text}");
+    assert!(text.contains("le=\"+Inf\"} 10 1700000000.123\n"), "{text}");
+    assert!(text.ends_with("\n# EOF\n"), "{text}");
+    assert_eq!(om.content_type(), OPEN_METRICS_CONTENT_TYPE);
+    assert_eq!(Format::default().content_type(), CONTENT_TYPE);
 }

@@ -1,0 +1,194 @@
+//! OTel Collector options with real behaviour, end to end against the real binary: the `prometheus` exporter's
+//! `send_timestamps` and `enable_open_metrics` (checked by `promtool`: `check metrics` for the text format,
+//! `tsdb create-blocks-from openmetrics` — Prometheus's strict OpenMetrics parser — for OpenMetrics), and the
+//! `otlp` receiver's `http.cors` (a browser's preflight and cross-origin POST).
+
+#[path = "spanmetrics_support.rs"]
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
+};
+use prost::Message;
+use spanpipe_e2e::otlp::{http_client, http_post};
+use spanpipe_e2e::{Spanpipe, free_ports, run_bounded, wait_until};
+use support::{block_on, promtool_check};
+
+/// One counter and one histogram, both stamped `time_ns`.
+fn metrics_request(time_ns: u64) -> Vec<u8> {
+    let counter = Metric {
+        name: "agent.calls".into(),
+        description: "Calls made".into(),
+        unit: "1".into(),
+        data: Some(metric::Data::Sum(Sum {
+            data_points: vec![NumberDataPoint {
+                time_unix_nano: time_ns,
+                value: Some(number_data_point::Value::AsInt(7)),
+                ..Default::default()
+            }],
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            is_monotonic: true,
+        })),
+        ..Default::default()
+    };
+    let histogram = Metric {
+        name: "agent.latency".into(),
+        description: "Latency".into(),
+        unit: "s".into(),
+        data: Some(metric::Data::Histogram(Histogram {
+            data_points: vec![HistogramDataPoint {
+                time_unix_nano: time_ns,
+                count: 6,
+                sum: Some(4.5),
+                bucket_counts: vec![1, 2, 3],
+                explicit_bounds: vec![0.5, 1.0],
+                ..Default::default()
+            }],
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+        })),
+        ..Default::default()
+    };
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![counter, histogram],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// GET `url`: status, content type and body.
+fn get(url: &str) -> (u16, String, String) {
+    block_on(async {
+        match http_client().get(url).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let ctype = r
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                (status, ctype, r.text().await.unwrap_or_default())
+            }
+            Err(_) => (0, String::new(), String::new()),
+        }
+    })
+}
+
+#[test]
+fn send_timestamps_and_open_metrics_pass_promtool() {
+    let [http, text_port, om_port] = free_ports::<3>();
+    let mut sp = Spanpipe::start(
+        &format!(
+            "\
+receivers:
+  otlp:
+    protocols:
+      http: {{ endpoint: 127.0.0.1:{http} }}
+exporters:
+  prometheus/text:
+    endpoint: 127.0.0.1:{text_port}
+    send_timestamps: true
+  prometheus/om:
+    endpoint: localhost:{om_port}
+    send_timestamps: true
+    enable_open_metrics: true
+service:
+  telemetry: {{ metrics: {{ level: none }} }}
+  pipelines:
+    metrics: {{ receivers: [otlp], exporters: [prometheus/text, prometheus/om] }}
+"
+        ),
+        &[http, text_port, om_port],
+    );
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let body = metrics_request(now_ms * 1_000_000);
+    let status = block_on(async {
+        http_post(
+            &http_client(),
+            http,
+            "/v1/metrics",
+            "application/x-protobuf",
+            None,
+            body,
+        )
+        .await
+        .status()
+        .as_u16()
+    });
+    assert_eq!(status, 200);
+
+    let text_url = format!("http://127.0.0.1:{text_port}/metrics");
+    let mut text = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            text = get(&text_url).2;
+            text.contains("agent_latency_seconds_count")
+        }),
+        "text page never showed the metrics:\n{text}\n{}",
+        sp.stderr_text()
+    );
+    let (_, ctype, _) = get(&text_url);
+    assert_eq!(ctype, "text/plain; version=0.0.4; charset=utf-8");
+    assert!(
+        text.contains(&format!(
+            "agent_calls_total{{otel_scope_name=\"\"}} 7 {now_ms}\n"
+        )) || text
+            .lines()
+            .any(|l| l.starts_with("agent_calls_total") && l.ends_with(&format!(" 7 {now_ms}"))),
+        "the counter sample carries its timestamp in ms:\n{text}"
+    );
+    promtool_check(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+
+    let (status, ctype, om) = get(&format!("http://127.0.0.1:{om_port}/metrics"));
+    assert_eq!(status, 200);
+    assert_eq!(
+        ctype,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(om.contains("# TYPE agent_calls counter\n"), "{om}");
+    let secs = format!(" 7 {}.{:03}\n", now_ms / 1000, now_ms % 1000);
+    assert!(
+        om.contains(&secs),
+        "OpenMetrics timestamps are seconds:\n{om}"
+    );
+
+    // Prometheus's own OpenMetrics parser (strict: `# EOF`, counter `_total` samples, timestamps) reads it all.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("metrics.om");
+    std::fs::write(&input, &om).expect("write");
+    let out = run_bounded(
+        Command::new("promtool")
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&input)
+            .arg(dir.path().join("blocks")),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        out.code(),
+        0,
+        "promtool rejected the OpenMetrics page:\n{}{}\n{om}",
+        out.stdout,
+        out.stderr
+    );
+    // 1 counter sample + 3 buckets (2 bounds and +Inf) + _sum + _count.
+    assert!(
+        out.stdout.contains(" 6 ") || out.stdout.contains("\t6\t") || out.stdout.contains(" 6\n"),
+        "expected 6 samples in the block:\n{}",
+        out.stdout
+    );
+    sp.stop_gracefully_within(Duration::from_secs(10));
+}
