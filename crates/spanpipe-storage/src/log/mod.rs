@@ -13,7 +13,8 @@
 //!   replaced after a failed write so its space is free at once. A segment whose records are all acknowledged is deleted (log first, then acks: a crash in between
 //!   leaves only an orphan ack file, removed at the next open).
 //! - Open scans every segment (both checksums), resynchronises after a damaged header, truncates a torn tail,
-//!   skips damaged and acknowledged records, and deletes segments with nothing left.
+//!   skips damaged and acknowledged records, and deletes segments with nothing left. Damaged stretches are
+//!   remembered in `<n>.bad` (start, end, CRC), so each is counted once, not at every open.
 //!
 //! Durability: every write is a `write(2)` before the call returns, so a record or acknowledgement survives the
 //! process being killed (the page cache belongs to the kernel). With `fsync` the data is also synced before
@@ -32,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use spanpipe_core::{Record, RecordId, StorageClient, StorageError, StorageStats};
 
-use record::{Entry, HEADER, ack_entry, header, parse_acks, scan};
+use record::{Entry, HEADER, ack_entry, bad_entry, header, parse_acks, parse_bad, scan};
 
 /// How a log behaves.
 #[derive(Clone, Copy, Debug)]
@@ -174,8 +175,14 @@ impl SegmentLog {
             log.recover(*id)?;
         }
         for id in acks.iter().filter(|a| !logs.contains(a)) {
-            let p = seg_path(dir, *id, "ack");
-            std::fs::remove_file(&p).map_err(|e| err("cannot remove", &p, e))?;
+            for ext in ["ack", "bad"] {
+                let p = seg_path(dir, *id, ext);
+                match std::fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(err("cannot remove", &p, e)),
+                }
+            }
         }
         let next = logs.last().map_or(1, |l| l + 1);
         log.start_segment(next)?;
@@ -198,7 +205,8 @@ impl SegmentLog {
             };
             match ext {
                 "log" => logs.push(id),
-                "ack" => acks.push(id),
+                // A damage record without its log is an orphan too: removed with the orphan acks.
+                "ack" | "bad" => acks.push(id),
                 _ => {}
             }
         }
@@ -221,7 +229,7 @@ impl SegmentLog {
             .map_err(|e| err("cannot stat", &path, e))?
             .len();
         let found = scan(&file, len).map_err(|e| err("cannot read", &path, e))?;
-        self.stats.corrupt += found.corrupt;
+        self.stats.corrupt += u64::from(found.torn);
         if found.end < len {
             file.set_len(found.end)
                 .map_err(|e| err("cannot truncate", &path, e))?;
@@ -237,8 +245,33 @@ impl SegmentLog {
             .into_iter()
             .filter(|e| !acked.contains(&e.offset))
             .collect();
+        // Damage is counted once: a stretch already recorded in `<n>.bad` by an earlier open is not counted
+        // again (one that grew — new damage next to old — is); a record found damaged when read was acknowledged.
+        let bad_path = seg_path(&self.dir, id, "bad");
+        let known: std::collections::HashSet<(u64, u64)> = match std::fs::read(&bad_path) {
+            Ok(b) => parse_bad(&b).into_iter().collect(),
+            Err(_) => Default::default(),
+        };
+        let new_damage: Vec<(u64, u64)> = found
+            .damaged
+            .into_iter()
+            .filter(|d| !known.contains(d) && !acked.contains(&d.0))
+            .collect();
+        self.stats.corrupt += new_damage.len() as u64;
         if unread.is_empty() {
             return self.delete(id, &path, &ack_path);
+        }
+        if !new_damage.is_empty() {
+            let mut buf = Vec::with_capacity(new_damage.len() * record::BAD);
+            for (start, end) in &new_damage {
+                buf.extend_from_slice(&bad_entry(*start, *end));
+            }
+            // Best effort: if it fails the damage is only counted again at the next open.
+            let _ = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&bad_path)
+                .and_then(|mut f| f.write_all(&buf));
         }
         for e in &unread {
             self.count(e, true);
@@ -251,6 +284,12 @@ impl SegmentLog {
     fn delete(&mut self, id: u64, log: &Path, ack: &Path) -> Result<(), StorageError> {
         self.segments.remove(&id);
         std::fs::remove_file(log).map_err(|e| err("cannot remove", log, e))?;
+        let bad = seg_path(&self.dir, id, "bad");
+        match std::fs::remove_file(&bad) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err("cannot remove", &bad, e)),
+        }
         match std::fs::remove_file(ack) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

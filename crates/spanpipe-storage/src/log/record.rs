@@ -61,9 +61,12 @@ pub struct Scan {
     pub entries: Vec<Entry>,
     /// Where the valid part ends (the file is truncated there if it is longer).
     pub end: u64,
-    /// Damaged records skipped: one per record failing its data checksum, one per damaged stretch the scan
-    /// resynchronised over, plus one for a torn tail.
-    pub corrupt: u64,
+    /// Damaged stretches `(start, end)`: a record failing its data checksum, or bytes the scan resynchronised
+    /// over after a damaged header (one entry each). The log remembers them (`<n>.bad`), so a later open counts
+    /// only new damage.
+    pub damaged: Vec<(u64, u64)>,
+    /// The segment ends in a torn record (cut off at `end`).
+    pub torn: bool,
 }
 
 /// Bytes read at a time while looking for the next valid header after a damaged one.
@@ -112,7 +115,7 @@ pub fn scan(file: &File, len: u64) -> std::io::Result<Scan> {
     while off < len {
         let remaining = len - off;
         if remaining < HEADER {
-            out.corrupt += 1;
+            out.torn = true;
             break;
         }
         let mut h = [0u8; 16];
@@ -120,18 +123,18 @@ pub fn scan(file: &File, len: u64) -> std::io::Result<Scan> {
         let Some((dlen, items, crc)) = parse_header(&h) else {
             match resync(file, off + 1, len)? {
                 Some(next) => {
-                    out.corrupt += 1;
+                    out.damaged.push((off, next));
                     off = next;
                     continue;
                 }
                 None => {
-                    out.corrupt += 1;
+                    out.torn = true;
                     break;
                 }
             }
         };
         if u64::from(dlen) > remaining - HEADER {
-            out.corrupt += 1;
+            out.torn = true;
             break;
         }
         data.resize(dlen as usize, 0);
@@ -144,12 +147,35 @@ pub fn scan(file: &File, len: u64) -> std::io::Result<Scan> {
                 crc,
             });
         } else {
-            out.corrupt += 1;
+            out.damaged.push((off, off + HEADER + u64::from(dlen)));
         }
         off += HEADER + u64::from(dlen);
     }
     out.end = off;
     Ok(out)
+}
+
+/// Bytes of a damage entry (`<n>.bad`): start, end, CRC-32.
+pub const BAD: usize = 20;
+
+/// The damage entry of the stretch `start..end`.
+pub fn bad_entry(start: u64, end: u64) -> [u8; BAD] {
+    let mut e = [0u8; BAD];
+    e[0..8].copy_from_slice(&start.to_le_bytes());
+    e[8..16].copy_from_slice(&end.to_le_bytes());
+    let crc = crc32fast::hash(&e[0..16]);
+    e[16..20].copy_from_slice(&crc.to_le_bytes());
+    e
+}
+
+/// The damaged stretches a `.bad` file records (entries failing their checksum are ignored).
+pub fn parse_bad(bytes: &[u8]) -> Vec<(u64, u64)> {
+    let u64_at = |b: &[u8]| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    bytes
+        .chunks_exact(BAD)
+        .filter(|e| crc32fast::hash(&e[0..16]) == le32(&e[16..20]))
+        .map(|e| (u64_at(&e[0..8]), u64_at(&e[8..16])))
+        .collect()
 }
 
 /// The acknowledgement entry of the record at `offset`.

@@ -185,10 +185,12 @@ fn a_damaged_header_costs_only_its_record() {
                 len_before,
                 "not truncated"
             );
-            // Opening appended an empty segment each time; keep the directory as it was.
+            // Opening appended an empty segment each time, and acknowledged the damage (so a later open does not
+            // count it again); keep the directory as it was.
             for p in log_files(dir.path()).into_iter().skip(2) {
                 std::fs::remove_file(p).unwrap();
             }
+            let _ = std::fs::remove_file(seg.with_extension("bad"));
         }
     }
 }
@@ -217,6 +219,29 @@ fn damage_in_several_places_is_counted_once_per_record() {
         drain(&mut log),
         [0, 3, 4, 6, 8, 9].into_iter().map(rec).collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn damage_is_counted_once_not_at_every_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = SegmentLog::open(dir.path(), opts()).unwrap();
+        for i in 0..5 {
+            log.append(&rec(i), 1).unwrap();
+        }
+    }
+    let seg = log_files(dir.path()).remove(0);
+    let start = |i: usize| (0..i).map(|j| HEADER + rec(j).len() as u64).sum::<u64>();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[start(1) as usize + 5] ^= 0x02; // header of 1
+    bytes[start(3) as usize + HEADER as usize] ^= 0x02; // data of 3
+    std::fs::write(&seg, &bytes).unwrap();
+    let log = SegmentLog::open(dir.path(), opts()).unwrap();
+    assert_eq!(log.stats().corrupt, 2);
+    drop(log);
+    let mut log = SegmentLog::open(dir.path(), opts()).unwrap();
+    assert_eq!(log.stats().corrupt, 0, "already counted");
+    assert_eq!(drain(&mut log), vec![rec(0), rec(2), rec(4)]);
 }
 
 #[test]
