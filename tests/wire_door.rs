@@ -10,7 +10,8 @@
 //!    attribute, into the same `batch`: A's 200 spans reach `file`, `otlp_http` (`encoding: json`, to a second
 //!    spanpipe's `file`) and a real MLflow, each exactly once by span id; B gets 400 / INVALID_ARGUMENT. With
 //!    `on_invalid_span: drop` B gets an OTLP partial success (`rejected_spans` 1, an `error_message`), its valid
-//!    span goes on with A's, and `otelcol_receiver_refused_spans_total` counts what was refused.
+//!    span goes on with A's, and `otelcol_receiver_refused_spans_total` counts what was refused. Client C's span
+//!    with a 32-deep key-value list (the deepest the door allows) shares the batch and reaches every sink too.
 //! 3. Redaction (`allow_all_keys`, presets `credit_card` + `email`) behind receivers with the default and the
 //!    largest `max_attribute_depth`: a card number next to an invalid-UTF-8 array element, in a kvlist 34 deep, in
 //!    an array 51 deep, an e-mail written `alice\u0040corp.com` in JSON nested 70 levels — each is either refused
@@ -558,7 +559,13 @@ service:
         &[grpc, http, telemetry],
     );
     let drop = policy == "drop";
-    let base = if drop { 0x00d0_0000 } else { 0x00e0_0000 };
+    // Ids unique per run: a shared MLflow server (MLFLOW_TEST_URI) keeps traces of earlier runs, and a trace id
+    // seen before would land in the earlier run's experiment.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ (u64::from(std::process::id()) << 20);
+    let base = ((run & 0xff_ffff_ffff) << 20) | if drop { 0x0_0000 } else { 0x8_0000 };
     // A: 40 traces × 5 spans in 4 requests of 50, two over gRPC and two over HTTP/protobuf.
     let (a_requests, a_ids) = client_a(base, 40, 10);
     assert_eq!(a_ids.len(), 200);
@@ -582,6 +589,18 @@ service:
         ),
     ];
     let b_valid: BTreeSet<String> = [ok1_id, ok2_id].into();
+    // C: a valid span as deep as the door allows (a 32-deep key-value list, in the costliest shape), in the same
+    // batch. Every sink must take it: the JSON one too (OTLP/JSON nests it 135 levels, past serde_json's default
+    // limit of 128 — a spanpipe behind `otlp_http` json used to refuse the whole batch for it).
+    let (c_span, c_id) = b_span(
+        base + 0x2_0000,
+        b"client C, deepest legal attribute",
+        &[key_value(
+            "deep",
+            &deep_value(Nest::Kvlist, DEFAULT_DEPTH, &string_value(b"x")),
+        )],
+    );
+    let c_request = request(&[service_name("client-c")], &[c_span]);
     let b_invalid: BTreeSet<String> = [bad_utf8_id, bad_deep_id].into();
 
     // Everything at once, well inside one batch timeout: A's four requests and B's two, concurrently.
@@ -611,6 +630,20 @@ service:
             let client = client.clone();
             tokio::spawn(async move { (what, send(&client, t, grpc, http, body, what).await) })
         });
+        let c = {
+            let client = client.clone();
+            tokio::spawn(async move {
+                send(
+                    &client,
+                    Transport::HttpProto,
+                    grpc,
+                    http,
+                    c_request,
+                    "client C",
+                )
+                .await
+            })
+        };
         let (a, b): (Vec<_>, Vec<_>) = (a.collect(), b.collect());
         let mut a_answers = Vec::new();
         for h in a {
@@ -620,6 +653,8 @@ service:
         for h in b {
             b_answers.push(h.await.expect("client B task"));
         }
+        let c_answer = c.await.expect("client C task");
+        assert!(c_answer.is_clean_ok(), "client C: {c_answer:?}");
         (a_answers, b_answers)
     });
     for (i, a) in a_answers.iter().enumerate() {
@@ -648,6 +683,7 @@ service:
     assert_no_crash(&mut sp);
 
     let mut want = a_ids.clone();
+    want.insert(c_id);
     if drop {
         want.extend(b_valid.iter().cloned());
     }
@@ -692,7 +728,7 @@ service:
         );
     }
     println!(
-        "on_invalid_span {policy}: A sent 200 spans, B sent {} valid + {} invalid",
+        "on_invalid_span {policy}: A sent 200 spans, B sent {} valid + {} invalid, C 1 (32-deep kvlist)",
         if drop { 2 } else { 0 },
         b_invalid.len()
     );

@@ -288,7 +288,9 @@ impl Mlflow {
                     let text = r.text().await.unwrap_or_default();
                     (
                         status,
-                        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                        // Spans may hold attributes as deep as a receiver accepts: more JSON levels than serde_json's
+                        // default limit.
+                        crate::ids::parse_deep_json(&text).unwrap_or(Value::String(text)),
                     )
                 }
                 Err(e) => (0, Value::String(e.to_string())),
