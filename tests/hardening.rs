@@ -328,7 +328,10 @@ service:
     // 600 series × 18 lines (15 buckets, +Inf, sum, count) × (a 256-byte label + ~300 bytes of the rest): under
     // 6 MiB, against 326 MB before the limit.
     let bound_kb = 600.0 * 18.0 * (256.0 + 300.0) / 1024.0;
-    assert!(page_kb < bound_kb, "/metrics is {page_kb:.0} KiB (bound {bound_kb:.0})");
+    assert!(
+        page_kb < bound_kb,
+        "/metrics is {page_kb:.0} KiB (bound {bound_kb:.0})"
+    );
     assert!(truncated >= 600.0, "truncations counted: {truncated}");
     // The request itself is 18 MB and is decoded once; before the limit the page alone took ~330 MB.
     assert!(peak < 200.0, "peak RSS {peak:.0} MiB");
@@ -384,4 +387,121 @@ service:
         "{}",
         out.stdout
     );
+}
+
+/// Reads until the server closes the connection; how long that took, or `None` if it stayed open for `bound`.
+fn time_to_close(stream: &mut std::net::TcpStream, bound: Duration) -> Option<Duration> {
+    use std::io::Read;
+    let start = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < bound {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+    None
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+fn http_status(port: u16, path: &str) -> u16 {
+    runtime().block_on(async {
+        http_client()
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16())
+    })
+}
+
+/// `health_check`, the `prometheus` scrape endpoint and the internal metrics serve through the receivers' hardened
+/// layer: a slowloris is cut after the 10 s header bound, a flood of silent connections holds at most 64 open per
+/// endpoint (file descriptors stay bounded), and once the flood is gone every endpoint answers again.
+#[test]
+fn admin_endpoints_survive_slowloris_and_a_connection_flood() {
+    use std::io::Write;
+    let [http, health, prom, metrics] = free_ports::<4>();
+    let yaml = format!(
+        r#"
+extensions:
+  health_check: {{ endpoint: 127.0.0.1:{health} }}
+receivers:
+  otlp:
+    protocols:
+      http: {{ endpoint: 127.0.0.1:{http} }}
+connectors:
+  mlflow_spanmetrics:
+exporters:
+  prometheus: {{ endpoint: 127.0.0.1:{prom} }}
+service:
+  extensions: [health_check]
+  telemetry: {{ metrics: {{ address: 127.0.0.1:{metrics} }} }}
+  pipelines:
+    traces: {{ receivers: [otlp], exporters: [mlflow_spanmetrics] }}
+    metrics: {{ receivers: [mlflow_spanmetrics], exporters: [prometheus] }}
+"#
+    );
+    let mut sp = Spanpipe::start(&yaml, &[http, health, prom, metrics]);
+    let admin = [(health, "/"), (prom, "/metrics"), (metrics, "/metrics")];
+    for (port, path) in admin {
+        assert_eq!(
+            http_status(port, path),
+            200,
+            "{port}{path} before the flood"
+        );
+    }
+    let base_fds = open_fds(sp.pid());
+    let connect = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    // One slowloris per endpoint (half a request line, then nothing), then 100 silent connections each.
+    let mut lorises: Vec<std::net::TcpStream> = admin
+        .iter()
+        .map(|(port, _)| {
+            let mut s = connect(*port);
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAcc")
+                .expect("write");
+            s
+        })
+        .collect();
+    let flood: Vec<std::net::TcpStream> = admin
+        .iter()
+        .flat_map(|(port, _)| (0..100).map(move |_| *port))
+        .map(connect)
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let flood_fds = open_fds(sp.pid());
+    println!(
+        "admin endpoints: fds {base_fds} before, {flood_fds} with 3 slowlorises + 300 silent connections"
+    );
+    assert!(
+        flood_fds <= base_fds + 3 * 64 + 8,
+        "{flood_fds} fds: the 64-connection cap per endpoint did not hold"
+    );
+    for (i, loris) in lorises.iter_mut().enumerate() {
+        let closed = time_to_close(loris, Duration::from_secs(15));
+        println!("slowloris {i} closed after {closed:?}");
+        assert!(
+            closed.is_some(),
+            "slowloris on {:?} still open after 15 s",
+            admin[i]
+        );
+    }
+    drop(flood);
+    sp.assert_running();
+    for (port, path) in admin {
+        let ok = wait_until(Duration::from_secs(15), || http_status(port, path) == 200);
+        assert!(ok, "{port}{path} does not answer after the flood");
+    }
+    sp.stop_gracefully();
 }

@@ -1,4 +1,5 @@
-//! The connection layer both OTLP servers share: accept (at most `max_connections` at a time), TLS handshake,
+//! The connection layer every spanpipe server shares (OTLP/gRPC, OTLP/HTTP, health_check, the Prometheus scrape
+//! endpoints, internal metrics): accept (at most `max_connections` at a time), TLS handshake,
 //! then hyper serves the connection while a watchdog closes it when it has been idle too long, when the client
 //! never gets to a first request (slowloris), when it reaches its maximum age, or at shutdown.
 //!
@@ -26,8 +27,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::auth::PeerAddr;
-use super::tls::TlsServer;
+use crate::tls::TlsServer;
+
+/// The client's address, put into every request's extensions (for logs that name the client, e.g. refused logins).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub SocketAddr);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use spanpipe_config::Duration;
 use tokio_rustls::TlsAcceptor;
 
-use crate::exporter::tls::ensure_crypto_provider;
+use crate::ensure_crypto_provider;
 
 /// `protocols.<grpc|http>.tls`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header::CONTENT_TYPE};
 use http_body_util::Full;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
 use serde::Deserialize;
@@ -22,7 +21,6 @@ use spanpipe_core::{
     listen::Endpoint,
 };
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
@@ -225,44 +223,19 @@ impl Exporter for PrometheusExporter {
     }
 }
 
-/// Accepts scrapes until `stop`; open connections are closed then (a scrape is short and is simply retried).
+/// Serves scrapes through spanpipe's hardened server layer (connection cap, header and idle timeouts, back-off on
+/// accept errors: the same as the receivers) until `stop`.
 async fn serve(
     listener: TcpListener,
     store: Arc<Mutex<Store>>,
     format: Format,
     stop: CancellationToken,
 ) {
-    let mut connections = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let store = store.clone();
-                let svc = service_fn(move |req| {
-                    let store = store.clone();
-                    async move { Ok::<_, Infallible>(handle(&store, format, &req)) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
-                    .serve_connection(TokioIo::new(stream), svc);
-                connections.spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "scrape connection ended with an error");
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accepting a scrape connection failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        while connections.try_join_next().is_some() {}
-    }
-    connections.shutdown().await;
+    let svc = service_fn(move |req| {
+        let store = store.clone();
+        async move { Ok::<_, Infallible>(handle(&store, format, &req)) }
+    });
+    spanpipe_net::serve_admin("prometheus", listener, svc, stop, Duration::from_secs(5)).await;
 }
 
 fn handle<B>(store: &Mutex<Store>, format: Format, req: &Request<B>) -> Response<Full<Bytes>> {

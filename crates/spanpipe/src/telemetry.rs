@@ -94,22 +94,68 @@ pub fn init_metrics(cfg: &MetricsConfig) {
             return;
         }
     };
-    if let Err(e) = std::net::TcpListener::bind(addr) {
-        let line = spanpipe_core::listen_error(METRICS_ADDRESS, addr, &e);
-        tracing::warn!("{line}, or \"\" to disable; internal metrics are disabled");
-        return;
-    }
-    match metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .install()
+    let listener = match std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(tokio::net::TcpListener::from_std)
     {
-        Ok(()) => {
+        Ok(l) => l,
+        Err(e) => {
+            let line = spanpipe_core::listen_error(METRICS_ADDRESS, addr, &e);
+            tracing::warn!("{line}, or \"\" to disable; internal metrics are disabled");
+            return;
+        }
+    };
+    match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => {
             spanpipe_core::telemetry::describe();
             tokio::spawn(process_metrics());
+            tokio::spawn(serve_metrics(listener, handle));
             tracing::info!(%addr, "internal metrics on /metrics");
         }
         Err(e) => tracing::warn!(%addr, error = %e, "internal metrics disabled"),
     }
+}
+
+/// Serves the recorder's `/metrics` through spanpipe's hardened server layer (the same connection caps and
+/// timeouts as every other endpoint), for the life of the process; keeps the recorder's upkeep going.
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+) {
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let handle = handle.clone();
+        async move {
+            let (status, body) = match (req.method(), req.uri().path()) {
+                (&http::Method::GET, "/metrics") => (http::StatusCode::OK, handle.render()),
+                (_, "/metrics") => (http::StatusCode::METHOD_NOT_ALLOWED, String::new()),
+                _ => (http::StatusCode::NOT_FOUND, String::new()),
+            };
+            let mut resp = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+            *resp.status_mut() = status;
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    let never = tokio_util::sync::CancellationToken::new();
+    spanpipe_net::serve_admin(
+        "internal metrics",
+        listener,
+        svc,
+        never,
+        std::time::Duration::from_secs(1),
+    )
+    .await;
 }
 
 const METRICS_ADDRESS: &str = "service.telemetry.metrics.address";

@@ -17,6 +17,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -24,12 +25,11 @@ use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use spanpipe_core::{
     BuildContext, ComponentError, ConfigError, Extension, ExtensionFactory, Node, ServiceStatus,
 };
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::HealthCheckConfig;
@@ -135,34 +135,14 @@ impl Extension for HealthCheck {
     }
 }
 
-/// Accepts until `stop`; open connections are closed then (probes are short requests).
+/// Serves probes through spanpipe's hardened server layer (connection cap, header and idle timeouts, back-off on
+/// accept errors) until `stop`; probes are short, so requests in flight get one second.
 async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
-    let mut conns = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        while conns.try_join_next().is_some() {}
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::debug!(error = %e, "health check accept failed");
-                continue;
-            }
-        };
+    let svc = service_fn(move |req| {
         let shared = shared.clone();
-        conns.spawn(async move {
-            let svc = service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(answer(&shared, &req)) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
-    conns.abort_all();
+        async move { Ok::<_, Infallible>(answer(&shared, &req)) }
+    });
+    spanpipe_net::serve_admin("health_check", listener, svc, stop, Duration::from_secs(1)).await;
 }
 
 fn answer<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes>> {

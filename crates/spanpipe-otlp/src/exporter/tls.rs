@@ -1,7 +1,7 @@
 //! TLS settings shared by the `otlp` and `otlp_http` exporters, and the process-wide rustls crypto provider.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use rustls::DigitallySignedStruct;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -60,17 +60,7 @@ impl TlsSettings {
     }
 }
 
-static PROVIDER: Once = Once::new();
-
-/// Installs rustls' ring provider as the process default, once. reqwest is built with `rustls-no-provider` (ring
-/// builds much faster than aws-lc-rs) and so needs a default provider before any client is built; another
-/// component having installed one first is fine.
-pub fn ensure_crypto_provider() {
-    PROVIDER.call_once(|| {
-        // Err means a provider is already installed, which is all we need.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
+pub use spanpipe_net::ensure_crypto_provider;
 
 /// A verifier that accepts every certificate but still checks handshake signatures, for
 /// `insecure_skip_verify: true` on gRPC (reqwest has its own switch).

@@ -157,9 +157,7 @@ impl ReceiverAuth {
     }
 }
 
-/// The client's address, put into every request's extensions by the connection layer.
-#[derive(Clone, Copy, Debug)]
-pub struct PeerAddr(pub SocketAddr);
+pub use spanpipe_net::PeerAddr;
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@ use spanpipe_config::{ByteSize, Duration};
 use spanpipe_core::{BuildContext, ConfigError, Node};
 
 pub use super::auth::AuthSettings;
-pub use super::tls::TlsServerSettings;
+pub use spanpipe_net::TlsServerSettings;
 
 /// `receivers.otlp`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]

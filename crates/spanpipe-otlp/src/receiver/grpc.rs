@@ -24,9 +24,9 @@ use tonic::service::Routes;
 use super::auth::{PeerAddr, ReceiverAuth};
 use super::config::GrpcConfig;
 use super::ingest::{Ingest, metadata_from_headers};
-use super::server::{self, ConnLimits, Server};
-use super::tls::TlsServer;
 use crate::grpc_codec::RawCodec;
+use spanpipe_net::TlsServer;
+use spanpipe_net::server::{self, ConnLimits, Server};
 
 /// One OTLP collector service: its gRPC name, the path of its `Export` method and its signal.
 pub trait ExportKind: Send + Sync + 'static {

@@ -21,10 +21,10 @@ use tokio_util::sync::CancellationToken;
 use super::auth::{PeerAddr, ReceiverAuth};
 use super::config::HttpConfig;
 use super::ingest::{Admitted, Door, Ingest, Partial, metadata_from_headers};
-use super::server::{self, ConnLimits, Server};
 use super::status::ReceiveError;
-use super::tls::TlsServer;
 use crate::compression::{self, Compression, DecompressError};
+use spanpipe_net::TlsServer;
+use spanpipe_net::server::{self, ConnLimits, Server};
 use crate::json::json_to_protobuf;
 
 /// Bodies at least this large are decompressed/converted on the blocking pool, so one big request does not stall

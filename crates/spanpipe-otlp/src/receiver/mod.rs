@@ -9,9 +9,8 @@ pub mod config;
 mod grpc;
 mod http;
 mod ingest;
-mod server;
 mod status;
-pub mod tls;
+pub use spanpipe_net::tls;
 
 #[cfg(test)]
 mod tests;
