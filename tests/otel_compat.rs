@@ -192,3 +192,120 @@ service:
     );
     sp.stop_gracefully_within(Duration::from_secs(10));
 }
+
+/// The response's value of header `name`, or "".
+fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[test]
+fn cors_preflight_and_cross_origin_post() {
+    let [http] = free_ports::<1>();
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = out_dir.path().join("spans.json");
+    let mut sp = Spanpipe::start(
+        &format!(
+            "\
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{http}
+        cors:
+          allowed_origins: [\"https://app.example.com\", \"http://*.localhost:3000\"]
+          allowed_headers: [x-tenant]
+          max_age: 7200
+exporters:
+  file: {{ path: {} }}
+service:
+  telemetry: {{ metrics: {{ level: none }} }}
+  pipelines:
+    traces: {{ receivers: [otlp], exporters: [file] }}
+",
+            out.display()
+        ),
+        &[http],
+    );
+    let client = http_client();
+    let url = format!("http://127.0.0.1:{http}/v1/traces");
+    block_on(async {
+        // A browser's preflight for a JSON POST with a custom header.
+        let pre = client
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("Origin", "http://ui.localhost:3000")
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "content-type,x-tenant")
+            .send()
+            .await
+            .expect("preflight");
+        assert_eq!(pre.status().as_u16(), 204);
+        assert_eq!(
+            header(&pre, "access-control-allow-origin"),
+            "http://ui.localhost:3000"
+        );
+        assert_eq!(header(&pre, "access-control-allow-methods"), "POST");
+        assert_eq!(
+            header(&pre, "access-control-allow-headers"),
+            "content-type, x-tenant"
+        );
+        assert_eq!(header(&pre, "access-control-max-age"), "7200");
+        assert_eq!(header(&pre, "access-control-allow-credentials"), "true");
+        assert!(header(&pre, "vary").contains("Origin"));
+
+        // From an origin not listed: answered, but nothing allowed.
+        let denied = client
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("Origin", "https://evil.example")
+            .header("Access-Control-Request-Method", "POST")
+            .send()
+            .await
+            .expect("preflight");
+        assert_eq!(header(&denied, "access-control-allow-origin"), "");
+
+        // The cross-origin POST itself: accepted, and its answer readable by the page.
+        let body = spanpipe_e2e::otlp::json_request(
+            "0102030405060708090a0b0c0d0e0f10",
+            &["0102030405060708"],
+        );
+        let post = client
+            .post(&url)
+            .header("Origin", "https://app.example.com")
+            .header("Content-Type", "application/json")
+            .header("x-tenant", "t1")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(post.status().as_u16(), 200);
+        assert_eq!(
+            header(&post, "access-control-allow-origin"),
+            "https://app.example.com"
+        );
+        assert_eq!(header(&post, "access-control-allow-credentials"), "true");
+        assert!(header(&post, "vary").contains("Origin"));
+
+        // Same request from another origin: still served (CORS is the browser's check), without the headers.
+        let other = client
+            .post(&url)
+            .header("Origin", "https://evil.example")
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(other.status().as_u16(), 200);
+        assert_eq!(header(&other, "access-control-allow-origin"), "");
+    });
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_to_string(&out)
+            .is_ok_and(|t| t.lines().count() >= 2)),
+        "both POSTs reach the exporter\n{}",
+        sp.stderr_text()
+    );
+    sp.stop_gracefully_within(Duration::from_secs(10));
+}

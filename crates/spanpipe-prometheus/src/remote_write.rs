@@ -48,6 +48,8 @@ pub struct RemoteWriteConfig {
     pub add_metric_suffixes: bool,
     pub resource_to_telemetry_conversion: ResourceToTelemetry,
     pub without_scope_info: bool,
+    /// One `target_info` series per resource, carrying its attributes.
+    pub target_info: TargetInfo,
     pub max_batch_size_bytes: ByteSize,
     /// One consumer by default, so one series' samples arrive in time order (Prometheus refuses older ones).
     pub sending_queue: QueueSettings,
@@ -66,6 +68,7 @@ impl Default for RemoteWriteConfig {
             add_metric_suffixes: true,
             resource_to_telemetry_conversion: ResourceToTelemetry::default(),
             without_scope_info: false,
+            target_info: TargetInfo { enabled: true },
             max_batch_size_bytes: ByteSize(3_000_000),
             sending_queue: QueueSettings {
                 num_consumers: 1,
@@ -74,6 +77,18 @@ impl Default for RemoteWriteConfig {
             retry_on_failure: RetrySettings::default(),
         }
     }
+}
+
+/// `target_info: { enabled: true }`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TargetInfo {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Builds `prometheus_remote_write` exporters.
@@ -118,6 +133,7 @@ impl ExporterFactory for RemoteWriteExporterFactory {
                 tls: cfg.tls,
                 timeout: cfg.timeout.0,
                 options,
+                target_info: cfg.target_info.enabled,
                 max_bytes: usize::try_from(cfg.max_batch_size_bytes.0)
                     .unwrap_or(usize::MAX)
                     .max(1),
@@ -136,6 +152,7 @@ pub struct RemoteWriteExporter {
     tls: TlsSettings,
     timeout: Duration,
     options: Options,
+    target_info: bool,
     max_bytes: usize,
     client: StartOnce<reqwest::Client>,
 }
@@ -250,10 +267,14 @@ pub fn point_series(p: &Point, out: &mut Vec<TimeSeries>) {
 pub fn write_requests(
     req: &ExportMetricsServiceRequest,
     o: &Options,
+    target_info: bool,
     max_bytes: usize,
 ) -> Vec<WriteRequest> {
     let mut all = Vec::new();
     translate(req, o, |p| point_series(&p, &mut all));
+    if target_info {
+        target_info::target_info(req, o, &mut all);
+    }
     let mut out = Vec::new();
     let mut current = WriteRequest::default();
     let mut size = 0usize;
@@ -324,12 +345,14 @@ impl Exporter for RemoteWriteExporter {
         }
         let req = ExportMetricsServiceRequest::decode(batch.payload.as_ref())
             .map_err(|e| ExportError::undecodable(format!("malformed metrics: {e}")))?;
-        for w in write_requests(&req, &self.options, self.max_bytes) {
+        for w in write_requests(&req, &self.options, self.target_info, self.max_bytes) {
             self.send(client, &w).await?;
         }
         Ok(())
     }
 }
+
+mod target_info;
 
 #[cfg(test)]
 mod tests;

@@ -141,6 +141,8 @@ pub struct HttpConfig {
     pub max_concurrent_streams: u32,
     /// Concurrent connections; 0 means no limit. Beyond it, new connections wait in the listen backlog.
     pub max_connections: u32,
+    /// Cross-origin requests from browsers (off unless `allowed_origins` lists something).
+    pub cors: super::cors::CorsConfig,
 }
 
 impl Default for HttpConfig {
@@ -158,6 +160,7 @@ impl Default for HttpConfig {
             idle_timeout: Duration(std::time::Duration::from_secs(60)),
             max_concurrent_streams: 200,
             max_connections: 0,
+            cors: Default::default(),
         }
     }
 }
@@ -221,6 +224,10 @@ pub fn validate(
         parse_endpoint(&h.endpoint)
             .map_err(|m| ctx.invalid(node, &["protocols", "http", "endpoint"], m))?;
         validate_tls(h.tls.as_ref(), "http", ctx, node)?;
+        super::cors::Cors::new(&h.cors).map_err(|m| {
+            let keys = ["protocols", "http", "cors", "allowed_origins"];
+            ctx.invalid(node, &keys, m)
+        })?;
         if h.read_header_timeout.0.is_zero() {
             let keys = ["protocols", "http", "read_header_timeout"];
             return Err(ctx.invalid(node, &keys, "must be greater than 0"));

@@ -20,12 +20,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth::{PeerAddr, ReceiverAuth};
 use super::config::HttpConfig;
+use super::cors::Cors;
 use super::ingest::{Admitted, Door, Ingest, Partial, metadata_from_headers};
 use super::status::ReceiveError;
 use crate::compression::{self, Compression, DecompressError};
+use crate::json::json_to_protobuf;
 use spanpipe_net::TlsServer;
 use spanpipe_net::server::{self, ConnLimits, Server};
-use crate::json::json_to_protobuf;
 
 /// Bodies at least this large are decompressed/converted on the blocking pool, so one big request does not stall
 /// the other connections served by the same runtime thread.
@@ -73,6 +74,7 @@ pub struct HttpState {
     auth: Option<Arc<ReceiverAuth>>,
     limits: ConnLimits,
     max_concurrent_streams: Option<u32>,
+    cors: Option<Cors>,
 }
 
 impl HttpState {
@@ -104,6 +106,8 @@ impl HttpState {
             },
             max_concurrent_streams: (cfg.max_concurrent_streams > 0)
                 .then_some(cfg.max_concurrent_streams),
+            // Checked when the config was validated.
+            cors: Cors::new(&cfg.cors).ok().flatten(),
         })
     }
 }
@@ -142,8 +146,26 @@ pub async fn serve(
     server::serve(listener, server, stop, grace).await;
 }
 
-/// Answers one request; never fails (every error becomes an OTLP error response).
+/// Answers one request; never fails (every error becomes an OTLP error response). With `cors`, a preflight is
+/// answered before anything else (browsers send no credentials on it) and every answer carries the CORS headers.
 pub async fn handle<B>(state: &HttpState, req: Request<B>) -> Response<Full<Bytes>>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let Some(cors) = &state.cors else {
+        return handle_otlp(state, req).await;
+    };
+    if Cors::is_preflight(req.method(), req.headers()) {
+        return cors.preflight(req.headers());
+    }
+    let origin = cors.allowed_origin(req.headers());
+    let mut response = handle_otlp(state, req).await;
+    cors.decorate(origin, &mut response);
+    response
+}
+
+async fn handle_otlp<B>(state: &HttpState, req: Request<B>) -> Response<Full<Bytes>>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,

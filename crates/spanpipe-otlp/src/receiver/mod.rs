@@ -6,6 +6,7 @@
 
 mod auth;
 pub mod config;
+pub mod cors;
 mod grpc;
 mod http;
 mod ingest;

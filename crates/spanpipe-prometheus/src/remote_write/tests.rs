@@ -42,7 +42,7 @@ fn duration_request() -> ExportMetricsServiceRequest {
 
 #[test]
 fn a_histogram_becomes_bucket_sum_and_count_series_with_sorted_labels() {
-    let reqs = write_requests(&duration_request(), &opts(), usize::MAX);
+    let reqs = write_requests(&duration_request(), &opts(), false, usize::MAX);
     assert_eq!(reqs.len(), 1);
     let ts = &reqs[0].timeseries;
     assert_eq!(ts.len(), 6);
@@ -86,7 +86,7 @@ fn a_histogram_becomes_bucket_sum_and_count_series_with_sorted_labels() {
 
 #[test]
 fn requests_are_cut_by_size_and_deltas_dropped() {
-    let reqs = write_requests(&duration_request(), &opts(), 1);
+    let reqs = write_requests(&duration_request(), &opts(), false, 1);
     assert_eq!(reqs.len(), 6, "one series per request when nothing fits");
     let delta = request(
         vec![],
@@ -97,7 +97,7 @@ fn requests_are_cut_by_size_and_deltas_dropped() {
             sum(vec![number(1.0, vec![], 1)], true, 1),
         )],
     );
-    assert!(write_requests(&delta, &opts(), usize::MAX).is_empty());
+    assert!(write_requests(&delta, &opts(), true, usize::MAX).is_empty());
 }
 
 /// A remote-write receiver answering `status` and keeping the decoded requests.
@@ -240,4 +240,47 @@ fn config_requires_an_endpoint_and_valid_label_names() {
     );
     assert!(build("endpoint: http://127.0.0.1:1/w\nbogus: 1").is_some());
     assert!(build("endpoint: http://127.0.0.1:1/w").is_none());
+}
+
+#[test]
+fn target_info_carries_the_non_identifying_resource_attributes() {
+    let req = request(
+        vec![
+            s("service.name", "agent"),
+            s("service.instance.id", "i-1"),
+            s("deployment.environment", "prod"),
+            s("host.name", "h1"),
+        ],
+        vec![metric(
+            "calls",
+            "1",
+            "",
+            sum(vec![number(1.0, vec![], 9_000_000_000)], true, 2),
+        )],
+    );
+    let reqs = write_requests(&req, &opts(), true, usize::MAX);
+    let info: Vec<&TimeSeries> = reqs[0]
+        .timeseries
+        .iter()
+        .filter(|t| labels(t)["__name__"] == "target_info")
+        .collect();
+    assert_eq!(info.len(), 1);
+    let l = labels(info[0]);
+    assert_eq!(l["deployment_environment"], "prod");
+    assert_eq!(l["host_name"], "h1");
+    assert_eq!(l["job"], "agent");
+    assert_eq!(l["instance"], "i-1");
+    assert!(!l.contains_key("service_name"));
+    assert_eq!(info[0].samples[0].value, 1.0);
+    assert_eq!(info[0].samples[0].timestamp, 9_000);
+    // Off, or a resource with only identifying attributes: none.
+    let off = write_requests(&req, &opts(), false, usize::MAX);
+    assert!(
+        off[0]
+            .timeseries
+            .iter()
+            .all(|t| labels(t)["__name__"] != "target_info")
+    );
+    let only_ids = write_requests(&duration_request(), &opts(), true, usize::MAX);
+    assert_eq!(only_ids[0].timeseries.len(), 6);
 }
