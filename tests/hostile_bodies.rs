@@ -1,6 +1,10 @@
 //! Issue 5, test 5: 10,000 random and mutated bodies at both receivers of the real binary, with valid traffic
 //! interleaved. Mutations of valid OTLP protobuf and JSON requests: bit flips, truncation, length-field
 //! corruption, huge and overlong varints, deep nesting, wrong types, wrong content types, bad gzip.
+//! Issue 12 adds the door's mutations: a byte that breaks UTF-8 put into a string of a valid request (span name,
+//! attribute key or value, service name, scope name; protobuf and JSON), and attribute values nested past
+//! `max_attribute_depth` (33 to 12,000 levels, arrays or key-value lists, span attribute or `service.name`;
+//! protobuf and JSON) — exactly 400 / INVALID_ARGUMENT, never a crash.
 //!
 //! What must happen, precisely:
 //! - HTTP: every hostile body gets 200 (it is still a valid request: a mutation may leave one) or 400 / 413 /
@@ -18,6 +22,9 @@ use std::time::{Duration, Instant};
 use spanpipe_e2e::otlp::{
     CT_JSON, CT_PROTOBUF, TRACE_EXPORT_PATH, grpc_channel, grpc_unary_raw, gzip, hex, http_client,
     http_post, json_request, proto_body, span_id, trace_id, zstd,
+};
+use spanpipe_e2e::wire::{
+    Nest, deep_json_value, deep_value, key_value, request, service_name, span, string_value,
 };
 use spanpipe_e2e::{Spanpipe, file_exporter_span_ids, free_ports, wait_until};
 use tonic::Code;
@@ -151,6 +158,69 @@ fn deep_proto(depth: usize) -> Vec<u8> {
     b
 }
 
+/// Strings of [`valid_proto`] / [`valid_json`] requests: span names, attribute keys and values, the service
+/// name, the scope name.
+const STRING_MARKERS: [&[u8]; 5] = [
+    b"chat e2e",
+    b"gen_ai.operation.name",
+    b"mlflow.spanType",
+    b"spanpipe-e2e",
+    b"spanpipe.e2e",
+];
+
+/// A valid request with one byte of one of its strings replaced by a byte that can never be (or start) valid
+/// UTF-8 there. Lengths are unchanged, so the request stays well-formed apart from the encoding.
+fn invalid_utf8(rng: &mut Rng, mut b: Vec<u8>) -> Vec<u8> {
+    let marker = STRING_MARKERS[rng.below(STRING_MARKERS.len())];
+    let at = b
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("valid requests hold every marker");
+    // 0xff/0xfe never occur in UTF-8; 0x80 is a lone continuation byte; 0xc3/0xed followed by ASCII is truncated.
+    b[at + rng.below(marker.len())] = [0xff, 0xfe, 0x80, 0xc3, 0xed][rng.below(5)];
+    b
+}
+
+/// A request whose span attribute `a` or resource `service.name` is nested `depth` levels deep.
+fn deep_attribute(rng: &mut Rng, json: bool) -> Vec<u8> {
+    let nest = [Nest::Array, Nest::Kvlist][rng.below(2)];
+    let depth = 33 + rng.below(12_000 - 33);
+    let on_resource = rng.below(2) == 0;
+    let sid = span_id(0x00ef_0000_0000 + rng.next() % 1_000_000);
+    let tid = trace_id(rng.next() % 1000);
+    if json {
+        let value = deep_json_value(nest, depth, r#"{"stringValue":"x"}"#);
+        let (service, attr) = if on_resource {
+            (value, r#"{"stringValue":"flat"}"#.to_string())
+        } else {
+            (r#"{"stringValue":"svc"}"#.to_string(), value)
+        };
+        return format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{service}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{}","spanId":"{}","name":"deep","attributes":[{{"key":"a","value":{attr}}}]}}]}}]}}]}}"#,
+            hex(&tid),
+            hex(&sid)
+        )
+        .into_bytes();
+    }
+    let value = deep_value(nest, depth, &string_value(b"x"));
+    let (resource, attr) = if on_resource {
+        (
+            key_value("service.name", &value),
+            key_value("a", &string_value(b"flat")),
+        )
+    } else {
+        (service_name("svc"), key_value("a", &value))
+    };
+    request(&[resource], &[span(&tid, &sid, None, b"deep", &[attr])])
+}
+
+/// Kinds a gRPC receiver must answer with exactly INVALID_ARGUMENT (their message bytes are certainly invalid).
+const GRPC_INVALID: [&str; 3] = [
+    "huge length varint",
+    "invalid UTF-8 in a protobuf string",
+    "attribute nested past max_attribute_depth (protobuf)",
+];
+
 fn hostile(rng: &mut Rng) -> Hostile {
     let h = |what, body, content_type, encoding, expect| Hostile {
         what,
@@ -159,7 +229,7 @@ fn hostile(rng: &mut Rng) -> Hostile {
         encoding,
         expect,
     };
-    match rng.below(12) {
+    match rng.below(16) {
         0 => h(
             "random bytes",
             {
@@ -291,6 +361,40 @@ fn hostile(rng: &mut Rng) -> Hostile {
                 Expect::BadRequest,
             )
         }
+        12 => {
+            let v = valid_proto(rng);
+            h(
+                "invalid UTF-8 in a protobuf string",
+                invalid_utf8(rng, v),
+                CT_PROTOBUF,
+                None,
+                Expect::BadRequest,
+            )
+        }
+        13 => {
+            let v = valid_json(rng);
+            h(
+                "invalid UTF-8 in a JSON string",
+                invalid_utf8(rng, v),
+                CT_JSON,
+                None,
+                Expect::BadRequest,
+            )
+        }
+        14 => h(
+            "attribute nested past max_attribute_depth (protobuf)",
+            deep_attribute(rng, false),
+            CT_PROTOBUF,
+            None,
+            Expect::BadRequest,
+        ),
+        15 => h(
+            "attribute nested past max_attribute_depth (JSON)",
+            deep_attribute(rng, true),
+            CT_JSON,
+            None,
+            Expect::BadRequest,
+        ),
         _ => {
             let mut b = vec![0x0a];
             b.extend(huge_varint(rng));
@@ -413,7 +517,7 @@ fn hostile_bodies_at_both_receivers() {
                 // stay valid protobuf (OK); a length varint past the end never does.
                 let allowed: &[Code] = if b.body.len() > LIMIT {
                     &[Code::ResourceExhausted]
-                } else if b.what == "huge length varint" {
+                } else if GRPC_INVALID.contains(&b.what) {
                     &[Code::InvalidArgument]
                 } else {
                     &[Code::Ok, Code::InvalidArgument]
