@@ -1,5 +1,6 @@
-//! Server-side authentication as a capability of an extension: a receiver names an authenticator extension
-//! (`auth: { authenticator: bearertokenauth }`) and asks it about every request before reading the body.
+//! Authentication as a capability of an extension. Server side: a receiver names an authenticator extension
+//! (`auth: { authenticator: bearertokenauth }`) and asks it about every request before reading the body. Client
+//! side: an exporter names one the same way and asks it for the credential header of every request it sends.
 //!
 //! The core knows only this trait; authenticators live in their own crates. Credentials never appear in an
 //! [`AuthError`]: its message goes back to the client and may be logged.
@@ -22,4 +23,22 @@ pub trait ServerAuth: Send + Sync {
     fn credential_headers(&self) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// The credential header of an outgoing request. No `Debug`: the value is a credential (a [`Secret`], shown as
+/// `[REDACTED]` wherever it is printed).
+///
+/// [`Secret`]: spanpipe_config::Secret
+pub struct ClientCredential {
+    /// Lower-case header (HTTP) or metadata key (gRPC), e.g. `authorization`.
+    pub header: String,
+    pub value: spanpipe_config::Secret,
+}
+
+/// Gives exporters the credentials of their requests (the OTel Collector's `ClientAuthenticator`). Synchronous and
+/// cheap: it is called for every request, so an authenticator keeps the current credential in memory and refreshes
+/// it in the background (a rotated token file takes effect without a restart). An [`AuthError`] (no usable
+/// credential yet) is retryable for the exporter: the spans wait in its queue.
+pub trait ClientAuth: Send + Sync {
+    fn credential(&self) -> Result<ClientCredential, AuthError>;
 }

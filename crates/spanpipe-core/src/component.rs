@@ -294,6 +294,10 @@ pub trait Extension: Send + Sync {
     fn server_auth(&self) -> Option<Arc<dyn crate::ServerAuth>> {
         None
     }
+    /// The credentials this extension offers to exporters (`auth.authenticator`), if it is a client authenticator.
+    fn client_auth(&self) -> Option<Arc<dyn crate::auth::ClientAuth>> {
+        None
+    }
     /// The durable storage this extension offers to sending queues (`sending_queue.storage`), if it is one.
     fn storage(&self) -> Option<Arc<dyn crate::storage::Storage>> {
         None

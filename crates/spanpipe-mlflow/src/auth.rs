@@ -88,7 +88,12 @@ pub enum Auth {
     None,
     Bearer(String),
     File(TokenFile),
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
+    /// An authenticator extension (`auth.authenticator`): its header on every request.
+    Client(std::sync::Arc<dyn spanpipe_core::auth::ClientAuth>),
 }
 
 impl Auth {
@@ -101,6 +106,8 @@ impl Auth {
                 username: username.clone(),
                 password: password.clone(),
             },
+            // Resolved to `Auth::Client` by the exporter, which holds the extension.
+            AuthSource::Authenticator(_) => Auth::None,
         }
     }
 
@@ -114,6 +121,19 @@ impl Auth {
             Auth::Bearer(t) => req.bearer_auth(t),
             Auth::File(f) => req.bearer_auth(f.token(false)?.0),
             Auth::Basic { username, password } => req.basic_auth(username, Some(password)),
+            Auth::Client(a) => {
+                let c = a
+                    .credential()
+                    .map_err(|e| AuthError(format!("auth.authenticator: {e}")))?;
+                let mut value = http::HeaderValue::from_str(c.value.expose()).map_err(|_| {
+                    AuthError(format!(
+                        "auth.authenticator: the credential for {} is not a valid header value",
+                        c.header
+                    ))
+                })?;
+                value.set_sensitive(true);
+                req.header(c.header.as_str(), value)
+            }
         })
     }
 

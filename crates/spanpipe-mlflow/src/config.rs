@@ -8,6 +8,7 @@ use serde::Deserialize;
 use spanpipe_config::{ByteSize, Duration as ConfigDuration, Secret};
 use spanpipe_core::{QueueSettings, RetrySettings};
 use spanpipe_otlp::compression::Compression;
+use spanpipe_otlp::exporter::client_auth::ClientAuthSettings;
 use spanpipe_otlp::exporter::endpoint::check_http_url;
 use spanpipe_otlp::exporter::tls::TlsSettings;
 
@@ -73,6 +74,15 @@ pub struct MlflowConfig {
     /// Uncompressed body bytes per request (0: no limit); a single span larger than this is sent alone.
     pub max_request_bytes: ByteSize,
     pub routing: Vec<RoutingRule>,
+    /// Tenant guard: anchored regular expressions a routed value (an experiment name, or an id for
+    /// `as: experiment_id`) must match; a value matching none goes to the default experiment. Empty: any value.
+    pub allowed_experiments: Vec<String>,
+    /// Whether an experiment named by `experiment_name` or a routing rule is created when absent.
+    pub create_experiments: bool,
+    /// Experiment creations per minute at most (a token bucket of this size); 0: no limit.
+    pub max_experiment_creations_per_minute: u32,
+    /// Client authentication through an authenticator extension (`auth: { authenticator: bearertokenauth }`).
+    pub auth: Option<ClientAuthSettings>,
     pub sending_queue: QueueSettings,
     pub retry_on_failure: RetrySettings,
 }
@@ -96,6 +106,11 @@ impl Default for MlflowConfig {
             // Big LLM inputs/outputs make spans large; 4 MiB keeps bodies below common proxy limits once gzipped.
             max_request_bytes: ByteSize(4 << 20),
             routing: Vec::new(),
+            allowed_experiments: Vec::new(),
+            create_experiments: true,
+            // Enough for every team of a shared collector to appear at once, not for a client to flood MLflow.
+            max_experiment_creations_per_minute: 60,
+            auth: None,
             sending_queue: QueueSettings::default(),
             retry_on_failure: RetrySettings::default(),
         }
@@ -117,7 +132,12 @@ pub enum AuthSource {
     None,
     Token(String),
     TokenFile(PathBuf),
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
+    /// An authenticator extension (`auth.authenticator`), by id; found when the exporter is built.
+    Authenticator(String),
 }
 
 impl std::fmt::Debug for AuthSource {
@@ -127,6 +147,7 @@ impl std::fmt::Debug for AuthSource {
             AuthSource::Token(_) => f.write_str("Token(..)"),
             AuthSource::TokenFile(p) => write!(f, "TokenFile({})", p.display()),
             AuthSource::Basic { username, .. } => write!(f, "Basic({username}, ..)"),
+            AuthSource::Authenticator(id) => write!(f, "Authenticator({id})"),
         }
     }
 }
@@ -145,6 +166,27 @@ pub struct Settings {
     /// `usize::MAX` when unlimited.
     pub max_bytes: usize,
     pub rules: Vec<Rule>,
+    pub guard: Guard,
+}
+
+/// The tenant guard: which routed values are accepted and how experiments may be created.
+#[derive(Clone, Debug)]
+pub struct Guard {
+    /// `None`: every routed value is accepted.
+    pub allowed: Option<regex::RegexSet>,
+    pub create: bool,
+    /// 0: no limit.
+    pub creations_per_minute: u32,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard {
+            allowed: None,
+            create: true,
+            creations_per_minute: 0,
+        }
+    }
 }
 
 pub use spanpipe_core::{Invalid, Key};
@@ -241,6 +283,7 @@ impl MlflowConfig {
             .enumerate()
             .map(|(i, r)| rule(i, r))
             .collect::<Result<Vec<_>, _>>()?;
+        let guard = self.guard()?;
         Ok(Settings {
             destination,
             default_target,
@@ -252,6 +295,43 @@ impl MlflowConfig {
             max_spans: self.max_spans_per_request,
             max_bytes,
             rules,
+            guard,
+        })
+    }
+
+    fn guard(&self) -> Result<Guard, Invalid> {
+        let mut anchored = Vec::with_capacity(self.allowed_experiments.len());
+        for (i, p) in self.allowed_experiments.iter().enumerate() {
+            let at = [Name("allowed_experiments"), Index(i)];
+            if p.is_empty() {
+                return Err(invalid(&at, "must not be empty"));
+            }
+            let a = format!("^(?:{p})$");
+            regex::RegexBuilder::new(&a)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| invalid(&at, format!("is not a valid regular expression: {e}")))?;
+            anchored.push(a);
+        }
+        if !anchored.is_empty() && self.routing.is_empty() {
+            return Err(invalid(
+                &[Name("allowed_experiments")],
+                "only applies to values chosen by `routing` rules, and there are none",
+            ));
+        }
+        let allowed = match anchored.is_empty() {
+            true => None,
+            false => Some(
+                regex::RegexSetBuilder::new(&anchored)
+                    .size_limit(16 << 20)
+                    .build()
+                    .map_err(|e| invalid(&[Name("allowed_experiments")], e.to_string()))?,
+            ),
+        };
+        Ok(Guard {
+            allowed,
+            create: self.create_experiments,
+            creations_per_minute: self.max_experiment_creations_per_minute,
         })
     }
 
@@ -281,17 +361,34 @@ impl MlflowConfig {
 
     fn auth(&self) -> Result<AuthSource, Invalid> {
         let basic = self.username.is_some() || self.password.is_some();
-        let set = [self.token.is_some(), self.token_file.is_some(), basic];
+        let set = [
+            self.token.is_some(),
+            self.token_file.is_some(),
+            basic,
+            self.auth.is_some(),
+        ];
         if set.iter().filter(|s| **s).count() > 1 {
-            let key = if self.token_file.is_some() {
+            let key = if self.auth.is_some() {
+                "auth"
+            } else if self.token_file.is_some() {
                 "token_file"
             } else {
                 "username"
             };
             return Err(invalid(
                 &[Name(key)],
-                "set at most one of token, token_file, username/password",
+                "set at most one of token, token_file, username/password, auth",
             ));
+        }
+        if let Some(a) = &self.auth {
+            let id = a.authenticator.trim();
+            if id.is_empty() {
+                return Err(invalid(
+                    &[Name("auth"), Name("authenticator")],
+                    "name an authenticator extension",
+                ));
+            }
+            return Ok(AuthSource::Authenticator(id.to_string()));
         }
         if let Some(t) = &self.token {
             if t.expose().trim().is_empty() {

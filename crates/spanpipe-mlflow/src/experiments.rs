@@ -2,21 +2,31 @@
 //! nothing) and cached.
 //!
 //! Lookup uses `experiments/search` with a `name = '...'` filter rather than `experiments/get-by-name`, because
-//! the OpenShift MLflow gateway may forbid the latter. An absent experiment is created; when another writer
-//! creates it first (RESOURCE_ALREADY_EXISTS) we search again, including deleted experiments, so a deleted one
-//! gives a clear error instead of a loop.
+//! the OpenShift MLflow gateway may forbid the latter. An absent experiment is created (unless
+//! `create_experiments: false`, then it is a permanent error for its spans), at most
+//! `max_experiment_creations_per_minute` (over it: retryable with the delay until the next token); when another
+//! writer creates it first (RESOURCE_ALREADY_EXISTS) we search again, including deleted experiments, so a deleted
+//! one gives a clear error instead of a loop.
+//!
+//! Names resolve concurrently: one lock per name in flight, none global.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::json;
 use spanpipe_core::ExportError;
 
 use crate::api::{Api, Failure};
+use crate::bucket::TokenBucket;
 use crate::routing::Target;
 
 /// Names we remember; routing by attribute could otherwise grow the cache without bound.
 const MAX_CACHED: usize = 10_000;
+
+/// Counters of experiment creation.
+pub const CREATED_METRIC: &str = "spanpipe_mlflow_experiments_created_total";
+pub const THROTTLED_METRIC: &str = "spanpipe_mlflow_experiments_creation_throttled_total";
 
 /// What a search found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,11 +35,40 @@ struct Found {
     active: bool,
 }
 
-/// The name → id cache and the lock that keeps concurrent exports from resolving one name twice.
-#[derive(Default)]
+/// How names may be resolved: whether absent experiments are created, and how fast.
+#[derive(Debug, Clone)]
+pub struct ResolverSettings {
+    pub exporter: String,
+    pub create: bool,
+    /// 0: no limit.
+    pub creations_per_minute: u32,
+}
+
+impl Default for ResolverSettings {
+    fn default() -> Self {
+        ResolverSettings {
+            exporter: String::new(),
+            create: true,
+            creations_per_minute: 0,
+        }
+    }
+}
+
+/// The name → id cache, and one lock per name being resolved: concurrent exports never resolve one name twice,
+/// and a slow name never holds back another.
 pub struct Resolver {
     cache: Mutex<HashMap<String, String>>,
-    resolving: tokio::sync::Mutex<()>,
+    in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    create: bool,
+    creations: Option<Mutex<TokenBucket>>,
+    created: metrics::Counter,
+    throttled: metrics::Counter,
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Resolver::new(&ResolverSettings::default())
+    }
 }
 
 /// The filter for an exact name match. MLflow's filter parser strips the quotes without unescaping anything,
@@ -47,8 +86,47 @@ pub fn name_filter(name: &str) -> Option<String> {
 }
 
 impl Resolver {
-    /// The id of `target`: ids as they are, names from the cache or MLflow (creating the experiment if absent).
-    /// MLflow unreachable / 429 / 5xx → retryable: the batch stays queued.
+    pub fn new(s: &ResolverSettings) -> Self {
+        metrics::describe_counter!(
+            CREATED_METRIC,
+            metrics::Unit::Count,
+            "MLflow experiments the exporter created."
+        );
+        metrics::describe_counter!(
+            THROTTLED_METRIC,
+            metrics::Unit::Count,
+            "Experiment creations deferred by max_experiment_creations_per_minute (the batch is retried later)."
+        );
+        let (created, throttled) = if s.exporter.is_empty() {
+            (metrics::Counter::noop(), metrics::Counter::noop())
+        } else {
+            (
+                metrics::counter!(CREATED_METRIC, "exporter" => s.exporter.clone()),
+                metrics::counter!(THROTTLED_METRIC, "exporter" => s.exporter.clone()),
+            )
+        };
+        Resolver {
+            cache: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
+            create: s.create,
+            creations: (s.creations_per_minute > 0)
+                .then(|| Mutex::new(TokenBucket::per_minute(s.creations_per_minute))),
+            created,
+            throttled,
+        }
+    }
+
+    /// The id of `target` if it is known without asking MLflow: ids as they are, names from the cache.
+    pub fn ready(&self, target: &Target) -> Option<String> {
+        match target {
+            Target::Id(id) => Some(id.clone()),
+            Target::Name(n) => self.cached(n),
+        }
+    }
+
+    /// The id of `target`: ids as they are, names from the cache or MLflow (creating the experiment if absent
+    /// and allowed). MLflow unreachable / 429 / 5xx, or creation over the rate limit → retryable: the batch stays
+    /// queued.
     pub async fn resolve(&self, api: &Api, target: &Target) -> Result<String, ExportError> {
         let name = match target {
             Target::Id(id) => return Ok(id.clone()),
@@ -57,21 +135,51 @@ impl Resolver {
         if let Some(id) = self.cached(name) {
             return Ok(id);
         }
-        let _one_at_a_time = self.resolving.lock().await;
-        if let Some(id) = self.cached(name) {
-            return Ok(id);
+        let lock = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.clone())
+            .or_default()
+            .clone();
+        let result = {
+            let _this_name = lock.lock().await;
+            match self.cached(name) {
+                Some(id) => Ok(id),
+                None => self.lookup(api, name).await,
+            }
+        };
+        // The last one out removes the entry (clones are only made under the map's lock: the count is exact).
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if Arc::strong_count(&lock) <= 2 {
+            in_flight.remove(name);
         }
-        let what = format!("mlflow experiment {name:?}");
-        let id = lookup_or_create(api, name)
-            .await
-            .map_err(|e| e.into_export_error(&what))?
-            .map_err(ExportError::permanent)?;
+        drop(in_flight);
+        let id = result?;
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_CACHED {
             cache.clear();
         }
         cache.insert(name.clone(), id.clone());
         Ok(id)
+    }
+
+    async fn lookup(&self, api: &Api, name: &str) -> Result<String, ExportError> {
+        let what = format!("mlflow experiment {name:?}");
+        lookup_or_create(api, name, self)
+            .await
+            .map_err(|e| e.into_export_error(&what))?
+    }
+
+    /// Takes a creation token, or says how long until one is available.
+    fn may_create(&self) -> Result<(), Duration> {
+        let Some(bucket) = &self.creations else {
+            return Ok(());
+        };
+        bucket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(std::time::Instant::now())
     }
 
     /// Forgets a name (its experiment was not found when spans were sent to it: deleted and purged, or the
@@ -92,10 +200,32 @@ impl Resolver {
     }
 }
 
-/// Outer error: the request failed; inner error: MLflow answered but the experiment is unusable (permanent).
-async fn lookup_or_create(api: &Api, name: &str) -> Result<Result<String, String>, Failure> {
+/// Outer error: the request failed; inner error: MLflow answered but the experiment is unusable (permanent), or
+/// creating it must wait (retryable).
+async fn lookup_or_create(
+    api: &Api,
+    name: &str,
+    r: &Resolver,
+) -> Result<Result<String, ExportError>, Failure> {
     if let Some(found) = search(api, name, false).await? {
         return Ok(Ok(found.id));
+    }
+    if !r.create {
+        return Ok(Err(ExportError::permanent(format!(
+            "mlflow experiment {name:?} does not exist and create_experiments is false: create it in MLflow, or \
+             route these spans elsewhere (allowed_experiments, routing)"
+        ))));
+    }
+    if let Err(wait) = r.may_create() {
+        r.throttled.increment(1);
+        return Ok(Err(ExportError::Retryable {
+            reason: format!(
+                "mlflow experiment {name:?}: creation deferred by max_experiment_creations_per_minute; retrying in \
+                 {:.1}s",
+                wait.as_secs_f64()
+            ),
+            delay: Some(wait),
+        }));
     }
     match api
         .post_json("experiments/create", &json!({ "name": name }))
@@ -103,20 +233,21 @@ async fn lookup_or_create(api: &Api, name: &str) -> Result<Result<String, String
     {
         Ok(v) => match v.get("experiment_id").and_then(|i| i.as_str()) {
             Some(id) => {
+                r.created.increment(1);
                 tracing::info!(experiment = name, id, "created MLflow experiment");
                 Ok(Ok(id.to_string()))
             }
-            None => Ok(Err(format!(
+            None => Ok(Err(ExportError::permanent(format!(
                 "mlflow experiment {name:?}: create answered without an experiment_id"
-            ))),
+            )))),
         },
         Err(f) if f.code() == Some("RESOURCE_ALREADY_EXISTS") => {
             match search(api, name, true).await? {
                 Some(Found { id, active: true }) => Ok(Ok(id)),
-                Some(Found { id, active: false }) => Ok(Err(format!(
+                Some(Found { id, active: false }) => Ok(Err(ExportError::permanent(format!(
                     "mlflow experiment {name:?}: experiment {id} is deleted; restore it (mlflow experiments restore \
                  --experiment-id {id}) or route to another name"
-                ))),
+                )))),
                 None => Err(Failure::Transport(ExportError::retryable(
                     "created concurrently by another client but not found yet",
                 ))),

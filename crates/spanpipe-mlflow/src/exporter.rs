@@ -16,7 +16,7 @@ use crate::api::{Api, Endpoints, Failure};
 use crate::auth::Auth;
 use crate::config::{AuthSource, Destination, Settings};
 use crate::delivered::{Delivered, key};
-use crate::experiments::Resolver;
+use crate::experiments::{Resolver, ResolverSettings};
 use crate::group::{Chunk, Plan};
 use crate::routing::{Router, Target};
 
@@ -35,6 +35,8 @@ pub struct MlflowExporter {
     delivered: Delivered,
     env: EnvFn,
     api: OnceLock<Api>,
+    /// The authenticator extension named by `auth.authenticator`, found when the exporter was built.
+    client_auth: Option<Arc<dyn spanpipe_core::auth::ClientAuth>>,
 }
 
 /// Spans MLflow refused for good while the rest of the batch went through.
@@ -53,15 +55,38 @@ impl Rejected {
 
 impl MlflowExporter {
     pub fn new(id: String, settings: Settings, env: EnvFn) -> Self {
-        let router = Router::new(settings.rules.clone(), settings.default_target.clone());
+        let router = Router::new(settings.rules.clone(), settings.default_target.clone())
+            .with_allow_list(settings.guard.allowed.clone(), &id);
+        let resolver = Resolver::new(&ResolverSettings {
+            exporter: id.clone(),
+            create: settings.guard.create,
+            creations_per_minute: settings.guard.creations_per_minute,
+        });
         MlflowExporter {
             id,
             settings,
             router,
-            resolver: Resolver::default(),
+            resolver,
             delivered: Delivered::default(),
             env,
             api: OnceLock::new(),
+            client_auth: None,
+        }
+    }
+
+    /// Uses the credentials of an authenticator extension (`auth.authenticator`).
+    pub fn with_client_auth(mut self, auth: Arc<dyn spanpipe_core::auth::ClientAuth>) -> Self {
+        self.client_auth = Some(auth);
+        self
+    }
+
+    fn auth(&self, source: &AuthSource) -> Result<Auth, String> {
+        match (source, &self.client_auth) {
+            (AuthSource::Authenticator(_), Some(a)) => Ok(Auth::Client(a.clone())),
+            (AuthSource::Authenticator(id), None) => Err(format!(
+                "auth.authenticator {id:?}: the extension was not found when the exporter was built"
+            )),
+            (other, _) => Ok(Auth::from_source(other)),
         }
     }
 
@@ -74,10 +99,9 @@ impl MlflowExporter {
                 .filter(|v| !v.is_empty())
         };
         match &self.settings.destination {
-            Destination::Mlflow(url) => Ok((
-                Endpoints::mlflow(url)?,
-                Auth::from_source(&self.settings.auth),
-            )),
+            Destination::Mlflow(url) => {
+                Ok((Endpoints::mlflow(url)?, self.auth(&self.settings.auth)?))
+            }
             Destination::Databricks => {
                 let host = var("DATABRICKS_HOST").ok_or(
                     "tracking_uri: databricks needs DATABRICKS_HOST (the workspace URL) in the environment",
@@ -88,31 +112,24 @@ impl MlflowExporter {
                     AuthSource::None => Auth::Bearer(var("DATABRICKS_TOKEN").ok_or(
                         "tracking_uri: databricks needs DATABRICKS_TOKEN in the environment (or token / token_file)",
                     )?),
-                    other => Auth::from_source(other),
+                    other => self.auth(other)?,
                 };
                 Ok((endpoints, auth))
             }
         }
     }
 
-    /// Sends every chunk of one experiment. `Err` only for a retryable failure (the batch is retried); permanent
-    /// refusals are collected in `rejected` so the other experiments of the batch still get their spans.
+    /// Sends every chunk of one experiment, resolved to `id`. `Err` only for a retryable failure (the batch is
+    /// retried); permanent refusals are collected in `rejected` so the other experiments of the batch still get
+    /// their spans.
     async fn send_target(
         &self,
         api: &Api,
         target: &Target,
+        mut id: String,
         chunks: Vec<Chunk>,
         rejected: &mut Rejected,
     ) -> Result<(), ExportError> {
-        let total: usize = chunks.iter().map(|c| c.spans).sum();
-        let mut id = match self.resolver.resolve(api, target).await {
-            Ok(id) => id,
-            Err(ExportError::Permanent { reason }) => {
-                rejected.add(total, reason);
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        };
         let mut resolved_again = false;
         let mut chunks = chunks.into_iter();
         while let Some(chunk) = chunks.next() {
@@ -273,16 +290,53 @@ impl Exporter for MlflowExporter {
                 order.push(t);
             }
         }
-        let mut rejected = Rejected::default();
-        for target in order {
-            let chunks = plan.chunks(
+        let chunks_of = |target: &Target| {
+            plan.chunks(
                 |r| &targets[r] == target,
                 self.settings.max_spans,
                 self.settings.max_bytes,
-            );
-            if !chunks.is_empty() {
-                self.send_target(api, target, chunks, &mut rejected).await?;
+            )
+        };
+        // Experiments known without asking MLflow (ids, cached names) are sent first: resolving a new name (a
+        // slow MLflow, a throttled creation) never delays them.
+        let (ready, pending): (Vec<_>, Vec<_>) = order
+            .into_iter()
+            .map(|t| (t, self.resolver.ready(t)))
+            .partition(|(_, id)| id.is_some());
+        let mut rejected = Rejected::default();
+        for (target, id) in ready {
+            let chunks = chunks_of(target);
+            if let (Some(id), false) = (id, chunks.is_empty()) {
+                self.send_target(api, target, id, chunks, &mut rejected)
+                    .await?;
             }
+        }
+        // New names resolve concurrently; one that cannot be resolved yet (retryable) does not stop the others.
+        let resolved =
+            futures::future::join_all(pending.iter().map(|(t, _)| self.resolver.resolve(api, t)))
+                .await;
+        let mut deferred: Option<ExportError> = None;
+        for ((target, _), id) in pending.into_iter().zip(resolved) {
+            let chunks = chunks_of(target);
+            if chunks.is_empty() {
+                continue;
+            }
+            match id {
+                Ok(id) => {
+                    self.send_target(api, target, id, chunks, &mut rejected)
+                        .await?
+                }
+                Err(ExportError::Permanent { reason }) => {
+                    rejected.add(chunks.iter().map(|c| c.spans).sum(), reason);
+                }
+                Err(e) => {
+                    deferred.get_or_insert(e);
+                }
+            }
+        }
+        // Retried later: what was acknowledged meanwhile is skipped then (`delivered`).
+        if let Some(e) = deferred {
+            return Err(e);
         }
         match rejected.first {
             None => Ok(()),

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bucket;
 pub mod config;
 pub mod delivered;
 pub mod experiments;
@@ -66,12 +67,14 @@ impl ExporterFactory for MlflowExporterFactory {
             cfg.retry_on_failure.clone(),
             cfg.timeout.0,
         )?;
+        let client_auth =
+            spanpipe_otlp::exporter::client_auth::resolve(cfg.auth.as_ref(), ctx, node)?;
+        let mut exporter = MlflowExporter::new(ctx.id.to_string(), settings, self.env.clone());
+        if let Some(a) = client_auth {
+            exporter = exporter.with_client_auth(a);
+        }
         Ok(BuiltExporter {
-            exporter: Arc::new(MlflowExporter::new(
-                ctx.id.to_string(),
-                settings,
-                self.env.clone(),
-            )),
+            exporter: Arc::new(exporter),
             settings: exporter_settings,
         })
     }

@@ -1,5 +1,7 @@
 //! Which experiment a resource's spans go to: the ordered `routing` rules (first match wins), else the default
-//! experiment.
+//! experiment. With `allowed_experiments`, a routed value that matches none of the patterns goes to the default
+//! experiment too (the tenant guard: clients cannot make spanpipe create or write to experiments of their choosing);
+//! such refusals are counted in `spanpipe_mlflow_routing_refused_total{exporter}` and warned once per value.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -50,7 +52,15 @@ pub struct Router {
     rules: Vec<Rule>,
     default: Target,
     warned: Mutex<HashSet<String>>,
+    /// `None`: any routed value is accepted.
+    allowed: Option<regex::RegexSet>,
+    refused: metrics::Counter,
+    refused_warned: Mutex<HashSet<String>>,
+    exporter: String,
 }
+
+/// The counter of routed values refused by `allowed_experiments`.
+pub const REFUSED_METRIC: &str = "spanpipe_mlflow_routing_refused_total";
 
 impl Router {
     pub fn new(rules: Vec<Rule>, default: Target) -> Self {
@@ -58,7 +68,25 @@ impl Router {
             rules,
             default,
             warned: Mutex::new(HashSet::new()),
+            allowed: None,
+            refused: metrics::Counter::noop(),
+            refused_warned: Mutex::new(HashSet::new()),
+            exporter: String::new(),
         }
+    }
+
+    /// Accepts only routed values matching one of `allowed` (anchored patterns); refusals are counted for
+    /// `exporter`.
+    pub fn with_allow_list(mut self, allowed: Option<regex::RegexSet>, exporter: &str) -> Self {
+        metrics::describe_counter!(
+            REFUSED_METRIC,
+            metrics::Unit::Count,
+            "Resources whose routed experiment matched no allowed_experiments pattern; their spans went to the default experiment."
+        );
+        self.refused = metrics::counter!(REFUSED_METRIC, "exporter" => exporter.to_owned());
+        self.allowed = allowed;
+        self.exporter = exporter.to_owned();
+        self
     }
 
     pub fn default_target(&self) -> &Target {
@@ -92,11 +120,41 @@ impl Router {
             else {
                 continue;
             };
-            match rule.value_as {
-                RuleAs::ExperimentName => return Target::Name(value),
-                RuleAs::ExperimentId if valid_experiment_id(&value) => return Target::Id(value),
-                RuleAs::ExperimentId => self.warn_bad_id(&rule.source, &value),
-            }
+            let target = match rule.value_as {
+                RuleAs::ExperimentName => Target::Name(value),
+                RuleAs::ExperimentId if valid_experiment_id(&value) => Target::Id(value),
+                RuleAs::ExperimentId => {
+                    self.warn_bad_id(&rule.source, &value);
+                    continue;
+                }
+            };
+            return self.guarded(target);
+        }
+        self.default.clone()
+    }
+
+    /// `target` if the allow-list accepts it, else the default experiment (counted, warned once per value).
+    fn guarded(&self, target: Target) -> Target {
+        let Some(allowed) = &self.allowed else {
+            return target;
+        };
+        let value = match &target {
+            Target::Id(v) | Target::Name(v) => v,
+        };
+        if allowed.is_match(value) {
+            return target;
+        }
+        self.refused.increment(1);
+        let mut warned = self
+            .refused_warned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if warned.len() < MAX_WARNED && warned.insert(value.clone()) {
+            // A client's value, so cut: a long one must not make a long log line.
+            let shown: String = value.chars().take(120).collect();
+            tracing::warn!(exporter = %self.exporter, value = %shown, default = %self.default,
+                "routed {target_kind} matches no allowed_experiments pattern; its spans go to the default experiment \
+                 (warned once per value)", target_kind = match target { Target::Id(_) => "experiment id", Target::Name(_) => "experiment name" });
         }
         self.default.clone()
     }
@@ -213,5 +271,35 @@ mod tests {
         );
         assert_eq!(Target::Name("a".into()).to_string(), "experiment \"a\"");
         assert_eq!(Target::Id("4".into()).to_string(), "experiment id 4");
+    }
+
+    #[test]
+    fn allow_list_sends_refused_values_to_the_default() {
+        let set = regex::RegexSet::new(["^(?:team-[a-z]+)$", "^(?:7)$"]).unwrap();
+        let r = router().with_allow_list(Some(set), "mlflow/t");
+        let named = |n: &str| resource(&[("mlflow.experiment_name", Value::StringValue(n.into()))]);
+        let none = Metadata::default();
+        assert_eq!(
+            r.route(&named("team-a"), &none),
+            Target::Name("team-a".into())
+        );
+        for hostile in ["team-a-x", "xteam-a", "evil", "team-A"] {
+            assert_eq!(
+                r.route(&named(hostile), &none),
+                Target::Name("fallback".into()),
+                "{hostile}"
+            );
+        }
+        let hdr = |v: &str| meta(&[("x-mlflow-experiment-id", v)]);
+        assert_eq!(r.route(&resource(&[]), &hdr("7")), Target::Id("7".into()));
+        assert_eq!(
+            r.route(&resource(&[]), &hdr("8")),
+            Target::Name("fallback".into())
+        );
+        // Each refused value is remembered once, and the memory is bounded.
+        for i in 0..(MAX_WARNED * 2) {
+            r.route(&named(&format!("evil-{i}")), &none);
+        }
+        assert_eq!(r.refused_warned.lock().unwrap().len(), MAX_WARNED);
     }
 }

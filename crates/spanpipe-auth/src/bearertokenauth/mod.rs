@@ -5,6 +5,10 @@
 //!
 //! Tokens are never logged and never put into error messages; comparison takes the same time wherever a
 //! candidate differs.
+//!
+//! The same extension authenticates an exporter's requests (`auth: { authenticator: bearertokenauth/<name> }` on
+//! `otlp`, `otlp_http`, `mlflow`): every request carries `<header>: <scheme> <token>` with `token`, the first of
+//! `tokens`, or the first line of `filename` as last read (a rotated file is used within about a second).
 
 pub mod config;
 
@@ -16,6 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use spanpipe_core::auth::{ClientAuth, ClientCredential};
 use spanpipe_core::{
     AuthError, BuildContext, ComponentError, ConfigError, Extension, ExtensionFactory, Node,
     ServerAuth,
@@ -140,6 +145,10 @@ impl Extension for BearerTokenAuth {
     fn server_auth(&self) -> Option<Arc<dyn ServerAuth>> {
         Some(self.checker.clone())
     }
+
+    fn client_auth(&self) -> Option<Arc<dyn ClientAuth>> {
+        Some(self.checker.clone())
+    }
 }
 
 /// The accepted tokens of one file: every non-empty line, trimmed. Errors name the file, never its content.
@@ -214,6 +223,27 @@ impl ServerAuth for TokenChecker {
                 self.header
             )))
         }
+    }
+}
+
+/// The client side: the first current token, after the scheme, in the configured header.
+impl ClientAuth for TokenChecker {
+    fn credential(&self) -> Result<ClientCredential, AuthError> {
+        let tokens = self.current();
+        let Some(token) = tokens.first() else {
+            return Err(AuthError(
+                "no token yet (a token file is read when the extension starts)".into(),
+            ));
+        };
+        let value = if self.scheme.is_empty() {
+            token.clone()
+        } else {
+            format!("{} {token}", self.scheme)
+        };
+        Ok(ClientCredential {
+            header: self.header.clone(),
+            value: value.into(),
+        })
     }
 }
 

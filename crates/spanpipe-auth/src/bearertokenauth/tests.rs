@@ -126,3 +126,42 @@ fn constant_time_eq_is_equality() {
     assert!(!constant_time_eq(b"abc", b"ab"));
     assert!(constant_time_eq(b"", b""));
 }
+
+fn sent(ext: &BearerTokenAuth) -> (String, String) {
+    let c = ext.client_auth().unwrap().credential().unwrap();
+    (c.header, c.value.expose().to_owned())
+}
+
+#[test]
+fn client_side_sends_scheme_and_token_in_the_header() {
+    let ext = build("token: s3cret\n").unwrap();
+    assert_eq!(sent(&ext), ("authorization".into(), "Bearer s3cret".into()));
+    // What the client sends, the server side of the same configuration accepts.
+    let c = ext.client_auth().unwrap().credential().unwrap();
+    assert!(check(&*ext.checker(), &[(c.header.as_str(), c.value.expose())]).is_ok());
+    assert!(!format!("{}", c.value).contains("s3cret"));
+
+    let ext = build("tokens: [first, second]\nscheme: Token\nheader: X-Api-Key\n").unwrap();
+    assert_eq!(sent(&ext), ("x-api-key".into(), "Token first".into()));
+    let bare = build("token: raw\nscheme: \"\"\n").unwrap();
+    assert_eq!(sent(&bare), ("authorization".into(), "raw".into()));
+}
+
+#[tokio::test]
+async fn client_side_follows_the_token_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    std::fs::write(&path, "one\n").unwrap();
+    let ext = build(&format!("filename: {}\n", path.display())).unwrap();
+    let before_start = ext.client_auth().unwrap().credential();
+    assert!(before_start.is_err(), "nothing read before start");
+    ext.start().await.unwrap();
+    assert_eq!(sent(&ext).1, "Bearer one");
+    std::fs::write(&path, "two\n").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sent(&ext).1 != "Bearer two" {
+        assert!(std::time::Instant::now() < deadline, "rotation not seen");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ext.shutdown().await;
+}

@@ -223,3 +223,68 @@ fn unknown_keys_and_bad_values_are_rejected_by_serde() {
     );
     assert!(err(&format!("{URI}compression: br\n")).contains("br"));
 }
+
+#[test]
+fn tenant_guard_options() {
+    let s = cfg(URI).validate().unwrap();
+    assert!(s.guard.allowed.is_none() && s.guard.create);
+    assert_eq!(s.guard.creations_per_minute, 60);
+    let s = cfg(&format!(
+        "{URI}routing: [{{from: request_header, header: h, as: experiment_name}}]\nallowed_experiments: ['team-.*', 'x']\ncreate_experiments: false\nmax_experiment_creations_per_minute: 0\n"
+    ))
+    .validate()
+    .unwrap();
+    let set = s.guard.allowed.unwrap();
+    assert!(
+        set.is_match("team-a")
+            && set.is_match("x")
+            && !set.is_match("xx")
+            && !set.is_match("a-team-a")
+    );
+    assert!(!s.guard.create && s.guard.creations_per_minute == 0);
+    let bad = err(&format!(
+        "{URI}routing: [{{from: request_header, header: h, as: experiment_name}}]\nallowed_experiments: ['ok', '(']\n"
+    ));
+    assert!(
+        bad.contains("exporters.mlflow.allowed_experiments[1]: is not a valid regular expression"),
+        "{bad}"
+    );
+    let lonely = err(&format!("{URI}allowed_experiments: ['a']\n"));
+    assert!(
+        lonely.contains("only applies to values chosen by `routing`"),
+        "{lonely}"
+    );
+}
+
+#[test]
+fn auth_authenticator_is_exclusive_and_must_exist() {
+    let both = err(&format!(
+        "{URI}token: t\nauth: {{authenticator: bearertokenauth}}\n"
+    ));
+    assert!(
+        both.contains(
+            "exporters.mlflow.auth: set at most one of token, token_file, username/password, auth"
+        ),
+        "{both}"
+    );
+    let empty = err(&format!("{URI}auth: {{authenticator: ''}}\n"));
+    assert!(empty.contains("auth.authenticator"), "{empty}");
+    let missing = err(&format!(
+        "{URI}auth: {{authenticator: bearertokenauth/x}}\n"
+    ));
+    assert!(
+        missing.contains(
+            "exporters.mlflow.auth.authenticator: extension \"bearertokenauth/x\" is not defined"
+        ),
+        "{missing}"
+    );
+    assert_eq!(
+        cfg(&format!(
+            "{URI}auth: {{authenticator: bearertokenauth/x}}\n"
+        ))
+        .validate()
+        .unwrap()
+        .auth,
+        AuthSource::Authenticator("bearertokenauth/x".into())
+    );
+}

@@ -51,6 +51,8 @@ pub struct State {
     pub faults: VecDeque<(u16, Option<&'static str>, Value)>,
     /// Experiment names someone else "creates" just before our create call.
     pub create_race: Vec<String>,
+    /// Searches for these names are answered only after this long (a slow MLflow, for one name).
+    pub slow_search: HashMap<String, std::time::Duration>,
     pub seen: Vec<Seen>,
     /// span id → experiment ids it was stored in (an upsert keeps one entry per experiment).
     pub spans: HashMap<Vec<u8>, Vec<String>>,
@@ -277,6 +279,20 @@ async fn handle(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if path.ends_with("/experiments/search") {
+        let v: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        let name = v["filter"]
+            .as_str()
+            .and_then(filter_name)
+            .map(str::to_string);
+        let delay = name.and_then(|n| {
+            let st = state.lock().unwrap_or_else(|e| e.into_inner());
+            st.slow_search.get(&n).copied()
+        });
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+    }
     let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
     let is_traces = path.ends_with("/v1/traces");
     let body = match (

@@ -4,6 +4,7 @@
 //! timeout. Builds are side-effect free (`validate` runs them): clients, channels and files are created in
 //! `start()`.
 
+pub mod client_auth;
 pub mod debug;
 pub mod endpoint;
 pub mod file;

@@ -21,6 +21,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
+use super::client_auth::{ClientAuthSettings, http_header};
 use super::endpoint::{GrpcTarget, grpc_target};
 use super::partial::{PartialSuccessLog, rejected_from_protobuf};
 use super::tls::{AcceptAnyServerCert, TlsSettings, ensure_crypto_provider};
@@ -56,6 +57,8 @@ pub struct OtlpGrpcConfig {
     pub compression: GrpcCompression,
     /// Sent as gRPC metadata with every request (e.g. an API key).
     pub headers: BTreeMap<String, Secret>,
+    /// Client authentication through an authenticator extension (`auth: { authenticator: bearertokenauth }`).
+    pub auth: Option<ClientAuthSettings>,
     pub timeout: ConfigDuration,
     pub sending_queue: QueueSettings,
     pub retry_on_failure: RetrySettings,
@@ -68,6 +71,7 @@ impl Default for OtlpGrpcConfig {
             tls: TlsSettings::default(),
             compression: GrpcCompression::Gzip,
             headers: BTreeMap::new(),
+            auth: None,
             timeout: ConfigDuration(Duration::from_secs(5)),
             sending_queue: QueueSettings::default(),
             retry_on_failure: RetrySettings::default(),
@@ -146,6 +150,8 @@ pub struct OtlpGrpcExporter {
     tls: TlsSettings,
     compression: Option<CompressionEncoding>,
     metadata: MetadataMap,
+    /// Credentials per request (`auth.authenticator`); its key wins over a `headers` entry of the same name.
+    auth: Option<Arc<dyn spanpipe_core::auth::ClientAuth>>,
     /// Sent as `grpc-timeout` so the server can give up too; the core enforces it on our side.
     timeout: Duration,
     channel: StartOnce<Channel>,
@@ -177,16 +183,36 @@ impl OtlpGrpcExporter {
         }
         let metadata =
             metadata(&cfg.headers).map_err(|(k, m)| ctx.invalid(node, &["headers", &k], m))?;
+        let auth = super::client_auth::resolve(cfg.auth.as_ref(), ctx, node)?;
         Ok(OtlpGrpcExporter {
             id: ctx.id.to_string(),
             target,
             tls: cfg.tls.clone(),
             compression: cfg.compression.encoding(),
             metadata,
+            auth,
             timeout: cfg.timeout.0,
             channel: StartOnce::default(),
             partial: PartialSuccessLog::default(),
         })
+    }
+
+    /// The configured metadata plus the authenticator's credential (marked sensitive), for one request.
+    fn request_metadata(&self) -> Result<std::borrow::Cow<'_, MetadataMap>, ExportError> {
+        let Some(auth) = &self.auth else {
+            return Ok(std::borrow::Cow::Borrowed(&self.metadata));
+        };
+        let (name, value) = http_header(&**auth)?;
+        let key = AsciiMetadataKey::from_bytes(name.as_str().as_bytes()).map_err(|_| {
+            ExportError::permanent(format!("client auth: {name} is not a gRPC metadata key"))
+        })?;
+        let mut value = AsciiMetadataValue::try_from(value.as_bytes()).map_err(|_| {
+            ExportError::retryable("client auth: the credential is not valid gRPC metadata")
+        })?;
+        value.set_sensitive(true);
+        let mut map = self.metadata.clone();
+        map.insert(key, value);
+        Ok(std::borrow::Cow::Owned(map))
     }
 
     /// The channel, connecting lazily: a backend that is down at startup only makes the first exports retry.
@@ -221,13 +247,14 @@ impl Exporter for OtlpGrpcExporter {
 
     async fn export(&self, batch: &Batch) -> Result<(), ExportError> {
         let channel = self.channel.get()?;
+        let metadata = self.request_metadata()?;
         if self.compression.is_none() {
             let timeout = (!self.timeout.is_zero()).then_some(self.timeout);
             let response = super::grpc_unary::unary_raw(
                 channel,
                 export_path(batch.signal),
                 batch.payload.clone(),
-                &self.metadata,
+                &metadata,
                 timeout,
             )
             .await
@@ -247,7 +274,7 @@ impl Exporter for OtlpGrpcExporter {
             .await
             .map_err(|e| ExportError::retryable(format!("grpc connection: {e}")))?;
         let mut request = tonic::Request::new(batch.payload.clone());
-        *request.metadata_mut() = self.metadata.clone();
+        *request.metadata_mut() = metadata.into_owned();
         if !self.timeout.is_zero() {
             request.set_timeout(self.timeout);
         }

@@ -16,6 +16,7 @@ use spanpipe_core::{
     ExporterFactory, ExporterSettings, Node, QueueSettings, RetrySettings, Signal, StartOnce,
 };
 
+use super::client_auth::{ClientAuthSettings, http_header};
 use super::endpoint::{check_http_url, http_headers, join_signal_path};
 use super::partial::{PartialSuccessLog, rejected_from_json, rejected_from_protobuf};
 use super::tls::TlsSettings;
@@ -46,6 +47,8 @@ pub struct OtlpHttpConfig {
     pub encoding: Encoding,
     pub compression: Compression,
     pub headers: BTreeMap<String, Secret>,
+    /// Client authentication through an authenticator extension (`auth: { authenticator: bearertokenauth }`).
+    pub auth: Option<ClientAuthSettings>,
     pub tls: TlsSettings,
     pub timeout: ConfigDuration,
     pub sending_queue: QueueSettings,
@@ -62,6 +65,7 @@ impl Default for OtlpHttpConfig {
             encoding: Encoding::Proto,
             compression: Compression::Gzip,
             headers: BTreeMap::new(),
+            auth: None,
             tls: TlsSettings::default(),
             timeout: ConfigDuration(Duration::from_secs(30)),
             sending_queue: QueueSettings::default(),
@@ -129,6 +133,13 @@ impl ExporterFactory for OtlpHttpExporterFactory {
                 "has user:password@ credentials and `headers` sets authorization too: keep only one",
             ));
         }
+        if with_userinfo && cfg.auth.is_some() {
+            return Err(ctx.invalid(
+                node,
+                &["auth"],
+                "the endpoint has user:password@ credentials too: keep only one",
+            ));
+        }
         if cfg.tls.ca_file.is_some() && cfg.tls.insecure_skip_verify {
             return Err(ctx.invalid(
                 node,
@@ -136,6 +147,7 @@ impl ExporterFactory for OtlpHttpExporterFactory {
                 "cannot be combined with ca_file",
             ));
         }
+        let auth = super::client_auth::resolve(cfg.auth.as_ref(), ctx, node)?;
         let settings = ExporterSettings::new(
             ctx,
             node,
@@ -149,6 +161,7 @@ impl ExporterFactory for OtlpHttpExporterFactory {
             encoding: cfg.encoding,
             compression: cfg.compression,
             headers,
+            auth,
             tls: cfg.tls,
             timeout: cfg.timeout.0,
             client: StartOnce::default(),
@@ -169,6 +182,8 @@ pub struct OtlpHttpExporter {
     encoding: Encoding,
     compression: Compression,
     headers: http::HeaderMap,
+    /// Credentials per request (`auth.authenticator`); its header wins over a `headers` entry of the same name.
+    auth: Option<Arc<dyn spanpipe_core::auth::ClientAuth>>,
     tls: TlsSettings,
     timeout: Duration,
     client: StartOnce<reqwest::Client>,
@@ -241,6 +256,10 @@ impl Exporter for OtlpHttpExporter {
             .body(self.body(batch).await?);
         if let Some(enc) = self.compression.header_value() {
             req = req.header(CONTENT_ENCODING, enc);
+        }
+        if let Some(auth) = &self.auth {
+            let (name, value) = http_header(&**auth)?;
+            req = req.header(name, value);
         }
         let resp = req.send().await.map_err(map_send_error)?;
         let status = resp.status();

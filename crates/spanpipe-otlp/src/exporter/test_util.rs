@@ -141,3 +141,51 @@ pub fn log_request() -> ExportLogsServiceRequest {
         }],
     }
 }
+
+/// A client authenticator whose token tests can rotate (`None`: no credential yet).
+pub struct TestClientAuth {
+    pub header: &'static str,
+    pub token: std::sync::Mutex<Option<&'static str>>,
+}
+
+impl spanpipe_core::auth::ClientAuth for TestClientAuth {
+    fn credential(
+        &self,
+    ) -> Result<spanpipe_core::auth::ClientCredential, spanpipe_core::AuthError> {
+        match *self.token.lock().unwrap() {
+            Some(t) => Ok(spanpipe_core::auth::ClientCredential {
+                header: self.header.into(),
+                value: format!("Bearer {t}").into(),
+            }),
+            None => Err(spanpipe_core::AuthError("token file /t is empty".into())),
+        }
+    }
+}
+
+/// An extension offering `auth` to exporters (`None`: an extension that is no authenticator).
+struct TestExtension(Option<std::sync::Arc<TestClientAuth>>);
+
+#[async_trait::async_trait]
+impl spanpipe_core::Extension for TestExtension {
+    fn client_auth(&self) -> Option<std::sync::Arc<dyn spanpipe_core::auth::ClientAuth>> {
+        self.0
+            .clone()
+            .map(|a| a as std::sync::Arc<dyn spanpipe_core::auth::ClientAuth>)
+    }
+}
+
+/// A build context for `kind` with extensions `bearertokenauth` (offering `auth`) and `health_check` (not an
+/// authenticator).
+pub fn ctx_with_auth(kind: &str, auth: std::sync::Arc<TestClientAuth>) -> BuildContext {
+    let exts: Vec<(ComponentId, std::sync::Arc<dyn spanpipe_core::Extension>)> = vec![
+        (
+            ComponentId::new("bearertokenauth", None),
+            std::sync::Arc::new(TestExtension(Some(auth))),
+        ),
+        (
+            ComponentId::new("health_check", None),
+            std::sync::Arc::new(TestExtension(None)),
+        ),
+    ];
+    ctx(kind).with_extensions(spanpipe_core::ExtensionHost::new(exts))
+}

@@ -421,3 +421,54 @@ async fn uncompressed_zero_copy_path_keeps_headers_errors_and_dead_backend_seman
     let err = exporter.export(&trace_batch(1)).await.unwrap_err();
     assert!(matches!(err, ExportError::Retryable { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn auth_authenticator_sends_its_metadata_compressed_or_not() {
+    use crate::exporter::test_util::{TestClientAuth, ctx_with_auth};
+    let (addr, seen) = serve(Arc::new(|| Ok(Bytes::new()))).await;
+    let auth = Arc::new(TestClientAuth {
+        header: "x-api-key",
+        token: Mutex::new(Some("one")),
+    });
+    for c in ["gzip", "none"] {
+        let yaml = format!(
+            "endpoint: http://{addr}\ncompression: {c}\nheaders: {{x-api-key: static, x-other: o}}\nauth: {{authenticator: bearertokenauth}}"
+        );
+        let e = OtlpGrpcExporterFactory
+            .build(&ctx_with_auth("otlp", auth.clone()), &node(&yaml))
+            .unwrap()
+            .exporter;
+        e.start().await.unwrap();
+        e.export(&trace_batch(1)).await.unwrap();
+        *auth.token.lock().unwrap() = Some("two");
+        e.export(&trace_batch(1)).await.unwrap();
+        *auth.token.lock().unwrap() = Some("one");
+    }
+    let keys: Vec<Option<String>> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.api_key.clone())
+        .collect();
+    let want = |t: &str| Some(format!("Bearer {t}"));
+    assert_eq!(keys, [want("one"), want("two"), want("one"), want("two")]);
+    *auth.token.lock().unwrap() = None;
+    let e = OtlpGrpcExporterFactory
+        .build(
+            &ctx_with_auth("otlp", auth.clone()),
+            &node(&format!(
+                "endpoint: http://{addr}\nauth: {{authenticator: bearertokenauth}}"
+            )),
+        )
+        .unwrap()
+        .exporter;
+    e.start().await.unwrap();
+    assert!(matches!(
+        e.export(&trace_batch(1)).await,
+        Err(ExportError::Retryable { .. })
+    ));
+    let e = build_err(build(
+        "endpoint: h:4317\nauth: {authenticator: bearertokenauth}",
+    ));
+    assert!(e.starts_with("exporters.otlp.auth.authenticator"), "{e}");
+}

@@ -355,3 +355,63 @@ async fn tls_options_build_clients_and_a_missing_ca_file_fails_start() {
         .contains("ca_file")
     );
 }
+
+#[tokio::test]
+async fn auth_authenticator_puts_its_header_on_every_request() {
+    use crate::exporter::test_util::{TestClientAuth, ctx_with_auth};
+    let (addr, log) = serve().await;
+    let auth = Arc::new(TestClientAuth {
+        header: "x-api-key",
+        token: Mutex::new(Some("one")),
+    });
+    let build_with = |yaml: &str| {
+        OtlpHttpExporterFactory.build(&ctx_with_auth("otlp_http", auth.clone()), &node(yaml))
+    };
+    let yaml = format!(
+        "endpoint: http://{addr}/s200\nheaders: {{x-api-key: static}}\nauth: {{authenticator: bearertokenauth}}"
+    );
+    let e = build_with(&yaml).unwrap().exporter;
+    e.start().await.unwrap();
+    e.export(&trace_batch(1)).await.unwrap();
+    *auth.token.lock().unwrap() = Some("two");
+    e.export(&trace_batch(1)).await.unwrap();
+    let keys: Vec<Option<String>> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.api_key.clone())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            Some("Bearer one".to_string()),
+            Some("Bearer two".to_string())
+        ],
+        "the authenticator's header wins over `headers` and follows rotation"
+    );
+    *auth.token.lock().unwrap() = None;
+    match e.export(&trace_batch(1)).await {
+        Err(ExportError::Retryable { reason, .. }) => {
+            assert!(
+                reason.contains("client auth: token file /t is empty"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let not_auth = build_err(build_with(&format!(
+        "endpoint: http://{addr}\nauth: {{authenticator: health_check}}"
+    )));
+    assert!(
+        not_auth.starts_with("exporters.otlp_http.auth.authenticator: extension \"health_check\" cannot authenticate outgoing requests"),
+        "{not_auth}"
+    );
+    let missing = build_err(build(&format!(
+        "endpoint: http://{addr}\nauth: {{authenticator: bearertokenauth}}"
+    )));
+    assert!(missing.contains("is not defined"), "{missing}");
+    let both = build_err(build_with(
+        "endpoint: http://u:p@h\nauth: {authenticator: bearertokenauth}",
+    ));
+    assert!(both.contains("keep only one"), "{both}");
+}
