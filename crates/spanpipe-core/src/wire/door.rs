@@ -14,7 +14,7 @@ use super::fields::{
 };
 // ScopeSpans has the same shape as ResourceSpans (1 message, 2 repeated message, 3 schema URL).
 use super::rewrite::{Outcome, SpanEdit, SpanEditor, rewrite_spans};
-use super::value::{MAX_DEPTH, check_key_value, key_value, utf8};
+use super::value::{MAX_DEPTH, check_key_value, check_utf8, key_value, utf8};
 use super::{Field, Reader, SpanCtx, SpanView, WireError};
 
 /// What the door found in a request.
@@ -199,12 +199,17 @@ const STATUS: &[(u32, Kind)] = &[(2, S), (3, V)];
 /// The wire type of field `n` matches `spec`, and a string field is UTF-8. Unknown fields pass (prost skips them).
 #[inline(always)]
 fn typed(spec: &[(u32, Kind)], n: u32, f: Field<'_>, what: &str) -> Result<(), WireError> {
-    let Some(&(_, kind)) = spec.iter().find(|(m, _)| *m == n) else {
+    // The tables list their fields in order, mostly from 1: try the direct slot before searching.
+    let slot = spec
+        .get((n as usize).wrapping_sub(1))
+        .filter(|(m, _)| *m == n)
+        .or_else(|| spec.iter().find(|(m, _)| *m == n));
+    let Some(&(_, kind)) = slot else {
         return Ok(());
     };
     let ok = match (kind, f) {
         (Kind::Str, Field::Bytes(b)) => {
-            if std::str::from_utf8(b).is_err() {
+            if check_utf8(b).is_err() {
                 return Err(WireError::new(format!(
                     "{what} field {n} is not valid UTF-8"
                 )));

@@ -192,6 +192,22 @@ pub fn utf8(b: &[u8]) -> Result<&str, WireError> {
     std::str::from_utf8(b).map_err(|_| WireError::new("string is not valid UTF-8"))
 }
 
+/// Checks UTF-8 without making a `&str`: the door's hot path. Almost every OTLP string is ASCII, which
+/// `is_ascii` confirms several bytes at a time and inline; anything else gets the full validation.
+#[inline(always)]
+pub(crate) fn check_utf8(b: &[u8]) -> Result<(), WireError> {
+    if b.is_ascii() || std::str::from_utf8(b).is_ok() {
+        Ok(())
+    } else {
+        Err(not_utf8())
+    }
+}
+
+#[cold]
+fn not_utf8() -> WireError {
+    WireError::new("string is not valid UTF-8")
+}
+
 /// Checks an encoded `AnyValue` all the way down, every field of every message as a prost decode would: well-formed,
 /// wire types, every string and key UTF-8 (each occurrence, not only the last one a reader keeps), nested at most
 /// `limit` levels (a scalar or empty value is 1). Walked with an explicit stack of readers (at most three per level:
@@ -201,16 +217,53 @@ pub fn check_value(value: RawValue<'_>, limit: usize) -> Result<(), WireError> {
     if limit == 0 {
         return Err(too_deep(limit));
     }
-    walk(Frame::new(value.0, Msg::Value, 1), limit)
+    check_value_at(value.0, 1, limit)
 }
 
 /// [`check_value`] for a whole encoded `KeyValue` (an attribute): every key occurrence UTF-8, every value occurrence
 /// passes [`check_value`], `key_strindex` a varint.
+#[inline]
 pub(crate) fn check_key_value(kv: &[u8], limit: usize) -> Result<(), WireError> {
     if limit == 0 {
         return Err(too_deep(limit));
     }
-    walk(Frame::new(kv, Msg::Entry, 1), limit)
+    let mut r = Reader::new(kv);
+    while let Some((n, f)) = r.next_field()? {
+        match (n, f) {
+            (kvf::KEY, Field::Bytes(k)) => {
+                check_utf8(k)?;
+            }
+            (kvf::VALUE, Field::Bytes(v)) => check_value_at(v, 1, limit)?,
+            (kvf::KEY_INDEX, Field::Varint(_)) => {}
+            (kvf::KEY | kvf::VALUE | kvf::KEY_INDEX, _) => return Err(wrong_type("KeyValue")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// One `AnyValue` at `depth`: scalars (almost every attribute) are checked in one pass over their fields without
+/// allocating; a value holding a non-empty list is handed to [`walk`].
+#[inline]
+fn check_value_at(v: &[u8], depth: usize, limit: usize) -> Result<(), WireError> {
+    let mut r = Reader::new(v);
+    while let Some((n, f)) = r.next_field()? {
+        match (n, f) {
+            (av::STRING, Field::Bytes(b)) => {
+                check_utf8(b)?;
+            }
+            (av::ARRAY | av::KVLIST, Field::Bytes(b)) if !b.is_empty() => {
+                return walk(Frame::new(v, Msg::Value, depth), limit);
+            }
+            // An empty list is as deep as a scalar.
+            (av::ARRAY | av::KVLIST | av::BYTES, Field::Bytes(_))
+            | (av::BOOL | av::INT | av::STRING_INDEX, Field::Varint(_))
+            | (av::DOUBLE, Field::Fixed64(_)) => {}
+            (av::STRING..=av::STRING_INDEX, _) => return Err(wrong_type("AnyValue")),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Which message a [`Frame`] reads.
@@ -266,7 +319,7 @@ fn walk<'a>(mut cur: Frame<'a>, limit: usize) -> Result<(), WireError> {
         let child = match cur.msg {
             Msg::Value => match (n, f) {
                 (av::STRING, Field::Bytes(b)) => {
-                    utf8(b)?;
+                    check_utf8(b)?;
                     None
                 }
                 (av::ARRAY | av::KVLIST, Field::Bytes(b)) => {
@@ -300,7 +353,7 @@ fn walk<'a>(mut cur: Frame<'a>, limit: usize) -> Result<(), WireError> {
             },
             Msg::Entry => match (n, f) {
                 (kvf::KEY, Field::Bytes(k)) => {
-                    utf8(k)?;
+                    check_utf8(k)?;
                     None
                 }
                 (kvf::VALUE, Field::Bytes(v)) => Some(Frame::new(v, Msg::Value, cur.depth)),
