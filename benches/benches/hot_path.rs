@@ -1,11 +1,12 @@
-//! Per-stage costs on realistic agent spans: scan vs full decode, batching (append), splitting, JSON, compression.
-//! Run: `cargo bench -p spanpipe-benches`.
+//! Per-stage costs on realistic agent spans: the receiver's door (`check_traces`) vs the structural scan it
+//! replaced (`scan_traces`) vs a full decode, batching (append), splitting, JSON, compression.
+//! Run: `cargo bench -p spanpipe-benches --bench hot_path`.
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
 use spanpipe_benches::agent_request;
-use spanpipe_core::wire::{scan_traces, split_traces};
+use spanpipe_core::wire::{check_traces, scan_traces, split_traces};
 use spanpipe_core::{Batch, Signal};
 use spanpipe_otlp::compression::{Compression, compress};
 
@@ -17,6 +18,13 @@ fn stages(c: &mut Criterion) {
     g.throughput(Throughput::Elements(spans));
     g.bench_function("scan_validate", |b| {
         b.iter(|| scan_traces(&bytes, |_, _| {}).map(|s| s.spans))
+    });
+    // The receiver's door with its default `max_attribute_depth: 32`: structure, ids, UTF-8 of every string,
+    // wire types and the depth of every attribute value. It replaced `scan_validate` on the receive path.
+    let report = check_traces(&bytes, 32).expect("agent spans pass the door");
+    assert_eq!((report.spans, report.invalid_spans), (500, 0));
+    g.bench_function("door_check_traces", |b| {
+        b.iter(|| check_traces(&bytes, 32).map(|r| r.spans))
     });
     g.bench_function("prost_decode", |b| {
         b.iter(|| {
