@@ -403,6 +403,29 @@ service:
             }
         }
     }
+    // OTLP/JSON nested right at and past the JSON reader's bound (4 × 32 + 16 = 144 levels), in shapes no OTLP
+    // value has: the parser may go that deep on the receiver's stack, and must answer 400, not crash.
+    for levels in [143, 144, 145, 100_000] {
+        for (open, close) in [("[", "]"), (r#"{"a":"#, "}")] {
+            let body = format!(
+                r#"{{"resourceSpans":{}0{}}}"#,
+                open.repeat(levels - 1),
+                close.repeat(levels - 1)
+            );
+            let what = format!("JSON nested {levels} levels ({open}…)");
+            let answer = rt.block_on(send(
+                &client,
+                Transport::HttpJson,
+                grpc,
+                http,
+                body.into_bytes(),
+                &what,
+            ));
+            assert!(answer.is_refused(), "{what}: {answer:?}");
+            assert_no_crash(&mut sp);
+            table.push(format!("{what}: {answer:?}"));
+        }
+    }
     // Still serving plain requests on every transport, after all of that.
     for t in transports {
         let (tid, sid) = next_ids();
