@@ -83,7 +83,7 @@ fn opts() -> LogOptions {
     }
 }
 
-fn pick<'a>(model: &'a BTreeMap<u64, Rec>, state: State, n: usize) -> Option<u64> {
+fn pick(model: &BTreeMap<u64, Rec>, state: State, n: usize) -> Option<u64> {
     let keys: Vec<u64> = model
         .iter()
         .filter(|(_, r)| r.state == state)
