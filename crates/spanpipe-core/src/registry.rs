@@ -15,6 +15,9 @@ pub struct Registry {
     pub exporters: BTreeMap<String, Arc<dyn ExporterFactory>>,
     pub connectors: BTreeMap<String, Arc<dyn ConnectorFactory>>,
     pub extensions: BTreeMap<String, Arc<dyn ExtensionFactory>>,
+    /// What the service warns about a configured type: deprecated aliases, types accepted but not served.
+    /// Keyed by (section, type).
+    pub notices: BTreeMap<(String, String), String>,
 }
 
 impl Registry {
@@ -50,6 +53,52 @@ impl Registry {
         self.extensions
             .insert(f.type_name().to_string(), Arc::new(f));
         self
+    }
+
+    /// Marks `type_name` of `section` (`exporters`, ...) as deprecated: configs using it get a warning saying
+    /// `advice` (what to use instead).
+    pub fn deprecated(&mut self, section: &str, type_name: &str, advice: &str) -> &mut Self {
+        let message = format!("type \"{type_name}\" is deprecated; use {advice}");
+        self.notices
+            .insert((section.to_string(), type_name.to_string()), message);
+        self
+    }
+
+    /// Attaches `message` to every configured component of `type_name` in `section`, shown as a warning.
+    pub fn notice(&mut self, section: &str, type_name: &str, message: &str) -> &mut Self {
+        self.notices.insert(
+            (section.to_string(), type_name.to_string()),
+            message.to_string(),
+        );
+        self
+    }
+
+    /// The warnings `cfg`'s components earn (see [`Registry::deprecated`], [`Registry::notice`]), in order.
+    pub fn warnings(
+        &self,
+        cfg: &spanpipe_config::CollectorConfig,
+    ) -> Vec<spanpipe_config::Warning> {
+        let sections = [
+            ("receivers", &cfg.receivers),
+            ("processors", &cfg.processors),
+            ("exporters", &cfg.exporters),
+            ("connectors", &cfg.connectors),
+            ("extensions", &cfg.extensions),
+        ];
+        let mut out = Vec::new();
+        for (name, section) in sections {
+            for (id, key, _) in section {
+                let k = (name.to_string(), id.type_name().to_string());
+                if let Some(message) = self.notices.get(&k) {
+                    out.push(spanpipe_config::Warning {
+                        location: key.location.clone(),
+                        key: format!("{name}.{id}"),
+                        message: message.clone(),
+                    });
+                }
+            }
+        }
+        out
     }
 }
 

@@ -19,4 +19,10 @@ pub fn register(registry: &mut Registry) {
     registry.exporter(exporter::otlp_http::OtlpHttpExporterFactory, &["otlphttp"]);
     registry.exporter(exporter::debug::DebugExporterFactory, &[]);
     registry.exporter(exporter::file::FileExporterFactory, &[]);
+    registry.exporter(exporter::logging::LoggingExporterFactory, &[]);
+    registry.deprecated(
+        "exporters",
+        "logging",
+        "the `debug` exporter (`verbosity: basic | normal | detailed`)",
+    );
 }

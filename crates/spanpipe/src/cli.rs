@@ -77,7 +77,10 @@ pub fn validate(files: &[PathBuf], sets: &[String]) -> Result<Vec<Warning>, Vec<
         });
         return Err(errors);
     }
-    CollectorConfig::from_node_all(&node).map(|(_, warnings)| warnings)
+    CollectorConfig::from_node_all(&node).map(|(cfg, mut warnings)| {
+        warnings.extend(registry().warnings(&cfg));
+        warnings
+    })
 }
 
 pub fn main() -> ExitCode {

@@ -18,7 +18,7 @@ pub fn run(files: &[PathBuf], sets: &[String]) -> anyhow::Result<()> {
     let (cfg, warnings) = CollectorConfig::from_node(&node)?;
     let telemetry = TelemetryConfig::from_node(&cfg.service.telemetry)?;
     init_logs(&telemetry.logs);
-    for w in warnings {
+    for w in warnings.iter().chain(&registry().warnings(&cfg)) {
         tracing::warn!("{w}");
     }
     // rustls needs one process-wide crypto provider; ring builds fastest. An error means one is set already.

@@ -78,10 +78,7 @@ impl ExporterFactory for DebugExporterFactory {
             cfg.timeout.0,
         )?;
         Ok(BuiltExporter {
-            exporter: Arc::new(DebugExporter {
-                id: ctx.id.to_string(),
-                verbosity: cfg.verbosity,
-            }),
+            exporter: Arc::new(DebugExporter::new(ctx.id.to_string(), cfg.verbosity)),
             settings,
         })
     }
@@ -91,6 +88,12 @@ impl ExporterFactory for DebugExporterFactory {
 pub struct DebugExporter {
     id: String,
     verbosity: Verbosity,
+}
+
+impl DebugExporter {
+    pub fn new(id: String, verbosity: Verbosity) -> Self {
+        DebugExporter { id, verbosity }
+    }
 }
 
 #[async_trait]

@@ -9,6 +9,7 @@ pub mod debug;
 pub mod endpoint;
 pub mod file;
 mod grpc_unary;
+pub mod logging;
 pub mod otlp_grpc;
 pub mod otlp_http;
 mod partial;
