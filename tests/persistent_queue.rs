@@ -551,6 +551,7 @@ fn check_exact(
 /// Two exporters with persistent queues: `otlp/one` in `disk` (room enough), `otlp/two` in `small`.
 fn two_persistent_exporters_yaml(
     grpc: u16,
+    http: u16,
     metrics: u16,
     backends: [u16; 2],
     disk: &std::path::Path,
@@ -580,6 +581,7 @@ receivers:
   otlp:
     protocols:
       grpc: {{ endpoint: 127.0.0.1:{grpc} }}
+      http: {{ endpoint: 127.0.0.1:{http} }}
 exporters:
 {one}{two}
 service:
@@ -613,7 +615,7 @@ fn take_ledger(ledger: Arc<Mutex<Ledger>>) -> Ledger {
 /// without a restart.
 #[test]
 fn a_full_disk_refuses_and_never_acknowledges_what_it_did_not_keep() {
-    let [a_grpc, a_metrics, b1, b2] = free_ports::<4>();
+    let [a_grpc, a_http, a_metrics, b1, b2] = free_ports::<5>();
     let work = tempfile::Builder::new()
         .prefix("spanpipe-pq-full-")
         .tempdir()
@@ -625,8 +627,8 @@ fn a_full_disk_refuses_and_never_acknowledges_what_it_did_not_keep() {
         return;
     };
     let (out1, out2) = (work.path().join("one.jsonl"), work.path().join("two.jsonl"));
-    let yaml = two_persistent_exporters_yaml(a_grpc, a_metrics, [b1, b2], &disk, &small);
-    let mut a = Spanpipe::start(&yaml, &[a_grpc]);
+    let yaml = two_persistent_exporters_yaml(a_grpc, a_http, a_metrics, [b1, b2], &disk, &small);
+    let mut a = Spanpipe::start(&yaml, &[a_grpc, a_http]);
     let rt = runtime();
 
     // Phase 1: backends down; 16 KB requests until well past full.
@@ -664,6 +666,50 @@ fn a_full_disk_refuses_and_never_acknowledges_what_it_did_not_keep() {
         f2 >= ledger.refused as f64,
         "each refusal is a counted write failure"
     );
+    // The refusal on each transport: HTTP 503 with a numeric Retry-After, gRPC UNAVAILABLE with RetryInfo.
+    let ids: Vec<Vec<u8>> = (0..SPANS_PER_REQUEST)
+        .map(|i| span_id((4 << 32) + i))
+        .collect();
+    let body = proto_request(&trace_id(4 << 32), &ids, 16_000).encode_to_vec();
+    let (status, retry_after, grpc) = rt.block_on(async {
+        let r = spanpipe_e2e::otlp::http_post(
+            &spanpipe_e2e::otlp::http_client(),
+            a_http,
+            "/v1/traces",
+            "application/x-protobuf",
+            None,
+            body.clone(),
+        )
+        .await;
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let grpc = spanpipe_e2e::otlp::grpc_export_raw(a_grpc, body, None).await;
+        (r.status().as_u16(), retry_after, grpc)
+    });
+    eprintln!("disk full: HTTP answered {status} (Retry-After {retry_after:?}); gRPC {grpc:?}");
+    assert_eq!(status, 503, "HTTP refusal");
+    assert!(
+        retry_after
+            .as_deref()
+            .is_some_and(|v| v.parse::<u64>().is_ok()),
+        "503 without a numeric Retry-After: {retry_after:?}"
+    );
+    let st = grpc.expect_err("gRPC refusal");
+    assert_eq!(st.code(), tonic::Code::Unavailable, "{st:?}");
+    assert!(
+        st.message().contains("storage is full") && !st.message().contains(".log"),
+        "the client hears why, not the file path: {st:?}"
+    );
+    {
+        use tonic_types::StatusExt;
+        assert!(
+            st.get_details_retry_info().is_some(),
+            "UNAVAILABLE without RetryInfo: {st:?}"
+        );
+    }
     let stderr = a.stderr_text();
     assert!(
         stderr.contains("persistent queue: write failed; requests are refused"),

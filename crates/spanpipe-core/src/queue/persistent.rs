@@ -252,7 +252,12 @@ impl SendingQueue {
                     tracing::error!(exporter = %self.id, error = %e,
                         "persistent queue: write failed; requests are refused (or dropped, per on_full) until writes succeed again");
                 }
-                Err(failed(e.to_string()))
+                // The client hears why, not where: file paths stay in the log.
+                let full = e.0.contains("os error 28") || e.0.contains("os error 122");
+                Err(failed(match full {
+                    true => "its storage is full".into(),
+                    false => "its storage failed to write".into(),
+                }))
             }
         }
     }
