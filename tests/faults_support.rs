@@ -104,6 +104,11 @@ pub struct Sink {
 impl Sink {
     /// Starts a sink on 127.0.0.1:`port` speaking `protocol` (`grpc` or `http`) with the fault script `faults`.
     pub fn start(protocol: &str, port: u16, faults: &[&str]) -> Sink {
+        Self::start_with_args(protocol, port, faults, &[])
+    }
+
+    /// [`Sink::start`] with more `sink` options, e.g. `["--latency", "2s"]`.
+    pub fn start_with_args(protocol: &str, port: u16, faults: &[&str], extra: &[&str]) -> Sink {
         let dir = tempfile::Builder::new()
             .prefix("spanpipe-sink-")
             .tempdir()
@@ -120,6 +125,7 @@ impl Sink {
         for f in faults {
             cmd.arg("--fault").arg(f);
         }
+        cmd.args(extra);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -88,6 +88,8 @@ exporters:
     sending_queue: {{ queue_size: 100000, num_consumers: 4 }}
     retry_on_failure: {{ initial_interval: 500ms, max_interval: 1s, max_elapsed_time: 300s }}
 service:
+  # This suite tests the RSS-based limiter: the byte budget (service.memory_limit) would refuse first.
+  memory_limit: 0
   telemetry: {{ metrics: {{ address: 127.0.0.1:{internal} }} }}
   pipelines:
     traces: {{ receivers: [otlp], processors: [memory_limiter], exporters: [otlp] }}

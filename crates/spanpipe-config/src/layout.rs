@@ -7,7 +7,7 @@ use std::fmt;
 use crate::error::{ConfigError, Location, join_path};
 use crate::ids::{ComponentId, PipelineId};
 use crate::node::{Node, Value};
-use crate::units::Duration;
+use crate::units::{ByteSize, Duration};
 
 /// One component section: each entry is (id, key node for its location, config node — `Null` for `otlp:`).
 pub type Section = Vec<(ComponentId, Node, Node)>;
@@ -41,6 +41,9 @@ pub struct ServiceConfig {
     pub telemetry: Node,
     /// service.shutdown_timeout (spanpipe extension; default 30s) — how long draining may take.
     pub shutdown_timeout: Duration,
+    /// service.memory_limit (spanpipe extension; default 32MiB; 0 = unlimited) — the bytes of requests held
+    /// anywhere in the pipelines at once; past it receivers refuse with 503 / UNAVAILABLE.
+    pub memory_limit: ByteSize,
 }
 
 /// One pipeline: receivers feed processors (in order) which feed all exporters.
@@ -81,7 +84,9 @@ impl fmt::Display for Warning {
 }
 
 const TOP_LEVEL_KEYS: &str = "receivers, processors, exporters, connectors, extensions, service";
-const SERVICE_KEYS: &str = "extensions, pipelines, telemetry, shutdown_timeout";
+const SERVICE_KEYS: &str = "extensions, pipelines, telemetry, shutdown_timeout, memory_limit";
+/// `service.memory_limit` when absent.
+pub const DEFAULT_MEMORY_LIMIT: ByteSize = ByteSize(32 << 20);
 const DEFAULT_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Entries of a mapping node; null counts as empty; anything else is an error naming `what`.
@@ -164,6 +169,7 @@ impl CollectorConfig {
                 pipelines: Vec::new(),
                 telemetry: Node::new(Value::Null, Location::default_value()),
                 shutdown_timeout: Duration(DEFAULT_SHUTDOWN_TIMEOUT),
+                memory_limit: DEFAULT_MEMORY_LIMIT,
             },
         };
         let mut service: Option<(&Node, &Node)> = None;
@@ -279,6 +285,10 @@ impl CollectorConfig {
                 "telemetry" => self.service.telemetry = value.clone(),
                 "shutdown_timeout" => match value.deserialize(&path) {
                     Ok(d) => self.service.shutdown_timeout = d,
+                    Err(e) => errors.push(e),
+                },
+                "memory_limit" => match value.deserialize(&path) {
+                    Ok(b) => self.service.memory_limit = b,
                     Err(e) => errors.push(e),
                 },
                 other => {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use crate::Signal;
+use crate::budget::Held;
 
 /// Request metadata a receiver kept (with `include_metadata`): lower-cased header names and their values.
 /// Shared, because every exporter of a pipeline sees the same batch.
@@ -34,6 +35,9 @@ pub struct Batch {
     /// Spans, metric data points or log records in `payload`.
     pub items: usize,
     pub metadata: Metadata,
+    /// The payload's share of the process memory budget ([`crate::budget`]), released when the last copy of
+    /// this batch is dropped.
+    pub held: Held,
 }
 
 impl Batch {
@@ -43,6 +47,7 @@ impl Batch {
             payload,
             items,
             metadata: Metadata::default(),
+            held: Held::none(),
         }
     }
 
@@ -62,11 +67,13 @@ impl Batch {
             buf.extend_from_slice(&b.payload);
             items += b.items;
         }
+        let held = Held::merge(std::iter::once(first.held).chain(rest.into_iter().map(|b| b.held)));
         Some(Batch {
             signal: first.signal,
             payload: buf.freeze(),
             items,
             metadata: first.metadata,
+            held,
         })
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod batch;
+pub mod budget;
 pub mod component;
 pub mod consumer;
 pub mod counting;

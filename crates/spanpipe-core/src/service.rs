@@ -28,6 +28,11 @@ pub struct Service {
     retiring: Mutex<Vec<Retiring>>,
 }
 
+/// `service.memory_limit` in bytes for the process budget (0: unlimited).
+fn memory_limit(config: &CollectorConfig) -> usize {
+    usize::try_from(config.service.memory_limit.0).unwrap_or(usize::MAX)
+}
+
 impl Service {
     /// Builds and validates everything; binds nothing.
     pub fn build(config: &CollectorConfig, registry: &Registry) -> Result<Service, ConfigError> {
@@ -72,6 +77,7 @@ impl Service {
         pending.retain(|r| !r.handle.is_finished());
         pending.extend(retiring);
         drop(pending);
+        crate::budget::MemoryBudget::global().set_limit(memory_limit(&config));
         self.graph = graph;
         self.config = config;
         self.shutdown_timeout = timeout;
@@ -80,6 +86,7 @@ impl Service {
 
     /// Starts extensions, exporters, processors and connectors (downstream first), then receivers.
     pub async fn start(&self) -> Result<(), ComponentError> {
+        crate::budget::MemoryBudget::global().set_limit(memory_limit(&self.config));
         for (_, e) in &self.graph.extensions {
             e.start().await?;
         }

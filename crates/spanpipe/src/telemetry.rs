@@ -176,9 +176,22 @@ async fn process_metrics() {
         metrics::Unit::Bytes,
         "Total physical memory (resident set size)."
     );
+    metrics::describe_gauge!(
+        "spanpipe_memory_budget_used_bytes",
+        metrics::Unit::Bytes,
+        "Bytes of requests held in pipelines, queues and exports (service.memory_limit bounds it)."
+    );
+    metrics::describe_gauge!(
+        "spanpipe_memory_budget_limit_bytes",
+        metrics::Unit::Bytes,
+        "service.memory_limit (0: unlimited)."
+    );
     let started = std::time::Instant::now();
     let uptime = metrics::counter!("otelcol_process_uptime_seconds_total");
     let rss = metrics::gauge!("otelcol_process_memory_rss_bytes");
+    let budget_used = metrics::gauge!("spanpipe_memory_budget_used_bytes");
+    let budget_limit = metrics::gauge!("spanpipe_memory_budget_limit_bytes");
+    let budget = spanpipe_core::budget::MemoryBudget::global();
     let mut tick = tokio::time::interval(PROCESS_METRICS_EVERY);
     loop {
         tick.tick().await;
@@ -186,6 +199,8 @@ async fn process_metrics() {
         if let Some(bytes) = resident_bytes() {
             rss.set(bytes as f64);
         }
+        budget_used.set(budget.used() as f64);
+        budget_limit.set(budget.limit() as f64);
     }
 }
 

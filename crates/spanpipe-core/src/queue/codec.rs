@@ -119,11 +119,13 @@ pub fn decode(record: Vec<u8>) -> Result<Batch, String> {
     let start = record.len() - r.buf.len();
     let mut payload = Bytes::from(record);
     let payload = payload.split_off(start);
+    // Read back from disk: not part of the memory budget until it is (the persistent queue bounds its reads).
     Ok(Batch {
         signal,
         payload,
         items,
         metadata,
+        held: crate::budget::Held::none(),
     })
 }
 

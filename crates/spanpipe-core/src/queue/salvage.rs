@@ -35,6 +35,7 @@ impl SendingQueue {
             payload: good,
             items: good_items,
             metadata: batch.metadata.clone(),
+            held: batch.held.clone(),
         };
         // Boxed: this is the retry loop calling itself once (it never salvages twice).
         Box::pin(self.deliver_attempts(&kept, false)).await

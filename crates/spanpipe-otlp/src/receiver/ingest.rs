@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::HeaderMap;
+use spanpipe_core::budget::MemoryBudget;
 use spanpipe_core::telemetry::SignalCounter;
 use spanpipe_core::wire::{check_traces, count_items, drop_invalid_spans, full_decode};
 use spanpipe_core::{Batch, Metadata, Signal, SignalConsumers};
@@ -136,6 +137,9 @@ impl Door {
     }
 }
 
+/// What a client refused for the memory budget is told to wait: queues drain in about that time.
+const BUDGET_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Where a running receiver delivers, plus its self-telemetry (`otelcol_receiver_accepted_spans_total`, ...,
 /// labelled `receiver` and `transport` as in the OTel Collector). One per transport.
 pub struct Ingest {
@@ -220,11 +224,25 @@ impl Ingest {
         if items == 0 {
             return Ok(partial);
         }
+        // The process memory budget: refused whole before any exporter saw it, so a retry duplicates nothing.
+        let budget = MemoryBudget::global();
+        let Some(held) = budget.try_reserve(payload.len()) else {
+            self.refused.add(signal, items);
+            return Err(ReceiveError::Refused {
+                reason: format!(
+                    "memory limit reached: {} of service.memory_limit {} bytes held",
+                    budget.used(),
+                    budget.limit()
+                ),
+                retry_after: BUDGET_RETRY_AFTER,
+            });
+        };
         let batch = Batch {
             signal,
             payload,
             items,
             metadata,
+            held,
         };
         match consumer.consume(batch).await {
             Ok(()) => {

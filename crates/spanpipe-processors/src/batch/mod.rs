@@ -125,6 +125,8 @@ impl Inner {
                 payload: Bytes::from(bytes),
                 items,
                 metadata: batch.metadata.clone(),
+                // Pieces share the whole request's reservation until the last one is gone.
+                held: batch.held.clone(),
             })
             .collect())
     }
