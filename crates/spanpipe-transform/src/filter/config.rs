@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::ottl::{self, Expr};
+use super::signals::{LogConditions, LogFilter, MetricConditions, MetricFilter};
 use crate::config::{Invalid, Key};
 use crate::matching::{MatchConfig, SpanFilter};
 
@@ -38,6 +39,10 @@ pub struct FilterConfig {
     /// Legacy match properties: `include` keeps only matching spans, `exclude` drops matching spans.
     pub spans: MatchConfig,
     pub traces: TraceConditions,
+    /// Metrics by name (legacy include/exclude).
+    pub metrics: MetricConditions,
+    /// Log records by severity and body (legacy include/exclude).
+    pub logs: LogConditions,
     /// spanpipe extension: when a span is dropped, drop every span of its trace in the same batch.
     pub drop_whole_trace: bool,
 }
@@ -58,6 +63,8 @@ pub enum Rule {
 pub struct FilterSettings {
     pub rule: Rule,
     pub drop_whole_trace: bool,
+    pub metrics: Option<MetricFilter>,
+    pub logs: Option<LogFilter>,
 }
 
 impl FilterConfig {
@@ -103,6 +110,8 @@ impl FilterConfig {
         Ok(FilterSettings {
             rule,
             drop_whole_trace: self.drop_whole_trace,
+            metrics: MetricFilter::new(&self.metrics)?,
+            logs: LogFilter::new(&self.logs)?,
         })
     }
 }

@@ -7,6 +7,7 @@
 
 mod config;
 pub mod ottl;
+pub mod signals;
 #[cfg(test)]
 mod tests;
 
@@ -29,6 +30,10 @@ use crate::span::SpanRef;
 
 /// The internal metric of dropped spans.
 pub const FILTERED_SPANS_METRIC: &str = "otelcol_processor_filter_spans_filtered_total";
+/// The internal metric of dropped metric data points.
+pub const FILTERED_POINTS_METRIC: &str = "otelcol_processor_filter_datapoints_filtered_total";
+/// The internal metric of dropped log records.
+pub const FILTERED_LOGS_METRIC: &str = "otelcol_processor_filter_logs_filtered_total";
 
 /// Builds `filter` processors.
 pub struct FilterProcessorFactory;
@@ -39,21 +44,26 @@ impl ProcessorFactory for FilterProcessorFactory {
     }
 
     fn signals(&self) -> &'static [Signal] {
-        &[Signal::Traces]
+        &[Signal::Traces, Signal::Metrics, Signal::Logs]
     }
 
     fn build(
         &self,
         ctx: &BuildContext,
         node: &Node,
-        _signal: Signal,
+        signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
         let cfg: FilterConfig = ctx.config(node)?;
         let settings = cfg.validate().map_err(|e| e.locate(ctx, node))?;
         let id = ctx.id.to_string();
+        let name = match signal {
+            Signal::Traces => FILTERED_SPANS_METRIC,
+            Signal::Metrics => FILTERED_POINTS_METRIC,
+            Signal::Logs => FILTERED_LOGS_METRIC,
+        };
         Ok(Arc::new(FilterProcessor {
-            filtered: metrics::counter!(FILTERED_SPANS_METRIC, "filter" => id.clone()),
+            filtered: metrics::counter!(name, "filter" => id.clone()),
             id,
             settings,
             next,
@@ -142,14 +152,21 @@ impl FilterProcessor {
 
     /// The batch without the dropped spans, or `None` when none is left.
     pub fn process(&self, mut batch: Batch) -> Result<Option<Batch>, ConsumeError> {
-        if batch.signal != Signal::Traces {
-            return Ok(Some(batch));
-        }
-        let outcome = self
-            .walk(&batch.payload)
-            .map_err(|e| ConsumeError::Rejected {
-                reason: format!("{}: malformed traces: {e}", self.id),
-            })?;
+        let rejected = |e: &dyn std::fmt::Display| ConsumeError::Rejected {
+            reason: format!("{}: malformed {}: {e}", self.id, batch.signal),
+        };
+        let applied = match (batch.signal, &self.settings.metrics, &self.settings.logs) {
+            (Signal::Traces, _, _) => None,
+            (Signal::Metrics, Some(f), _) => {
+                Some(f.apply(&batch.payload).map_err(|e| rejected(&e))?)
+            }
+            (Signal::Logs, _, Some(f)) => Some(f.apply(&batch.payload).map_err(|e| rejected(&e))?),
+            _ => return Ok(Some(batch)),
+        };
+        let outcome = match applied {
+            Some((payload, dropped)) => Outcome { payload, dropped },
+            None => self.walk(&batch.payload).map_err(|e| rejected(&e))?,
+        };
         if outcome.dropped > 0 {
             self.filtered.increment(outcome.dropped as u64);
         }

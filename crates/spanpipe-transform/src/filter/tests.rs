@@ -140,6 +140,8 @@ fn config_errors_name_the_condition() {
         e.contains("processors.filter.spans.include.match_type"),
         "{e}"
     );
-    let e = err("metrics:\n  metric: []\n");
-    assert!(e.contains("metrics"), "{e}");
+    let e = err("metrics:\n  metric: ['name == \"x\"']\n");
+    assert!(e.contains("processors.filter.metrics.metric"), "{e}");
+    let e = err("logs:\n  include: {record_attributes: [{key: a}]}\n");
+    assert!(e.contains("record_attributes"), "{e}");
 }
