@@ -51,6 +51,13 @@ impl Rejected {
         self.spans += spans;
         self.first.get_or_insert(reason);
     }
+
+    fn merge(&mut self, other: Rejected) {
+        self.spans += other.spans;
+        if let Some(r) = other.first {
+            self.first.get_or_insert(r);
+        }
+    }
 }
 
 impl MlflowExporter {
@@ -166,6 +173,35 @@ impl MlflowExporter {
             }
         }
         Ok(())
+    }
+
+    /// Sends the experiments of a batch concurrently (each experiment's requests in order), so a big or slow one
+    /// never queues another behind it. `Err`: the first retryable failure, after every experiment had its try.
+    async fn send_all(
+        &self,
+        api: &Api,
+        targets: Vec<(&Target, String, Vec<Chunk>)>,
+        rejected: &mut Rejected,
+    ) -> Result<(), ExportError> {
+        let sends = targets
+            .into_iter()
+            .filter(|(_, _, chunks)| !chunks.is_empty())
+            .map(|(target, id, chunks)| async move {
+                let mut r = Rejected::default();
+                self.send_target(api, target, id, chunks, &mut r)
+                    .await
+                    .map(|()| r)
+            });
+        let mut first_err = None;
+        for result in futures::future::join_all(sends).await {
+            match result {
+                Ok(r) => rejected.merge(r),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     /// A failed request: retryable → `Err` (stop, retry the batch); permanent → noted in `rejected`.
@@ -304,36 +340,29 @@ impl Exporter for MlflowExporter {
             .map(|t| (t, self.resolver.ready(t)))
             .partition(|(_, id)| id.is_some());
         let mut rejected = Rejected::default();
-        for (target, id) in ready {
-            let chunks = chunks_of(target);
-            if let (Some(id), false) = (id, chunks.is_empty()) {
-                self.send_target(api, target, id, chunks, &mut rejected)
-                    .await?;
-            }
-        }
+        let ready: Vec<_> = ready
+            .into_iter()
+            .filter_map(|(t, id)| Some((t, id?, chunks_of(t))))
+            .collect();
+        self.send_all(api, ready, &mut rejected).await?;
         // New names resolve concurrently; one that cannot be resolved yet (retryable) does not stop the others.
         let resolved =
             futures::future::join_all(pending.iter().map(|(t, _)| self.resolver.resolve(api, t)))
                 .await;
         let mut deferred: Option<ExportError> = None;
+        let mut resolved_now = Vec::new();
         for ((target, _), id) in pending.into_iter().zip(resolved) {
-            let chunks = chunks_of(target);
-            if chunks.is_empty() {
-                continue;
-            }
             match id {
-                Ok(id) => {
-                    self.send_target(api, target, id, chunks, &mut rejected)
-                        .await?
-                }
+                Ok(id) => resolved_now.push((target, id, chunks_of(target))),
                 Err(ExportError::Permanent { reason }) => {
-                    rejected.add(chunks.iter().map(|c| c.spans).sum(), reason);
+                    rejected.add(chunks_of(target).iter().map(|c| c.spans).sum(), reason);
                 }
                 Err(e) => {
                     deferred.get_or_insert(e);
                 }
             }
         }
+        self.send_all(api, resolved_now, &mut rejected).await?;
         // Retried later: what was acknowledged meanwhile is skipped then (`delivered`).
         if let Some(e) = deferred {
             return Err(e);

@@ -88,7 +88,15 @@ async fn routes_by_resource_creates_experiments_and_sends_protobuf_with_headers(
         assert_eq!(p.headers["content-encoding"], "gzip");
         assert!(ExportTraceServiceRequest::decode(p.body.as_slice()).is_ok());
     }
-    assert_eq!(posts[0].headers["x-mlflow-experiment-id"], billing);
+    // The two experiments are sent concurrently: in either order.
+    let mut to: Vec<&str> = posts
+        .iter()
+        .map(|p| p.headers["x-mlflow-experiment-id"].as_str())
+        .collect();
+    to.sort_unstable();
+    let mut want = [billing.as_str(), search.as_str()];
+    want.sort_unstable();
+    assert_eq!(to, want);
     assert!(
         st.seen
             .iter()
