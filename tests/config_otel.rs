@@ -22,7 +22,7 @@ fn otel_configs() -> Vec<PathBuf> {
 #[test]
 fn otel_collector_configs_validate_unchanged() {
     let files = otel_configs();
-    assert!(!files.is_empty(), "expected the OTel config collection");
+    assert!(files.len() >= 5, "expected the OTel config collection");
     let mut failures = Vec::new();
     for f in &files {
         let out = validate(f);
@@ -126,4 +126,68 @@ service:
         out.stderr
     );
     drop(taken);
+}
+
+#[test]
+fn unsupported_collector_options_give_located_errors() {
+    let yaml = "\
+receivers:
+  otlp:
+    protocols:
+      grpc:
+processors:
+  filter/m:
+    metrics:
+      metric: ['name == \"x\"']
+  filter/l:
+    logs:
+      log_record: ['severity_number < SEVERITY_NUMBER_WARN']
+exporters:
+  file:
+    path: /tmp/x.json
+    group_by: { enabled: true }
+connectors:
+  servicegraph:
+service:
+  pipelines:
+    traces: { receivers: [otlp], exporters: [file] }
+";
+    let cfg = write_config("unsupported.yaml", yaml);
+    let out = validate(&cfg.path);
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    let diags = diags_for(&out.stderr, "unsupported.yaml");
+    let found: Vec<(u32, &str)> = diags.iter().map(|d| (d.line, d.key_path())).collect();
+    for want in [
+        (8, "processors.filter/m.metrics.metric"),
+        (11, "processors.filter/l.logs.log_record"),
+        (15, "exporters.file.group_by"),
+        (17, "connectors.servicegraph"),
+    ] {
+        assert!(
+            found.contains(&want),
+            "missing {want:?} in {found:?}\n{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn deprecated_and_inert_types_warn_naming_what_to_use() {
+    let out = validate(&workspace_root().join("tests/configs/otel/browser-rum.yaml"));
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "exporters.logging: type \"logging\" is deprecated; use the `debug` exporter"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = validate(&workspace_root().join("tests/configs/otel/extensions-demo.yaml"));
+    assert!(out.status.success(), "{}", out.stderr);
+    for ext in [
+        "extensions.pprof: accepted but not served",
+        "extensions.zpages: accepted but not served",
+    ] {
+        assert!(out.stderr.contains(ext), "{ext}\n{}", out.stderr);
+    }
 }
