@@ -6,7 +6,7 @@
 //! exporter drains its own queue with its own workers: a slow or dead backend never stalls the others.
 //!
 //! Persistent queues write their record during admission, before the client is answered, so a failed write
-//! (a full disk) is a refusal like a full queue; see [`admit`].
+//! (a full disk) is a refusal like a full queue; see `admit`.
 
 use std::sync::Arc;
 

@@ -9,6 +9,10 @@
 //! before the fan-out returns (so before the client is answered), workers read them back oldest first, and a
 //! record is acknowledged only once its export succeeded or was given up; what a stop or crash interrupts is sent
 //! again after the restart.
+//!
+//! Layers: admission ([`Reservation`], here and in `persistent.rs`), the consumer side (`source.rs`: a `Source`
+//! per backend — memory channel or persistent log — and the one worker loop, with `sending_queue.batch` in
+//! `batching.rs`), and the retry/delivery layer (`deliver.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
@@ -31,6 +35,7 @@ mod deliver;
 mod gauges;
 mod persistent;
 mod salvage;
+mod source;
 
 use crate::storage::RecordId;
 pub use batching::{BatchSettings, BatchSizer};
@@ -278,10 +283,9 @@ pub struct SendingQueue {
     gauges: QueueGauges,
     /// Set with `sending_queue.storage`: the queue lives there, not in `tx`/`rx`.
     persistent: Option<Persistent>,
-    /// `sending_queue.batch` with a persistent queue: the collecting worker's state.
-    collect: Mutex<batching::Collect>,
-    /// `sending_queue.batch` with a memory queue: a request carried over to the next batch.
-    memory_carry: Mutex<batching::MemoryCarry>,
+    /// Held by the worker collecting the next export; with `sending_queue.batch`, the request carried over to
+    /// start the next batch.
+    carry: Mutex<Option<source::Taken>>,
 }
 
 /// How one delivery ended.
@@ -319,8 +323,7 @@ impl SendingQueue {
             failing: AtomicBool::new(false),
             saturated: AtomicBool::new(false),
             logged_permanent: StdMutex::new(Vec::new()),
-            collect: Mutex::new(batching::Collect::default()),
-            memory_carry: Mutex::new(batching::MemoryCarry::default()),
+            carry: Mutex::new(None),
         })
     }
 
@@ -412,39 +415,14 @@ impl SendingQueue {
             let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
             for _ in 0..self.settings.sending_queue.num_consumers {
                 let q = self.clone();
-                let batching = q.settings.sending_queue.batch.is_some();
-                workers.push(match (q.persistent.is_some(), batching) {
-                    (true, false) => tokio::spawn(async move { q.persistent_worker().await }),
-                    (true, true) => {
-                        tokio::spawn(async move { q.persistent_batching_worker().await })
-                    }
-                    (false, false) => tokio::spawn(async move { q.worker().await }),
-                    (false, true) => tokio::spawn(async move { q.batching_worker().await }),
-                });
+                let source: Arc<dyn source::Source> = match q.persistent.is_some() {
+                    true => Arc::new(source::PersistentSource),
+                    false => Arc::new(source::MemorySource),
+                };
+                workers.push(tokio::spawn(async move { q.worker(source).await }));
             }
         }
         Ok(())
-    }
-
-    async fn worker(self: Arc<Self>) {
-        loop {
-            let next = {
-                let mut rx = self.rx.lock().await;
-                if self.closing.is_cancelled() {
-                    rx.try_recv().ok()
-                } else {
-                    tokio::select! {
-                        biased;
-                        m = rx.recv() => m,
-                        _ = self.closing.cancelled() => rx.try_recv().ok(),
-                    }
-                }
-            };
-            let Some(queued) = next else { break };
-            self.deliver(&queued.batch).await;
-            drop(queued);
-            self.update_size();
-        }
     }
 
     /// Stops taking work and drains what is queued, giving up at `deadline`: what is left then is counted as failed.
@@ -474,9 +452,9 @@ impl SendingQueue {
         // failed to start) is counted as failed, never dropped silently.
         let mut rx = self.rx.lock().await;
         let mut lost = 0usize;
-        if let Some(q) = self.memory_carry.lock().await.carry.take() {
-            self.counters.send_failed.add(q.batch.signal, q.batch.items);
-            lost += q.batch.items;
+        if let Some(t) = self.carry.lock().await.take() {
+            self.counters.send_failed.add(t.batch.signal, t.batch.items);
+            lost += t.batch.items;
         }
         while let Ok(q) = rx.try_recv() {
             self.counters.send_failed.add(q.batch.signal, q.batch.items);

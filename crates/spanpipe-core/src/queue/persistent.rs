@@ -13,12 +13,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
-use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{Outcome, SendingQueue, WriteFailed, codec};
+use super::{SendingQueue, WriteFailed, codec};
 use crate::storage::{Record, RecordId, Storage, StorageClient, StorageError, StorageStats};
 use crate::{Batch, ComponentError, OnFull, Sizer};
 
@@ -373,51 +372,6 @@ impl SendingQueue {
         };
         tracing::error!(exporter = %self.id, error = %err,
             "persistent queue: cannot record a delivery; the request may be sent again after a restart");
-    }
-
-    /// One worker: oldest record first, export, acknowledge; stops at shutdown leaving the rest on disk.
-    pub(super) async fn persistent_worker(self: Arc<Self>) {
-        let Some(p) = &self.persistent else { return };
-        while !self.closing.is_cancelled() {
-            let q = self.clone();
-            let next = tokio::task::spawn_blocking(move || q.next_record()).await;
-            match next {
-                Ok(Ok(Some(record))) => {
-                    // More may be waiting: let an idle worker look too.
-                    p.notify.notify_one();
-                    let id = record.id;
-                    match codec::decode(record.data) {
-                        Ok(batch) => {
-                            if self.deliver_outcome(&batch).await == Outcome::Interrupted {
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            self.gauges.corrupt.increment(1);
-                            tracing::warn!(exporter = %self.id, error = %e, "persistent queue: undecodable record skipped");
-                        }
-                    }
-                    self.ack(id).await;
-                }
-                Ok(Ok(None)) => {
-                    tokio::select! {
-                        _ = p.notify.notified() => {}
-                        _ = self.closing.cancelled() => {}
-                    }
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(exporter = %self.id, error = %e, "persistent queue: read failed; retrying in 1s");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = self.closing.cancelled() => {}
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(exporter = %self.id, error = %e, "persistent queue: read task failed");
-                    break;
-                }
-            }
-        }
     }
 
     /// Stops the workers (exports in progress get until `deadline`), then closes the log: what is queued stays
