@@ -49,6 +49,8 @@ pub enum Sizer {
     #[default]
     Requests,
     Items,
+    /// The encoded size of the requests, the OTel Collector's `bytes` sizer: a queue bounded in memory.
+    Bytes,
 }
 
 /// What the pipeline does when this exporter's queue is full.
@@ -339,12 +341,13 @@ impl SendingQueue {
         self.gauges.size.set(self.size() as f64);
     }
 
-    /// What a batch of `items` costs in the sizer's unit.
-    fn cost(&self, items: usize) -> usize {
+    /// What `batch` costs in the sizer's unit.
+    fn cost(&self, batch: &Batch) -> usize {
         match self.settings.sending_queue.sizer {
             crate::Sizer::Requests => 1,
             // A batch larger than the whole queue is admitted when the queue is empty rather than never.
-            crate::Sizer::Items => items.clamp(1, self.capacity),
+            crate::Sizer::Items => batch.items.clamp(1, self.capacity),
+            crate::Sizer::Bytes => batch.payload.len().clamp(1, self.capacity),
         }
     }
 
@@ -364,7 +367,7 @@ impl SendingQueue {
         if !self.settings.sending_queue.enabled {
             return Ok(reserved(None, None));
         }
-        let cost = self.cost(batch.items);
+        let cost = self.cost(batch);
         if let Some(p) = &self.persistent
             && !p.is_open()
         {

@@ -42,6 +42,7 @@ impl Account {
         let n = match sizer {
             Sizer::Requests => self.stats.records,
             Sizer::Items => self.stats.items,
+            Sizer::Bytes => self.stats.bytes,
         };
         usize::try_from(n).unwrap_or(usize::MAX)
     }
@@ -295,7 +296,7 @@ impl SendingQueue {
         len: usize,
     ) -> bool {
         let sizer = self.settings.sending_queue.sizer;
-        let cost = self.cost(batch.items);
+        let cost = self.cost(batch);
         loop {
             {
                 let mut a = lock(&p.account);

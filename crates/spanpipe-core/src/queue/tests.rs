@@ -225,6 +225,28 @@ async fn shutdown_of_a_never_started_queue_counts_what_it_holds() {
 }
 
 #[tokio::test]
+async fn bytes_sizer_counts_encoded_bytes() {
+    let exp = Arc::new(TestExporter::default());
+    let mut s = settings(10, 1, OnFull::Refuse);
+    s.sending_queue.sizer = Sizer::Bytes;
+    let q = SendingQueue::new("t".into(), exp.clone(), s);
+    let r1 = q.try_reserve(&batch(b"123456", 1)).unwrap();
+    assert_eq!(q.size(), 6);
+    assert!(
+        q.try_reserve(&batch(b"12345", 1)).is_err(),
+        "6 + 5 bytes > 10"
+    );
+    let r2 = q.try_reserve(&batch(b"1234", 100)).unwrap();
+    assert_eq!(q.size(), 10, "items do not matter, bytes do");
+    drop((r1, r2));
+    assert_eq!(q.size(), 0);
+    assert!(
+        q.try_reserve(&batch(b"0123456789abcdef", 1)).is_ok(),
+        "oversized batch admitted into an empty queue"
+    );
+}
+
+#[tokio::test]
 async fn items_sizer_counts_items() {
     let gate = Arc::new(tokio::sync::Notify::new());
     let exp = Arc::new(TestExporter {
