@@ -148,6 +148,9 @@ exporters:
     group_by: { enabled: true }
 connectors:
   servicegraph:
+  spanmetrics:
+    histogram:
+      exponential: { max_size: 160 }
 service:
   pipelines:
     traces: { receivers: [otlp], exporters: [file] }
@@ -162,6 +165,7 @@ service:
         (11, "processors.filter/l.logs.log_record"),
         (15, "exporters.file.group_by"),
         (17, "connectors.servicegraph"),
+        (20, "connectors.spanmetrics.histogram.exponential"),
     ] {
         assert!(
             found.contains(&want),

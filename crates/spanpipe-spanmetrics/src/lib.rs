@@ -44,6 +44,7 @@ pub mod connector;
 pub mod emit;
 pub mod extract;
 pub mod labels;
+pub mod otel;
 pub mod pending;
 pub mod series;
 pub mod span_type;
@@ -57,7 +58,8 @@ pub use connector::{SpanMetricsConnector, SpanMetricsConnectorFactory};
 
 use spanpipe_core::Registry;
 
-/// Registers the `mlflow_spanmetrics` connector.
+/// Registers the `mlflow_spanmetrics` connector and the OTel Collector's `spanmetrics`.
 pub fn register(registry: &mut Registry) {
     registry.connector(SpanMetricsConnectorFactory);
+    registry.connector(otel::OtelSpanMetricsFactory);
 }
