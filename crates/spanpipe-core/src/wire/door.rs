@@ -174,24 +174,6 @@ const RESOURCE_SPANS: &[(u32, Kind)] = &[(1, B), (2, B), (3, S)];
 const RESOURCE: &[(u32, Kind)] = &[(1, B), (2, V), (3, B)];
 const ENTITY_REF: &[(u32, Kind)] = &[(1, S), (2, S), (3, S), (4, S)];
 const SCOPE: &[(u32, Kind)] = &[(1, S), (2, S), (3, B), (4, V)];
-const SPAN: &[(u32, Kind)] = &[
-    (1, B),
-    (2, B),
-    (3, S),
-    (4, B),
-    (5, S),
-    (6, V),
-    (7, F64),
-    (8, F64),
-    (9, B),
-    (10, V),
-    (11, B),
-    (12, V),
-    (13, B),
-    (14, V),
-    (15, B),
-    (16, F32),
-];
 const EVENT: &[(u32, Kind)] = &[(1, F64), (2, S), (3, B), (4, V)];
 const LINK: &[(u32, Kind)] = &[(1, B), (2, B), (3, S), (4, B), (5, V), (6, F32)];
 const STATUS: &[(u32, Kind)] = &[(2, S), (3, V)];
@@ -276,23 +258,24 @@ fn check_scope(scope: &[u8], depth: usize) -> Result<(), WireError> {
     Ok(())
 }
 
-/// One span in one pass: field types, strings, ids, attributes, events, links and status.
+/// One span in one pass: field types, strings, ids, attributes, events, links and status. One `match` on field
+/// number and wire type per field (the checks [`typed`] makes for other messages, without its table lookup).
 #[inline]
 fn check_span(raw: &[u8], index: usize, depth: usize) -> Result<(), WireError> {
     let at = |e: WireError| WireError::new(format!("span {index}: {e}"));
     let mut view = SpanView::default();
     let mut r = Reader::new(raw);
     while let Some((n, f)) = r.next_field().map_err(at)? {
-        typed(SPAN, n, f, "span").map_err(at)?;
-        let Field::Bytes(b) = f else {
-            continue;
-        };
-        match n {
-            sf::TRACE_ID => view.trace_id = b,
-            sf::SPAN_ID => view.span_id = b,
-            sf::PARENT_SPAN_ID => view.parent_span_id = b,
-            sf::ATTRIBUTES => check_attr(b, depth, "span").map_err(at)?,
-            sf::EVENTS => {
+        match (n, f) {
+            (sf::TRACE_ID, Field::Bytes(b)) => view.trace_id = b,
+            (sf::SPAN_ID, Field::Bytes(b)) => view.span_id = b,
+            (sf::PARENT_SPAN_ID, Field::Bytes(b)) => view.parent_span_id = b,
+            (sf::TRACE_STATE | sf::NAME, Field::Bytes(b)) if check_utf8(b).is_err() => {
+                return Err(at(span_field_error(n, "is not valid UTF-8")));
+            }
+            (sf::TRACE_STATE | sf::NAME, Field::Bytes(_)) => {}
+            (sf::ATTRIBUTES, Field::Bytes(b)) => check_attr(b, depth, "span").map_err(at)?,
+            (sf::EVENTS, Field::Bytes(b)) => {
                 let mut er = Reader::new(b);
                 while let Some((en, ef)) = er.next_field().map_err(at)? {
                     typed(EVENT, en, ef, "event").map_err(at)?;
@@ -301,7 +284,7 @@ fn check_span(raw: &[u8], index: usize, depth: usize) -> Result<(), WireError> {
                     }
                 }
             }
-            sf::LINKS => {
+            (sf::LINKS, Field::Bytes(b)) => {
                 let mut lr = Reader::new(b);
                 while let Some((ln, lf)) = lr.next_field().map_err(at)? {
                     typed(LINK, ln, lf, "link").map_err(at)?;
@@ -310,11 +293,31 @@ fn check_span(raw: &[u8], index: usize, depth: usize) -> Result<(), WireError> {
                     }
                 }
             }
-            sf::STATUS => check_fields(b, STATUS, "status").map_err(at)?,
+            (sf::STATUS, Field::Bytes(b)) => check_fields(b, STATUS, "status").map_err(at)?,
+            (
+                SPAN_DROPPED_ATTRIBUTES | SPAN_DROPPED_EVENTS | SPAN_DROPPED_LINKS,
+                Field::Varint(_),
+            )
+            | (sf::KIND, Field::Varint(_))
+            | (sf::START_TIME_UNIX_NANO | sf::END_TIME_UNIX_NANO, Field::Fixed64(_))
+            | (SPAN_FLAGS, Field::Fixed32(_)) => {}
+            (1..=SPAN_FLAGS, _) => return Err(at(span_field_error(n, ": wrong wire type"))),
             _ => {}
         }
     }
     view.check_ids(index)
+}
+
+const SPAN_DROPPED_ATTRIBUTES: u32 = 10;
+const SPAN_DROPPED_EVENTS: u32 = 12;
+const SPAN_DROPPED_LINKS: u32 = 14;
+const SPAN_FLAGS: u32 = 16;
+
+/// `span field {n} {what}`, as [`typed`] words it.
+#[cold]
+fn span_field_error(n: u32, what: &str) -> WireError {
+    let sep = if what.starts_with(':') { "" } else { " " };
+    WireError::new(format!("span field {n}{sep}{what}"))
 }
 
 #[cfg(test)]
