@@ -220,7 +220,7 @@ impl MlflowExporter {
             } if message.starts_with("Workspace") => " (create the workspace or fix `workspace`)",
             Failure::Status { status: 404, .. } => " (the experiment does not exist)",
             Failure::Status { status: 401, .. } => {
-                " (check token, token_file or username/password)"
+                " (check token, token_file, username/password or the auth.authenticator extension's token)"
             }
             Failure::Status { status: 403, .. } => {
                 " (forbidden: check the credentials' permissions, or the server's --allowed-hosts)"
