@@ -1,6 +1,7 @@
 //! Client-side auth for exporters (issue 15): spanpipe A exports with `auth: { authenticator: bearertokenauth/up }`
-//! over gRPC (`otlp`) and HTTP (`otlp_http`) to spanpipe B, whose receiver requires the same token through its own
-//! `bearertokenauth`. With the right token every span arrives at B once per transport. With a wrong token B refuses
+//! over gRPC (`otlp`), HTTP (`otlp_http`) and `mlflow` (B's OTLP/HTTP receiver stands in for MLflow's `/v1/traces`)
+//! to spanpipe B, whose receiver requires the same token through its own `bearertokenauth`. With the right token
+//! every span arrives at B once per exporter. With a wrong token B refuses
 //! (counted at B in `spanpipe_receiver_auth_failures_total{transport}`, at A in
 //! `otelcol_exporter_send_failed_spans_total{exporter}`); once A's token file is rewritten with the right token,
 //! A's next spans arrive without a restart.
@@ -82,11 +83,18 @@ exporters:
     endpoint: http://127.0.0.1:{b_http}
     auth: {{ authenticator: bearertokenauth/up }}
     retry_on_failure: {{ enabled: false }}
+  # B's OTLP/HTTP receiver stands in for MLflow's /v1/traces: with an experiment id and no routing the exporter
+  # makes no REST call, only POST <tracking_uri>/v1/traces.
+  mlflow:
+    tracking_uri: http://127.0.0.1:{b_http}
+    experiment_id: \"0\"
+    auth: {{ authenticator: bearertokenauth/up }}
+    retry_on_failure: {{ enabled: false }}
 service:
   extensions: [bearertokenauth/up]
   telemetry: {{ metrics: {{ address: 127.0.0.1:{metrics} }} }}
   pipelines:
-    traces: {{ receivers: [otlp], exporters: [otlp, otlp_http] }}
+    traces: {{ receivers: [otlp], exporters: [otlp, otlp_http, mlflow] }}
 ",
             file = token_file.display()
         ),
@@ -147,16 +155,17 @@ fn exporters_authenticate_with_a_bearertokenauth_extension_and_follow_its_file()
         )
     };
     let counted = wait_until(Duration::from_secs(30), || {
-        failed("otlp") >= 5.0 && failed("otlp_http") >= 5.0 || {
+        failed("otlp") >= 5.0 && failed("otlp_http") >= 5.0 && failed("mlflow") >= 5.0 || {
             std::thread::sleep(Duration::from_millis(200));
             false
         }
     });
     assert!(
         counted,
-        "A failed: otlp {} otlp_http {}\n{}",
+        "A failed: otlp {} otlp_http {} mlflow {}\n{}",
         failed("otlp"),
         failed("otlp_http"),
+        failed("mlflow"),
         logs()
     );
     let b_text = scrape(b_metrics);
@@ -168,14 +177,15 @@ fn exporters_authenticate_with_a_bearertokenauth_extension_and_follow_its_file()
         )
     };
     eprintln!(
-        "wrong token: A send_failed otlp {} otlp_http {}; B auth failures grpc {} http {}",
+        "wrong token: A send_failed otlp {} otlp_http {} mlflow {}; B auth failures grpc {} http {}",
         failed("otlp"),
         failed("otlp_http"),
+        failed("mlflow"),
         auth_failures("grpc"),
         auth_failures("http")
     );
     assert!(
-        auth_failures("grpc") >= 5.0 && auth_failures("http") >= 5.0,
+        auth_failures("grpc") >= 5.0 && auth_failures("http") >= 10.0,
         "{b_text}"
     );
     let written = if out.exists() {
@@ -200,19 +210,19 @@ fn exporters_authenticate_with_a_bearertokenauth_extension_and_follow_its_file()
         } else {
             Default::default()
         };
-        ids.iter().all(|id| counts.get(id) == Some(&2)) || {
+        ids.iter().all(|id| counts.get(id) == Some(&3)) || {
             std::thread::sleep(Duration::from_millis(200));
             false
         }
     });
     assert!(
         arrived,
-        "spans at B (want each twice: gRPC and HTTP): {:?}\n{}",
+        "spans at B (want each three times: otlp, otlp_http, mlflow): {:?}\n{}",
         ids.iter().map(|i| counts.get(i)).collect::<Vec<_>>(),
         logs()
     );
     eprintln!(
-        "right token: {} spans arrived at B over gRPC and over HTTP",
+        "right token: {} spans arrived at B from each of otlp, otlp_http and mlflow",
         ids.len()
     );
     for log in [a.stderr_text(), b.stderr_text()] {
