@@ -1,7 +1,5 @@
 //! The `otlp` receiver's configuration, with the OTel Collector's names and defaults.
 
-use std::net::SocketAddr;
-
 use serde::{Deserialize, Deserializer};
 use spanpipe_config::{ByteSize, Duration};
 use spanpipe_core::{BuildContext, ConfigError, Node};
@@ -174,19 +172,10 @@ where
     Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
 }
 
-/// Parses a listen endpoint: a socket address, or `localhost:<port>` (taken as 127.0.0.1, resolving nothing).
-pub fn parse_endpoint(endpoint: &str) -> Result<SocketAddr, String> {
-    let text = endpoint.trim();
-    let parsed = match text.strip_prefix("localhost:") {
-        Some(port) => port
-            .parse::<u16>()
-            .ok()
-            .map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
-        None => text.parse().ok(),
-    };
-    parsed.ok_or_else(|| {
-        format!("{endpoint:?} is not a host:port socket address (e.g. 0.0.0.0:4317)")
-    })
+/// Checks a listen endpoint as the OTel Collector takes it: `ip:port`, `localhost:port`, `:port` (every
+/// interface) or `host:port` (resolved when the receiver starts); see [`spanpipe_core::listen::Endpoint`].
+pub fn parse_endpoint(endpoint: &str) -> Result<spanpipe_core::listen::Endpoint, String> {
+    spanpipe_core::listen::Endpoint::parse(endpoint)
 }
 
 /// Checks what serde cannot: at least one protocol, endpoints that parse, sane sizes and paths.
@@ -272,6 +261,7 @@ fn validate_tls(
 mod tests {
     use super::*;
     use spanpipe_config::{ComponentId, load_str};
+    use std::net::SocketAddr;
 
     fn ctx() -> BuildContext {
         BuildContext::new(
@@ -407,11 +397,18 @@ mod tests {
     #[test]
     fn endpoints() {
         assert_eq!(
-            parse_endpoint("localhost:4317").unwrap(),
-            SocketAddr::from(([127, 0, 0, 1], 4317))
+            parse_endpoint("localhost:4317").unwrap().addr(),
+            Some(SocketAddr::from(([127, 0, 0, 1], 4317)))
         );
-        assert_eq!(parse_endpoint("[::]:1").unwrap().port(), 1);
+        assert_eq!(
+            parse_endpoint("[::]:1").unwrap().addr().map(|a| a.port()),
+            Some(1)
+        );
         assert!(parse_endpoint("localhost").is_err());
-        assert!(parse_endpoint("example.com:80").is_err());
+        assert!(
+            parse_endpoint("example.com:80").is_ok(),
+            "resolved at start"
+        );
+        assert!(parse_endpoint(":4317").is_ok());
     }
 }

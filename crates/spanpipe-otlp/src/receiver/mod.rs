@@ -30,11 +30,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::OtlpReceiverConfig;
-use config::parse_endpoint;
 /// The HTTP body path (decompress, validate or convert JSON), public for the fuzz targets in `fuzz/`.
 pub use http::{Format as HttpFormat, decode as decode_http_body};
 use ingest::Ingest;
 pub use ingest::{Admitted, Door, Partial};
+use spanpipe_core::listen::Endpoint;
 
 /// How long `shutdown` lets in-flight requests finish before closing their connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -141,10 +141,10 @@ impl OtlpReceiver {
     /// Binds `endpoint`, configured at `option` (`protocols.grpc.endpoint`).
     async fn bind(&self, endpoint: &str, option: &str) -> Result<TcpListener, ComponentError> {
         let id = format!("receivers.{}", self.id);
-        let addr = parse_endpoint(endpoint).map_err(|m| ComponentError::new(&id, m))?;
-        TcpListener::bind(addr)
+        let at = Endpoint::parse(endpoint).map_err(|m| ComponentError::new(&id, m))?;
+        at.bind()
             .await
-            .map_err(|e| ComponentError::new(&id, spanpipe_core::listen_error(option, addr, &e)))
+            .map_err(|e| ComponentError::new(&id, spanpipe_core::listen_error(option, &at, &e)))
     }
 }
 
