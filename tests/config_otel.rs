@@ -195,3 +195,38 @@ fn deprecated_and_inert_types_warn_naming_what_to_use() {
         assert!(out.stderr.contains(ext), "{ext}\n{}", out.stderr);
     }
 }
+
+#[test]
+fn internal_metrics_port_taken_is_one_warning_line_and_the_pipeline_runs() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let [http] = spanpipe_e2e::free_ports::<1>();
+    let yaml = format!(
+        "\
+receivers:
+  otlp:
+    protocols:
+      http: {{ endpoint: 127.0.0.1:{http} }}
+exporters:
+  debug:
+service:
+  telemetry: {{ metrics: {{ address: 127.0.0.1:{port} }} }}
+  pipelines:
+    traces: {{ receivers: [otlp], exporters: [debug] }}
+"
+    );
+    let mut sp = spanpipe_e2e::Spanpipe::start(&yaml, &[http]);
+    let want = format!(
+        "service.telemetry.metrics.address: cannot listen on 127.0.0.1:{port}: port {port} is already in use"
+    );
+    let lines: Vec<String> = sp
+        .stderr_text()
+        .lines()
+        .filter(|l| l.contains(&want))
+        .map(String::from)
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", sp.stderr_text());
+    sp.assert_running();
+    sp.stop_gracefully_within(std::time::Duration::from_secs(10));
+    drop(taken);
+}
