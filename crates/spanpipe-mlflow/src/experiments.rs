@@ -135,26 +135,15 @@ impl Resolver {
         if let Some(id) = self.cached(name) {
             return Ok(id);
         }
-        let lock = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(name.clone())
-            .or_default()
-            .clone();
+        let entry = InFlight::enter(self, name);
         let result = {
-            let _this_name = lock.lock().await;
+            let _this_name = entry.lock.lock().await;
             match self.cached(name) {
                 Some(id) => Ok(id),
                 None => self.lookup(api, name).await,
             }
         };
-        // The last one out removes the entry (clones are only made under the map's lock: the count is exact).
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        if Arc::strong_count(&lock) <= 2 {
-            in_flight.remove(name);
-        }
-        drop(in_flight);
+        drop(entry);
         let id = result?;
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_CACHED {
@@ -197,6 +186,45 @@ impl Resolver {
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
             .cloned()
+    }
+}
+
+/// A name being resolved: its lock, shared by every export waiting for it. The last one out removes the entry,
+/// also when its export is cancelled (the attempt's timeout), so the map holds only names in flight.
+struct InFlight<'r> {
+    resolver: &'r Resolver,
+    name: &'r str,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'r> InFlight<'r> {
+    fn enter(resolver: &'r Resolver, name: &'r str) -> Self {
+        let lock = resolver
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_owned())
+            .or_default()
+            .clone();
+        InFlight {
+            resolver,
+            name,
+            lock,
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .resolver
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Clones are only made under the map's lock, so the count is exact: the map's and ours.
+        if Arc::strong_count(&self.lock) <= 2 {
+            map.remove(self.name);
+        }
     }
 }
 
@@ -302,6 +330,25 @@ fn found(e: &serde_json::Value) -> Option<Found> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn in_flight_entries_leave_with_the_last_waiter_even_when_cancelled() {
+        let r = Resolver::default();
+        let a = InFlight::enter(&r, "x");
+        let b = InFlight::enter(&r, "x");
+        assert!(Arc::ptr_eq(&a.lock, &b.lock), "one lock per name");
+        let held = a.lock.clone().lock_owned().await;
+        // A waiter whose export is cancelled while it waits.
+        let waited = tokio::time::timeout(Duration::from_millis(20), b.lock.lock())
+            .await
+            .is_ok();
+        assert!(!waited);
+        drop(b);
+        assert_eq!(r.in_flight.lock().unwrap().len(), 1, "a still holds it");
+        drop(held);
+        drop(a);
+        assert!(r.in_flight.lock().unwrap().is_empty());
+    }
 
     #[test]
     fn names_are_quoted_with_the_quote_they_do_not_contain() {
