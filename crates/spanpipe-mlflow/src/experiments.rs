@@ -136,15 +136,12 @@ impl Resolver {
             return Ok(id);
         }
         let entry = InFlight::enter(self, name);
-        let result = {
-            let _this_name = entry.lock.lock().await;
-            match self.cached(name) {
-                Some(id) => Ok(id),
-                None => self.lookup(api, name).await,
-            }
-        };
-        drop(entry);
-        let id = result?;
+        let _this_name = entry.lock.lock().await;
+        if let Some(id) = self.cached(name) {
+            return Ok(id);
+        }
+        let id = self.lookup(api, name).await?;
+        // Cached before the name's lock is released: a waiter finds it and asks MLflow nothing.
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_CACHED {
             cache.clear();

@@ -115,7 +115,7 @@ async fn creations_are_rate_limited_and_the_rest_of_the_batch_is_delivered() {
     assert_eq!(experiment_count(&st), 7);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_name_never_holds_back_resolved_experiments_or_other_names() {
     let (uri, st) = fake::start().await;
     st.lock()
