@@ -150,6 +150,7 @@ connectors:
   servicegraph:
   spanmetrics:
     histogram:
+      explicit: {}
       exponential: { max_size: 160 }
 service:
   pipelines:
@@ -165,7 +166,7 @@ service:
         (11, "processors.filter/l.logs.log_record"),
         (15, "exporters.file.group_by"),
         (17, "connectors.servicegraph"),
-        (20, "connectors.spanmetrics.histogram.exponential"),
+        (21, "connectors.spanmetrics.histogram.exponential"),
     ] {
         assert!(
             found.contains(&want),

@@ -8,12 +8,14 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Histogram as OtlpHistogram, HistogramDataPoint, Metric,
-    NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric::Data, number_data_point,
+    AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint,
+    Histogram as OtlpHistogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
+    ScopeMetrics, Sum, exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::config::{Settings, Temporality, Unit};
+use super::exponential::ExpHistogram;
 use crate::series::Histogram;
 
 /// A dimension value, hashable (doubles by their bits).
@@ -60,6 +62,8 @@ pub struct SpanPoint {
 struct Series {
     calls: u64,
     hist: Histogram,
+    /// With `histogram.exponential`, instead of `hist`.
+    exp: Option<ExpHistogram>,
     start_ns: u64,
     updated: Instant,
 }
@@ -141,15 +145,22 @@ impl State {
                 self.series += 1;
                 Series {
                     calls: 0,
-                    hist: Histogram::new(s.bounds.len()),
+                    hist: Histogram::new(if s.exponential.is_some() {
+                        0
+                    } else {
+                        s.bounds.len()
+                    }),
+                    exp: s.exponential.map(ExpHistogram::new),
                     start_ns,
                     updated: now,
                 }
             });
             series.calls += 1;
-            series
-                .hist
-                .record(&s.bounds, p.duration_ns as f64 / per_unit);
+            let v = p.duration_ns as f64 / per_unit;
+            match &mut series.exp {
+                Some(e) => e.record(v),
+                None => series.hist.record(&s.bounds, v),
+            }
             series.updated = now;
         }
     }
@@ -182,6 +193,7 @@ impl State {
         for r in self.resources.values() {
             let mut calls = Vec::new();
             let mut durations = Vec::new();
+            let mut exp_points = Vec::new();
             for (dims, series) in &r.series {
                 let attributes: Vec<KeyValue> = dims
                     .iter()
@@ -200,7 +212,24 @@ impl State {
                     )),
                     ..Default::default()
                 });
-                if s.histogram {
+                if let (true, Some(e)) = (s.histogram, &series.exp) {
+                    exp_points.push(ExponentialHistogramDataPoint {
+                        attributes: attributes.clone(),
+                        start_time_unix_nano: series.start_ns,
+                        time_unix_nano: now_ns,
+                        count: e.count,
+                        sum: Some(e.sum),
+                        scale: e.scale,
+                        zero_count: e.zero_count,
+                        positive: Some(Buckets {
+                            offset: i32::try_from(e.offset).unwrap_or(0),
+                            bucket_counts: e.counts.clone(),
+                        }),
+                        min: (e.count > 0).then_some(e.min),
+                        max: (e.count > 0).then_some(e.max),
+                        ..Default::default()
+                    });
+                } else if s.histogram {
                     let h = &series.hist;
                     durations.push(HistogramDataPoint {
                         attributes,
@@ -229,6 +258,17 @@ impl State {
                 ..Default::default()
             }];
             if s.histogram {
+                let data = if s.exponential.is_some() {
+                    Data::ExponentialHistogram(ExponentialHistogram {
+                        data_points: exp_points,
+                        aggregation_temporality: temporality,
+                    })
+                } else {
+                    Data::Histogram(OtlpHistogram {
+                        data_points: durations,
+                        aggregation_temporality: temporality,
+                    })
+                };
                 metrics.push(Metric {
                     name: format!("{}duration", s.prefix),
                     unit: match s.unit {
@@ -236,10 +276,7 @@ impl State {
                         Unit::S => "s",
                     }
                     .into(),
-                    data: Some(Data::Histogram(OtlpHistogram {
-                        data_points: durations,
-                        aggregation_temporality: temporality,
-                    })),
+                    data: Some(data),
                     ..Default::default()
                 });
             }

@@ -23,11 +23,18 @@ pub struct Explicit {
     pub buckets: Option<Vec<ConfigDuration>>,
 }
 
-/// `histogram.exponential` (refused: explicit buckets only).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+/// `histogram.exponential`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Exponential {
+    /// Buckets at most (the resolution halves to stay within it).
     pub max_size: i32,
+}
+
+impl Default for Exponential {
+    fn default() -> Self {
+        Exponential { max_size: 160 }
+    }
 }
 
 /// `histogram`.
@@ -129,6 +136,8 @@ pub struct Settings {
     pub unit: Unit,
     /// Upper bounds in `unit`.
     pub bounds: Vec<f64>,
+    /// `histogram.exponential.max_size`: an exponential histogram instead of explicit buckets.
+    pub exponential: Option<usize>,
     /// Default dimensions kept, in order.
     pub defaults: Vec<&'static str>,
     pub dimensions: Vec<Dimension>,
@@ -144,13 +153,22 @@ pub struct Settings {
 impl OtelSpanMetricsConfig {
     /// Checks what serde cannot; an error names its keys.
     pub fn validate(&self) -> Result<Settings, (Vec<&'static str>, String)> {
-        if self.histogram.exponential.is_some() {
-            return Err((
-                vec!["histogram", "exponential"],
-                "exponential histograms are not supported by spanpipe; use histogram.explicit"
-                    .into(),
-            ));
-        }
+        let exponential = match &self.histogram.exponential {
+            Some(_) if self.histogram.explicit.is_some() => {
+                return Err((
+                    vec!["histogram", "exponential"],
+                    "use either histogram.explicit or histogram.exponential, not both".into(),
+                ));
+            }
+            Some(e) if e.max_size < 2 => {
+                return Err((
+                    vec!["histogram", "exponential", "max_size"],
+                    "must be at least 2".into(),
+                ));
+            }
+            Some(e) => Some(e.max_size as usize),
+            None => None,
+        };
         if self.events.enabled {
             return Err((
                 vec!["events", "enabled"],
@@ -201,6 +219,7 @@ impl OtelSpanMetricsConfig {
             histogram: !self.histogram.disable,
             unit: self.histogram.unit,
             bounds,
+            exponential,
             defaults: DEFAULT_DIMENSIONS
                 .iter()
                 .copied()

@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 pub mod config;
+pub mod exponential;
 #[cfg(test)]
 mod tests;
 
@@ -100,6 +101,9 @@ impl Inner {
                 Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Histogram(h)) => {
                     h.data_points.len()
                 }
+                Some(
+                    opentelemetry_proto::tonic::metrics::v1::metric::Data::ExponentialHistogram(h),
+                ) => h.data_points.len(),
                 _ => 0,
             })
             .sum();

@@ -252,7 +252,11 @@ fn refused_options_are_named() {
         cfg.validate().unwrap_err().0
     };
     assert_eq!(
-        err("histogram: { exponential: { max_size: 10 } }"),
+        err("histogram: { exponential: { max_size: 1 } }"),
+        ["histogram", "exponential", "max_size"]
+    );
+    assert_eq!(
+        err("histogram: { explicit: {}, exponential: { max_size: 10 } }"),
         ["histogram", "exponential"]
     );
     assert_eq!(err("events: { enabled: true }"), ["events", "enabled"]);
@@ -264,4 +268,26 @@ fn refused_options_are_named() {
     settings(
         "exemplars: { enabled: true }\ndimensions_cache_size: 10\nresource_metrics_key_attributes: [service.name]",
     );
+}
+
+#[test]
+fn exponential_histograms() {
+    let s = settings("histogram: { exponential: { max_size: 20 } }");
+    let payload = request(vec![(
+        vec![kv("service.name", "a")],
+        (1..=50)
+            .map(|ms| span("op", 2, 0, ms * 7, vec![]))
+            .collect(),
+    )]);
+    let req = run(&s, &payload);
+    let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
+    let Some(Data::ExponentialHistogram(h)) = &metrics[1].data else {
+        panic!("{:?}", metrics[1])
+    };
+    let p = &h.data_points[0];
+    assert_eq!(p.count, 50);
+    let buckets = p.positive.as_ref().unwrap();
+    assert!(buckets.bucket_counts.len() <= 20);
+    assert_eq!(buckets.bucket_counts.iter().sum::<u64>(), 50);
+    assert!(p.scale < 20);
 }
