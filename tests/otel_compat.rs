@@ -1,7 +1,8 @@
 //! OTel Collector options with real behaviour, end to end against the real binary: the `prometheus` exporter's
 //! `send_timestamps` and `enable_open_metrics` (checked by `promtool`: `check metrics` for the text format,
 //! `tsdb create-blocks-from openmetrics` — Prometheus's strict OpenMetrics parser — for OpenMetrics), and the
-//! `otlp` receiver's `http.cors` (a browser's preflight and cross-origin POST).
+//! `otlp` receiver's `http.cors` (a browser's preflight and cross-origin POST), and `filter`'s legacy `metrics` /
+//! `logs` sections (a metric dropped by name, log records below a severity).
 
 #[path = "spanmetrics_support.rs"]
 mod support;
@@ -306,6 +307,122 @@ service:
             .is_ok_and(|t| t.lines().count() >= 2)),
         "both POSTs reach the exporter\n{}",
         sp.stderr_text()
+    );
+    sp.stop_gracefully_within(Duration::from_secs(10));
+}
+
+#[test]
+fn filter_drops_metrics_by_name_and_logs_by_severity() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+
+    let [http, scrape] = free_ports::<2>();
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let logs_out = out_dir.path().join("logs.json");
+    let mut sp = Spanpipe::start(
+        &format!(
+            "\
+receivers:
+  otlp:
+    protocols:
+      http: {{ endpoint: 127.0.0.1:{http} }}
+processors:
+  filter/metrics:
+    metrics:
+      exclude:
+        match_type: regexp
+        metric_names: ['^agent\\.calls$']
+  filter/logs:
+    logs:
+      include:
+        severity_number: {{ min: WARN }}
+exporters:
+  prometheus:
+    endpoint: 127.0.0.1:{scrape}
+  file:
+    path: {}
+service:
+  telemetry: {{ metrics: {{ level: none }} }}
+  pipelines:
+    metrics: {{ receivers: [otlp], processors: [filter/metrics], exporters: [prometheus] }}
+    logs: {{ receivers: [otlp], processors: [filter/logs], exporters: [file] }}
+",
+            logs_out.display()
+        ),
+        &[http, scrape],
+    );
+    let record = |severity: i32, body: &str| LogRecord {
+        severity_number: severity,
+        body: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(body.into())),
+        }),
+        ..Default::default()
+    };
+    let logs = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![
+                    record(9, "info: fine"),
+                    record(17, "error: boom"),
+                    record(13, "warn: hm"),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec();
+    block_on(async {
+        let client = http_client();
+        let m = http_post(
+            &client,
+            http,
+            "/v1/metrics",
+            "application/x-protobuf",
+            None,
+            metrics_request(1),
+        )
+        .await;
+        assert_eq!(m.status().as_u16(), 200);
+        let l = http_post(
+            &client,
+            http,
+            "/v1/logs",
+            "application/x-protobuf",
+            None,
+            logs,
+        )
+        .await;
+        assert_eq!(l.status().as_u16(), 200);
+    });
+    let url = format!("http://127.0.0.1:{scrape}/metrics");
+    let mut text = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            text = get(&url).2;
+            text.contains("agent_latency_seconds_count")
+        }),
+        "{text}\n{}",
+        sp.stderr_text()
+    );
+    assert!(!text.contains("agent_calls"), "excluded by name:\n{text}");
+    let mut written = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            written = std::fs::read_to_string(&logs_out).unwrap_or_default();
+            !written.is_empty()
+        }),
+        "no logs written\n{}",
+        sp.stderr_text()
+    );
+    assert!(
+        written.contains("error: boom") && written.contains("warn: hm"),
+        "{written}"
+    );
+    assert!(
+        !written.contains("info: fine"),
+        "below WARN is dropped: {written}"
     );
     sp.stop_gracefully_within(Duration::from_secs(10));
 }
