@@ -231,3 +231,26 @@ service:
     sp.stop_gracefully_within(std::time::Duration::from_secs(10));
     drop(taken);
 }
+
+#[test]
+fn push_telemetry_readers_are_refused_with_their_location() {
+    let yaml = "\
+receivers:
+  otlp:
+    protocols:
+      grpc:
+exporters:
+  debug:
+service:
+  telemetry:
+    metrics:
+      readers:
+        - periodic:
+            exporter: { otlp: { endpoint: http://127.0.0.1:4318 } }
+  pipelines:
+    traces: { receivers: [otlp], exporters: [debug] }
+";
+    expect_error("readers.yaml", yaml, 12, "a periodic reader", |key, _| {
+        key == "service.telemetry.metrics.readers[0].periodic"
+    });
+}

@@ -1,6 +1,10 @@
 //! Self-telemetry settings (`service.telemetry`): logs through `tracing`, internal metrics on a Prometheus
 //! endpoint through `metrics-exporter-prometheus`.
 
+mod readers;
+
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use spanpipe_config::{ConfigError, Node};
 use tracing_subscriber::EnvFilter;
@@ -11,6 +15,8 @@ use tracing_subscriber::EnvFilter;
 pub struct TelemetryConfig {
     pub logs: LogsConfig,
     pub metrics: MetricsConfig,
+    /// The Collector's resource of its own telemetry: accepted; spanpipe's `/metrics` carries no resource.
+    pub resource: BTreeMap<String, Option<String>>,
 }
 
 /// `service.telemetry.logs`.
@@ -48,6 +54,8 @@ pub struct MetricsConfig {
     pub address: String,
     /// `none` disables internal metrics; `basic`, `normal` and `detailed` all enable them.
     pub level: String,
+    /// The Collector's newer form: a `pull` reader's prometheus `host`/`port` replaces `address`.
+    pub readers: Vec<readers::Reader>,
 }
 
 impl Default for MetricsConfig {
@@ -55,13 +63,18 @@ impl Default for MetricsConfig {
         MetricsConfig {
             address: "127.0.0.1:8888".into(),
             level: "normal".into(),
+            readers: Vec::new(),
         }
     }
 }
 
 impl TelemetryConfig {
     pub fn from_node(node: &Node) -> Result<Self, ConfigError> {
-        node.deserialize("service.telemetry")
+        let mut cfg: TelemetryConfig = node.deserialize("service.telemetry")?;
+        if let Some(address) = readers::address(&cfg.metrics.readers, node)? {
+            cfg.metrics.address = address;
+        }
+        Ok(cfg)
     }
 }
 
