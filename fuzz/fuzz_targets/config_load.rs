@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // A fixed environment, so a run is reproducible.
-    let env = |name: &str| (name.len() % 2 == 0).then(|| format!("value-of-{name}"));
+    let env = |name: &str| {
+        name.len()
+            .is_multiple_of(2)
+            .then(|| format!("value-of-{name}"))
+    };
     if expand_env(&mut node, &env).is_err() {
         return;
     }

@@ -60,7 +60,7 @@ impl SpanEditor for Editor {
         let i = self.index;
         self.index += 1;
         let pick = (i as u8).wrapping_add(self.sel);
-        if self.sel & 1 == 1 && pick % 3 == 0 {
+        if self.sel & 1 == 1 && pick.is_multiple_of(3) {
             self.expect_dropped += 1;
             return Ok(SpanEdit::Drop);
         }
@@ -69,7 +69,9 @@ impl SpanEditor for Editor {
         let changed = rewrite_fields(ctx.raw, |n, f| {
             Ok(match (n, f) {
                 (span::NAME, _) if rename => Edit::field(span::NAME, "renamed ✓".as_bytes()),
-                (span::ATTRIBUTES, Field::Bytes(_)) if delete && pick % 2 == 0 => Edit::Drop,
+                (span::ATTRIBUTES, Field::Bytes(_)) if delete && pick.is_multiple_of(2) => {
+                    Edit::Drop
+                }
                 _ => Edit::Keep,
             })
         })?;
