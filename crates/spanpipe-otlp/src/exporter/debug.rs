@@ -35,6 +35,12 @@ pub enum Verbosity {
 #[serde(deny_unknown_fields, default)]
 pub struct DebugConfig {
     pub verbosity: Verbosity,
+    /// Accepted for Collector configs; every batch is printed.
+    pub sampling_initial: u32,
+    /// Accepted; see `sampling_initial`.
+    pub sampling_thereafter: u32,
+    /// Accepted; output always goes to stderr.
+    pub use_internal_logger: bool,
     pub sending_queue: QueueSettings,
     /// Disabled by default: printing fails only on a corrupt batch, which a retry does not fix.
     pub retry_on_failure: RetrySettings,
@@ -46,6 +52,9 @@ impl Default for DebugConfig {
     fn default() -> Self {
         DebugConfig {
             verbosity: Verbosity::Basic,
+            sampling_initial: 2,
+            sampling_thereafter: 1,
+            use_internal_logger: true,
             sending_queue: QueueSettings::default(),
             retry_on_failure: RetrySettings {
                 enabled: false,

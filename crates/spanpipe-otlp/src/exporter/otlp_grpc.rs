@@ -62,6 +62,10 @@ pub struct OtlpGrpcConfig {
     pub timeout: ConfigDuration,
     pub sending_queue: QueueSettings,
     pub retry_on_failure: RetrySettings,
+    /// Accepted for Collector configs: one channel to the endpoint (gRPC's `pick_first`).
+    pub balancer_name: String,
+    /// Accepted for Collector configs: a call waits for the connection within `timeout` either way.
+    pub wait_for_ready: bool,
 }
 
 impl Default for OtlpGrpcConfig {
@@ -75,6 +79,8 @@ impl Default for OtlpGrpcConfig {
             timeout: ConfigDuration(Duration::from_secs(5)),
             sending_queue: QueueSettings::default(),
             retry_on_failure: RetrySettings::default(),
+            balancer_name: "round_robin".into(),
+            wait_for_ready: false,
         }
     }
 }

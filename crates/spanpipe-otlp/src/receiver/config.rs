@@ -72,6 +72,10 @@ pub struct GrpcConfig {
     pub max_connections: u32,
     /// HTTP/2 keepalive and connection lifetime (`keepalive.server_parameters`).
     pub keepalive: Keepalive,
+    /// Accepted for Collector configs; socket buffers are the system's.
+    pub read_buffer_size: Option<ByteSize>,
+    /// Accepted; see `read_buffer_size`.
+    pub write_buffer_size: Option<ByteSize>,
 }
 
 impl Default for GrpcConfig {
@@ -85,6 +89,8 @@ impl Default for GrpcConfig {
             max_concurrent_streams: 200,
             max_connections: 0,
             keepalive: Keepalive::default(),
+            read_buffer_size: None,
+            write_buffer_size: None,
         }
     }
 }
@@ -94,6 +100,16 @@ impl Default for GrpcConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct Keepalive {
     pub server_parameters: KeepaliveServerParameters,
+    /// Accepted for Collector configs; clients' pings are not policed.
+    pub enforcement_policy: EnforcementPolicy,
+}
+
+/// `protocols.grpc.keepalive.enforcement_policy` (accepted, no effect).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnforcementPolicy {
+    pub min_time: Duration,
+    pub permit_without_stream: bool,
 }
 
 /// `protocols.grpc.keepalive.server_parameters` (gRPC's names; `0s` means unset).
@@ -141,7 +157,12 @@ pub struct HttpConfig {
     pub max_connections: u32,
     /// Cross-origin requests from browsers (off unless `allowed_origins` lists something).
     pub cors: super::cors::CorsConfig,
+    /// The `Content-Encoding`s accepted (`""` for none); unset: every one spanpipe decodes.
+    pub compression_algorithms: Option<Vec<String>>,
 }
+
+/// The names `compression_algorithms` takes (the Collector's); spanpipe decodes `gzip`, `zstd`, `deflate`/`zlib`.
+pub const COMPRESSION_NAMES: [&str; 7] = ["", "gzip", "zstd", "zlib", "deflate", "snappy", "lz4"];
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -159,6 +180,7 @@ impl Default for HttpConfig {
             max_concurrent_streams: 200,
             max_connections: 0,
             cors: Default::default(),
+            compression_algorithms: None,
         }
     }
 }
@@ -213,6 +235,14 @@ pub fn validate(
         parse_endpoint(&h.endpoint)
             .map_err(|m| ctx.invalid(node, &["protocols", "http", "endpoint"], m))?;
         validate_tls(h.tls.as_ref(), "http", ctx, node)?;
+        for (i, name) in h.compression_algorithms.iter().flatten().enumerate() {
+            if !COMPRESSION_NAMES.contains(&name.as_str()) {
+                let at = format!("compression_algorithms[{i}]");
+                let keys = ["protocols", "http", at.as_str()];
+                let known = COMPRESSION_NAMES.map(|n| format!("{n:?}")).join(", ");
+                return Err(ctx.invalid(node, &keys, format!("unknown {name:?}; one of {known}")));
+            }
+        }
         super::cors::Cors::new(&h.cors).map_err(|m| {
             let keys = ["protocols", "http", "cors", "allowed_origins"];
             ctx.invalid(node, &keys, m)

@@ -75,6 +75,8 @@ pub struct HttpState {
     limits: ConnLimits,
     max_concurrent_streams: Option<u32>,
     cors: Option<Cors>,
+    /// `compression_algorithms`, lowercased (`""`: no encoding); `None`: all.
+    encodings: Option<Vec<String>>,
 }
 
 impl HttpState {
@@ -108,6 +110,10 @@ impl HttpState {
                 .then_some(cfg.max_concurrent_streams),
             // Checked when the config was validated.
             cors: Cors::new(&cfg.cors).ok().flatten(),
+            encodings: cfg
+                .compression_algorithms
+                .as_ref()
+                .map(|l| l.iter().map(|n| n.to_ascii_lowercase()).collect()),
         })
     }
 }
@@ -223,6 +229,20 @@ where
                 )
             })?,
     };
+    if let Some(allowed) = &state.encodings {
+        let name = req
+            .headers()
+            .get(CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .filter(|v| v != "identity")
+            .unwrap_or_default();
+        if !allowed.contains(&name) {
+            return Err(ReceiveError::Unsupported(format!(
+                "Content-Encoding {name:?} is not in compression_algorithms"
+            )));
+        }
+    }
     let too_large =
         || ReceiveError::TooLarge(format!("request body exceeds {} bytes", state.max_body));
     // Content-Length, when sent, is the lower bound of the size hint: refuse before reading anything.

@@ -15,6 +15,11 @@ pub struct BatchConfig {
     pub send_batch_max_size: usize,
     /// How long the first item of a batch may wait for more.
     pub timeout: ConfigDuration,
+    /// Accepted for Collector configs: requests whose metadata differ in anything are never merged, which
+    /// already keeps every `metadata_keys` combination apart.
+    pub metadata_keys: Vec<String>,
+    /// Accepted; see `metadata_keys`.
+    pub metadata_cardinality_limit: u32,
 }
 
 impl Default for BatchConfig {
@@ -23,6 +28,8 @@ impl Default for BatchConfig {
             send_batch_size: 8192,
             send_batch_max_size: 0,
             timeout: ConfigDuration(Duration::from_millis(200)),
+            metadata_keys: Vec::new(),
+            metadata_cardinality_limit: 1000,
         }
     }
 }

@@ -320,3 +320,53 @@ async fn shutdown_lets_in_flight_requests_finish() {
     assert_eq!(in_flight.await.unwrap(), StatusCode::OK);
     assert_eq!(rec.batches().len(), 1);
 }
+
+#[tokio::test]
+async fn compression_algorithms_limits_the_encodings_accepted() {
+    use crate::receiver::OtlpReceiver;
+    use crate::receiver::config::{HttpConfig, OtlpReceiverConfig, Protocols};
+    use spanpipe_core::SignalConsumers;
+    let rec = Recorder::new(Mode::Accept);
+    let config = OtlpReceiverConfig {
+        protocols: Protocols {
+            grpc: None,
+            http: Some(HttpConfig {
+                endpoint: "127.0.0.1:0".into(),
+                compression_algorithms: Some(vec!["zstd".into()]),
+                ..HttpConfig::default()
+            }),
+        },
+        ..OtlpReceiverConfig::default()
+    };
+    let rx = OtlpReceiver::new("otlp/enc", config);
+    let consumers = SignalConsumers {
+        traces: Some(rec.clone()),
+        ..Default::default()
+    };
+    rx.start(consumers).await.unwrap();
+    let url = format!("http://{}/v1/traces", rx.http_addr().unwrap());
+    let body = traces_bytes(1);
+    let ok = post(
+        &url,
+        PB,
+        Some("zstd"),
+        compress(Compression::Zstd, &body).unwrap(),
+    )
+    .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let gz = post(
+        &url,
+        PB,
+        Some("gzip"),
+        compress(Compression::Gzip, &body).unwrap(),
+    )
+    .await;
+    assert_eq!(gz.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let plain = post(&url, PB, None, body).await;
+    assert_eq!(
+        plain.status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "\"\" is not listed"
+    );
+    rx.shutdown().await;
+}
