@@ -146,6 +146,9 @@ exporters:
   file:
     path: /tmp/x.json
     group_by: { enabled: true }
+  otlphttp:
+    endpoint: http://127.0.0.1:4318
+    proxy_url: http://proxy:3128
 connectors:
   servicegraph:
   spanmetrics:
@@ -165,8 +168,9 @@ service:
         (8, "processors.filter/m.metrics.metric"),
         (11, "processors.filter/l.logs.log_record"),
         (15, "exporters.file.group_by"),
-        (17, "connectors.servicegraph"),
-        (21, "connectors.spanmetrics.histogram.exponential"),
+        (18, "exporters.otlphttp.proxy_url"),
+        (20, "connectors.servicegraph"),
+        (24, "connectors.spanmetrics.histogram.exponential"),
     ] {
         assert!(
             found.contains(&want),

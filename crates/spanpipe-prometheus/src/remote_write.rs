@@ -53,6 +53,8 @@ pub struct RemoteWriteConfig {
     pub max_batch_size_bytes: ByteSize,
     /// One consumer by default, so one series' samples arrive in time order (Prometheus refuses older ones).
     pub sending_queue: QueueSettings,
+    /// The Collector's name for this exporter's queue: when given, its settings apply to `sending_queue`.
+    pub remote_write_queue: Option<RemoteWriteQueue>,
     pub retry_on_failure: RetrySettings,
 }
 
@@ -74,7 +76,27 @@ impl Default for RemoteWriteConfig {
                 num_consumers: 1,
                 ..QueueSettings::default()
             },
+            remote_write_queue: None,
             retry_on_failure: RetrySettings::default(),
+        }
+    }
+}
+
+/// `remote_write_queue` (the Collector's defaults when the section is present).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteWriteQueue {
+    pub enabled: bool,
+    pub queue_size: usize,
+    pub num_consumers: usize,
+}
+
+impl Default for RemoteWriteQueue {
+    fn default() -> Self {
+        RemoteWriteQueue {
+            enabled: true,
+            queue_size: 10_000,
+            num_consumers: 5,
         }
     }
 }
@@ -121,7 +143,15 @@ impl ExporterFactory for RemoteWriteExporterFactory {
         let settings = ExporterSettings::new(
             ctx,
             node,
-            cfg.sending_queue.clone(),
+            match &cfg.remote_write_queue {
+                Some(q) => QueueSettings {
+                    enabled: q.enabled,
+                    queue_size: q.queue_size,
+                    num_consumers: q.num_consumers,
+                    ..cfg.sending_queue.clone()
+                },
+                None => cfg.sending_queue.clone(),
+            },
             cfg.retry_on_failure.clone(),
             cfg.timeout.0,
         )?;

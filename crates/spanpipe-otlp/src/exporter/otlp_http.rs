@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use serde::Deserialize;
-use spanpipe_config::{Duration as ConfigDuration, Secret};
+use spanpipe_config::{ByteSize, Duration as ConfigDuration, Secret};
 use spanpipe_core::retry::{classify_http, parse_retry_after};
 use spanpipe_core::{
     Batch, BuildContext, BuiltExporter, ComponentError, ConfigError, ExportError, Exporter,
@@ -53,6 +53,19 @@ pub struct OtlpHttpConfig {
     pub timeout: ConfigDuration,
     pub sending_queue: QueueSettings,
     pub retry_on_failure: RetrySettings,
+    /// The Collector's `confighttp` client tuning, accepted so its configs load; the client keeps its own
+    /// pooling (idle connections are kept and reused per host).
+    pub read_buffer_size: Option<ByteSize>,
+    pub write_buffer_size: Option<ByteSize>,
+    pub max_idle_conns: Option<u32>,
+    pub max_idle_conns_per_host: Option<u32>,
+    pub max_conns_per_host: Option<u32>,
+    pub idle_conn_timeout: Option<ConfigDuration>,
+    pub disable_keep_alives: bool,
+    pub http2_read_idle_timeout: Option<ConfigDuration>,
+    pub http2_ping_timeout: Option<ConfigDuration>,
+    /// Only `""`: proxies come from `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` in the environment.
+    pub proxy_url: String,
 }
 
 impl Default for OtlpHttpConfig {
@@ -70,6 +83,16 @@ impl Default for OtlpHttpConfig {
             timeout: ConfigDuration(Duration::from_secs(30)),
             sending_queue: QueueSettings::default(),
             retry_on_failure: RetrySettings::default(),
+            read_buffer_size: None,
+            write_buffer_size: None,
+            max_idle_conns: None,
+            max_idle_conns_per_host: None,
+            max_conns_per_host: None,
+            idle_conn_timeout: None,
+            disable_keep_alives: false,
+            http2_read_idle_timeout: None,
+            http2_ping_timeout: None,
+            proxy_url: String::new(),
         }
     }
 }
@@ -117,6 +140,13 @@ impl ExporterFactory for OtlpHttpExporterFactory {
 
     fn build(&self, ctx: &BuildContext, node: &Node) -> Result<BuiltExporter, ConfigError> {
         let cfg: OtlpHttpConfig = ctx.config(node)?;
+        if !cfg.proxy_url.is_empty() {
+            return Err(ctx.invalid(
+                node,
+                &["proxy_url"],
+                "is not supported: set HTTPS_PROXY / HTTP_PROXY (and NO_PROXY) in spanpipe's environment instead",
+            ));
+        }
         let urls = cfg.urls().map_err(|(k, m)| ctx.invalid(node, &[k], m))?;
         let headers =
             http_headers(&cfg.headers).map_err(|(k, m)| ctx.invalid(node, &["headers", &k], m))?;

@@ -284,3 +284,17 @@ fn target_info_carries_the_non_identifying_resource_attributes() {
     let only_ids = write_requests(&duration_request(), &opts(), true, usize::MAX);
     assert_eq!(only_ids[0].timeseries.len(), 6);
 }
+
+#[test]
+fn remote_write_queue_sets_the_sending_queue() {
+    let ctx = BuildContext::new(
+        "prometheusremotewrite".parse::<ComponentId>().unwrap(),
+        "exporters.prometheusremotewrite".into(),
+    );
+    let yaml = "endpoint: http://127.0.0.1:9/api/v1/write\nremote_write_queue: { queue_size: 77, num_consumers: 3 }";
+    let node = spanpipe_config::load_str("t.yaml", yaml).unwrap();
+    let built = RemoteWriteExporterFactory.build(&ctx, &node).unwrap();
+    assert_eq!(built.settings.sending_queue.queue_size, 77);
+    assert_eq!(built.settings.sending_queue.num_consumers, 3);
+    assert!(built.settings.sending_queue.enabled);
+}
