@@ -258,3 +258,31 @@ service:
         key == "service.telemetry.metrics.readers[0].periodic"
     });
 }
+
+#[test]
+fn a_broken_extension_is_reported_once_not_again_by_what_names_it() {
+    let yaml = "\
+extensions:
+  file_storage:
+    directory: /tmp
+    not_an_option: 1
+receivers:
+  otlp:
+    protocols:
+      grpc:
+exporters:
+  otlp:
+    endpoint: backend:4317
+    sending_queue: { storage: file_storage }
+service:
+  extensions: [file_storage]
+  pipelines:
+    traces: { receivers: [otlp], exporters: [otlp] }
+";
+    let cfg = write_config("broken_ext.yaml", yaml);
+    let out = validate(&cfg.path);
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    let diags = diags_for(&out.stderr, "broken_ext.yaml");
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert_eq!(diags[0].line, 4);
+}

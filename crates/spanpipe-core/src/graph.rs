@@ -140,17 +140,24 @@ impl Graph {
         let mut b = Builder::new(cfg, reg, status.clone(), None);
         let mut errors = b.check_extension_types();
         let mut built = Vec::new();
+        // Extensions whose own config is wrong: what names them is not reported again.
+        let mut broken = Vec::new();
         for (id, _) in &cfg.service.extensions {
             if let (Some((_, _, node)), Some(f)) = (
                 find(&cfg.extensions, id),
                 reg.extensions.get(id.type_name()),
-            ) && let Ok(e) = f.build(&ctx_with("extensions", id, &b.host), node)
-            {
-                built.push((id.clone(), e));
+            ) {
+                match f.build(&ctx_with("extensions", id, &b.host), node) {
+                    Ok(e) => built.push((id.clone(), e)),
+                    Err(_) => broken.push(format!("extension \"{id}\"")),
+                }
+            } else {
+                broken.push(format!("extension \"{id}\""));
             }
         }
         b.host = ExtensionHost::new(built).with_status(status.clone());
-        errors.extend(b.check_types());
+        let follow_on = |e: &ConfigError| broken.iter().any(|x| e.message.contains(x.as_str()));
+        errors.extend(b.check_types().into_iter().filter(|e| !follow_on(e)));
         if wiring
             && errors.is_empty()
             && let Err(e) = Self::build_with_status(cfg, reg, status)
