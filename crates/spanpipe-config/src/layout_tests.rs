@@ -174,7 +174,7 @@ fn unknown_keys() {
     );
     assert_eq!(
         error(&text),
-        "config.yaml:25:3: service.metrics: unknown key `metrics` in service: expected one of extensions, pipelines, telemetry, shutdown_timeout"
+        "config.yaml:25:3: service.metrics: unknown key `metrics` in service: expected one of extensions, pipelines, telemetry, shutdown_timeout, memory_limit"
     );
     let text = VALID.replace(
         "      exporters: [forward]",
