@@ -16,20 +16,12 @@ use std::time::Duration;
 
 use faults_support::{Sink, loadgen_bin, loadgen_span_id};
 use serde_json::Value;
-use spanpipe_e2e::{Spanpipe, free_ports, run_bounded, tail, wait_until};
+use spanpipe_e2e::{
+    Spanpipe, free_ports, peak_rss_mib, run_bounded, scrape_value, tail, wait_until,
+};
 
 const RSS_BOUND_MIB: u64 = 128;
 const FLOOD_SECS: u64 = 20;
-
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .expect("VmHWM")
-        / 1024
-}
 
 fn flood(port: u16, seed: u16) -> Value {
     let mut cmd = Command::new(loadgen_bin());
@@ -60,22 +52,6 @@ fn flood(port: u16, seed: u16) -> Value {
             tail(&out.stderr, 3000)
         )
     })
-}
-
-fn metric(port: u16, series: &str) -> u64 {
-    use std::io::{Read, Write};
-    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return 0;
-    };
-    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = c.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    let mut text = String::new();
-    let _ = c.read_to_string(&mut text);
-    text.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
 }
 
 #[test]
@@ -135,7 +111,7 @@ service:
         sum("failed_spans"),
         sum("retries"),
     );
-    let refused = metric(
+    let refused = scrape_value(
         internal,
         "otelcol_receiver_refused_spans_total{receiver=\"otlp\",transport=\"grpc\"}",
     );
@@ -155,7 +131,7 @@ service:
 
     // Both backends end up with every acknowledged span, once.
     let all_sent = |name: &str| {
-        metric(
+        scrape_value(
             internal,
             &format!("otelcol_exporter_sent_spans_total{{exporter=\"{name}\"}}"),
         )

@@ -13,20 +13,11 @@ use std::time::Duration;
 
 use faults_support::{Sink, loadgen_bin, loadgen_span_id};
 use serde_json::Value;
-use spanpipe_e2e::{Spanpipe, free_ports, run_bounded, tail, wait_until};
+use spanpipe_e2e::{
+    Spanpipe, free_ports, peak_rss_mib, run_bounded, scrape_value, tail, wait_until,
+};
 
 const LIMIT_MIB: u64 = 160;
-
-/// `VmHWM` (peak resident set) of `pid`, in MiB.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmHWM");
-    kib / 1024
-}
 
 /// One flat-out sender for `secs`; returns its JSON summary.
 fn flood(protocol: &str, port: u16, seed: u16, secs: u64) -> Value {
@@ -154,14 +145,14 @@ service:
     );
 
     // With the backend up, every acknowledged span arrives, once.
-    let refused = metric(
+    let refused = scrape_value(
         internal,
         "otelcol_processor_refused_spans_total{processor=\"memory_limiter\"}",
     );
     println!("otelcol_processor_refused_spans_total: {refused}");
     assert!(refused > 0, "the limiter counted no refused spans");
     let delivered = wait_until(Duration::from_secs(120), || {
-        metric(
+        scrape_value(
             internal,
             "otelcol_exporter_sent_spans_total{exporter=\"otlp\"}",
         ) >= acked
@@ -189,19 +180,4 @@ service:
     assert_eq!(result.unique(), acked, "delivered != acknowledged");
     assert_eq!(result.duplicates(), 0);
     assert_eq!(unknown, 0);
-}
-
-/// The value of one self-telemetry series (exact name and labels as printed), 0 when absent.
-fn metric(port: u16, series: &str) -> u64 {
-    use std::io::{Read, Write};
-    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return 0;
-    };
-    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = c.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    let mut text = String::new();
-    let _ = c.read_to_string(&mut text);
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
 }

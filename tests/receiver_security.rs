@@ -18,7 +18,8 @@ use spanpipe_e2e::otlp::{
 };
 use spanpipe_e2e::process::run_bounded;
 use spanpipe_e2e::{
-    IdDiff, Spanpipe, file_exporter_span_ids, free_ports, run_python, tail, wait_until,
+    IdDiff, Spanpipe, file_exporter_span_ids, free_ports, run_python, tail, time_to_close,
+    wait_until,
 };
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -475,29 +476,6 @@ fn bearer_token_auth_with_a_rotated_token_file() {
 
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
-}
-
-/// Reads until the server closes the connection; returns how long that took, or `None` if it stayed open
-/// for `bound`.
-fn time_to_close(stream: &mut TcpStream, bound: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    let mut buf = [0u8; 4096];
-    while start.elapsed() < bound {
-        match stream.read(&mut buf) {
-            Ok(0) => return Some(start.elapsed()),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return Some(start.elapsed()),
-        }
-    }
-    None
 }
 
 #[test]

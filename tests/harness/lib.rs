@@ -168,3 +168,54 @@ pub fn tail(text: &str, max: usize) -> &str {
     }
     &text[start..]
 }
+
+/// Peak resident set size (`VmHWM` of `/proc/<pid>/status`) in MiB; 0 when unreadable.
+pub fn peak_rss_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
+}
+
+/// Reads until the server closes `stream`; how long that took, or `None` if it stayed open for `bound`.
+pub fn time_to_close(stream: &mut TcpStream, bound: Duration) -> Option<Duration> {
+    use std::io::Read;
+    let start = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < bound {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+    None
+}
+
+/// One series' value from a `/metrics` page on 127.0.0.1:`port` (exact name and labels as printed), 0 when absent.
+pub fn scrape_value(port: u16, series: &str) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = c.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut text = String::new();
+    let _ = c.read_to_string(&mut text);
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
