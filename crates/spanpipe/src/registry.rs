@@ -15,5 +15,6 @@ pub fn registry() -> Registry {
     spanpipe_extensions::register(&mut r);
     spanpipe_auth::register(&mut r);
     spanpipe_transform::register(&mut r);
+    spanpipe_loadbalancing::register(&mut r);
     r
 }
