@@ -11,6 +11,7 @@
 //! - [`rewrite_fields`] / [`rewrite_spans`]: the one copy-on-write rewriter.
 //! - [`resource_parts`] / [`full_decode`]: a batch cut back into its requests' resources, for the delivery layer's
 //!   salvage of a batch an exporter cannot decode.
+//! - [`split_by_trace`]: a request cut into one request per trace (the `tail_sampling` buffer).
 //! - [`check_traces`]: the receiver's door. After it every string is UTF-8, every value at most
 //!   `max_attribute_depth` (≤ [`MAX_DEPTH`]) deep and every id the right length, so a full prost decode of a
 //!   request that passed it cannot fail. Nothing in this module recurses on input.
@@ -34,7 +35,7 @@ pub use metrics::count_metric_points;
 pub use parts::{full_decode, resource_parts};
 pub use reader::{Field, Reader, bytes_field, bytes_field_len, put_bytes_field, put_varint};
 pub use rewrite::{Edit, Outcome, SpanEdit, SpanEditor, rewrite_fields, rewrite_spans};
-pub use split::split_traces;
+pub use split::{TracePiece, split_by_trace, split_traces};
 pub use traces::{SpanCtx, SpanView, TracesSummary, scan_traces, walk_spans};
 pub use value::{
     AnyValueRef, MAX_DEPTH, RawValue, check_value, find_attr, for_each_attr, for_each_entry,

@@ -117,6 +117,103 @@ pub fn split_traces(buf: &[u8], max_spans: usize) -> Result<Vec<(Vec<u8>, usize)
     Ok(out)
 }
 
+/// One trace's spans of a request, as a request of their own (see [`split_by_trace`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TracePiece {
+    /// The spans' trace id (16 bytes after the receiver's door; any length is carried as found).
+    pub trace_id: Vec<u8>,
+    /// An encoded `ExportTraceServiceRequest` holding only this trace's spans, each under its own resource and
+    /// scope headers (copied verbatim).
+    pub request: Vec<u8>,
+    pub spans: usize,
+}
+
+/// The open resource and scope of one trace's piece while [`split_by_trace`] copies spans into it.
+struct Building {
+    piece: TracePiece,
+    /// (resource index, scope index) the spans in `rs` / `ss` belong to.
+    at: (usize, usize),
+    rs: Vec<u8>,
+    ss: Vec<u8>,
+}
+
+impl Building {
+    /// Closes the open scope into the open resource.
+    fn close_scope(&mut self, header: &[&[u8]]) {
+        if !self.ss.is_empty() {
+            let mut body = header.concat();
+            body.extend_from_slice(&self.ss);
+            put_bytes_field(&mut self.rs, 2, &body);
+            self.ss.clear();
+        }
+    }
+
+    /// Closes the open resource into the piece.
+    fn close_resource(&mut self, header: &[&[u8]]) {
+        if !self.rs.is_empty() {
+            let mut body = header.concat();
+            body.extend_from_slice(&self.rs);
+            put_bytes_field(&mut self.piece.request, 1, &body);
+            self.rs.clear();
+        }
+    }
+}
+
+/// Cuts a request into one request per trace id, in order of first appearance, by copying raw span bytes under
+/// their resource and scope headers (no decode, no re-encode of spans). Spans of one trace keep their order;
+/// resources and scopes without spans are dropped. A request holding a single trace comes back as one piece
+/// equal in content (re-framed only where it had empty scopes or resources).
+pub fn split_by_trace(buf: &[u8]) -> Result<Vec<TracePiece>, WireError> {
+    let resources = parse(buf)?;
+    let mut order: Vec<Building> = Vec::new();
+    let mut index: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+    for (ri, res) in resources.iter().enumerate() {
+        for (si, scope) in res.scopes.iter().enumerate() {
+            for span in &scope.spans {
+                let mut r = Reader::new(span);
+                let payload = match r.next_field()? {
+                    Some((_, super::Field::Bytes(p))) => p,
+                    _ => return Err(WireError::new("span: wrong wire type")),
+                };
+                let trace_id = super::traces::first_bytes(payload, 1, "span.trace_id")?;
+                let slot = *index.entry(trace_id).or_insert_with(|| {
+                    order.push(Building {
+                        piece: TracePiece {
+                            trace_id: trace_id.to_vec(),
+                            request: Vec::new(),
+                            spans: 0,
+                        },
+                        at: (ri, si),
+                        rs: Vec::new(),
+                        ss: Vec::new(),
+                    });
+                    order.len() - 1
+                });
+                let b = &mut order[slot];
+                if b.at != (ri, si) {
+                    let (pr, ps) = b.at;
+                    b.close_scope(&resources[pr].scopes[ps].header);
+                    if pr != ri {
+                        b.close_resource(&resources[pr].header);
+                    }
+                    b.at = (ri, si);
+                }
+                b.ss.extend_from_slice(span);
+                b.piece.spans += 1;
+            }
+        }
+    }
+    Ok(order
+        .into_iter()
+        .map(|mut b| {
+            let (pr, ps) = b.at;
+            b.close_scope(&resources[pr].scopes[ps].header);
+            b.close_resource(&resources[pr].header);
+            b.piece
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +260,52 @@ mod tests {
             let expected_pieces = if max == 0 { 1 } else { 21usize.div_ceil(max) };
             assert_eq!(pieces.len(), expected_pieces, "max {max}");
         }
+    }
+
+    #[test]
+    fn split_by_trace_keeps_every_span_once_under_its_resource_and_scope() {
+        // Two resources, each holding spans of traces 0 and 1 interleaved, plus an empty scope.
+        let mut req = request(2, 4);
+        for rs in &mut req.resource_spans {
+            for (i, s) in rs.scope_spans[0].spans.iter_mut().enumerate() {
+                s.trace_id = vec![(i % 2) as u8 + 1; 16];
+            }
+            rs.scope_spans.push(Default::default());
+        }
+        let bytes = req.encode_to_vec();
+        let pieces = split_by_trace(&bytes).unwrap();
+        assert_eq!(pieces.len(), 2);
+        let mut all = Vec::new();
+        for p in &pieces {
+            let decoded = ExportTraceServiceRequest::decode(p.request.as_slice()).unwrap();
+            assert_eq!(decoded.resource_spans.len(), 2, "both resources repeated");
+            for (rs, orig) in decoded.resource_spans.iter().zip(&req.resource_spans) {
+                assert_eq!(rs.resource, orig.resource);
+                assert_eq!(rs.schema_url, orig.schema_url);
+                assert_eq!(rs.scope_spans.len(), 1, "the empty scope is dropped");
+                assert_eq!(rs.scope_spans[0].scope, orig.scope_spans[0].scope);
+                for s in &rs.scope_spans[0].spans {
+                    assert_eq!(s.trace_id, p.trace_id);
+                }
+            }
+            assert_eq!(p.spans, 4);
+            assert_eq!(scan_traces(&p.request, |_, _| {}).unwrap().spans, 4);
+            all.extend(span_ids(&decoded));
+        }
+        let mut want = span_ids(&req);
+        want.sort();
+        all.sort();
+        assert_eq!(all, want);
+        assert_eq!(split_by_trace(&[]).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn split_by_trace_of_garbage_is_an_error_never_a_panic() {
+        let bytes = request(2, 3).encode_to_vec();
+        for cut in 0..bytes.len() {
+            let _ = split_by_trace(&bytes[..cut]);
+        }
+        assert!(split_by_trace(b"\x0a\xff\x01").is_err());
     }
 
     #[test]
