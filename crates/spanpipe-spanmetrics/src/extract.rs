@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use spanpipe_core::Metadata;
 use spanpipe_core::wire::fields::resource::ATTRIBUTES as RESOURCE_ATTRIBUTES;
 use spanpipe_core::wire::{
-    AnyValueRef as AttrValue, SpanView, WireError, for_each_attr, walk_spans,
+    AnyValueRef as AttrValue, RawValue, SpanView, WireError, for_each_attr, walk_spans,
 };
 
 use crate::config::{ExperimentSource, MAX_EXPERIMENT_SOURCES, MetaKey, Settings};
@@ -38,14 +38,14 @@ pub struct BatchFacts<'a> {
     pub truncated: usize,
 }
 
-/// What the spans of one resource share.
-struct ResourceFacts<'a> {
+/// What the spans of one resource share (public for the `genai_metrics` connector, which labels the same way).
+pub struct ResourceFacts<'a> {
     /// Address and length of the encoded resource: consecutive spans of one resource share it.
-    key: (usize, usize),
+    pub key: (usize, usize),
     /// The value of each `resource_attribute` experiment source, by source position.
-    experiment: [Option<Cow<'a, str>>; MAX_EXPERIMENT_SOURCES],
+    pub experiment: [Option<Cow<'a, str>>; MAX_EXPERIMENT_SOURCES],
     /// The resource attribute of each tag key (`telemetry.sdk.*` and `mlflow.*` never are tags).
-    tags: Vec<Option<Cow<'a, str>>>,
+    pub tags: Vec<Option<Cow<'a, str>>>,
 }
 
 /// Reads every span of `payload`. A request whose structure is malformed is an error (the receiver validated it,
@@ -77,7 +77,12 @@ pub fn extract<'a>(
     Ok(out)
 }
 
-fn resource_facts<'a>(s: &Settings, resource: &'a [u8], key: (usize, usize)) -> ResourceFacts<'a> {
+/// Reads a resource's experiment sources and tag attributes once for all its spans.
+pub fn resource_facts<'a>(
+    s: &Settings,
+    resource: &'a [u8],
+    key: (usize, usize),
+) -> ResourceFacts<'a> {
     let mut r = ResourceFacts {
         key,
         experiment: Default::default(),
@@ -104,11 +109,77 @@ fn resource_facts<'a>(s: &Settings, resource: &'a [u8], key: (usize, usize)) -> 
 
 /// The root-only attributes: trace tags and the metadata OTLP carries.
 #[derive(Default)]
-struct RootAttrs<'a> {
+pub struct RootAttrs<'a> {
     tags: Vec<Option<AttrValue<'a>>>,
     user: Option<AttrValue<'a>>,
     session: Option<AttrValue<'a>>,
     conversation: Option<AttrValue<'a>>,
+}
+
+impl<'a> RootAttrs<'a> {
+    /// Looks at one span attribute; true when it is a tag or metadata source (collected whether or not the
+    /// span turns out to be a root: its parent id may come after its attributes).
+    #[inline]
+    pub fn offer(&mut self, s: &Settings, k: &[u8], v: RawValue<'a>) -> bool {
+        match k {
+            b"user.id" => self.user = Some(v.get()),
+            b"session.id" => self.session = Some(v.get()),
+            b"gen_ai.conversation.id" => self.conversation = Some(v.get()),
+            _ => {
+                let Some(tag) = k.strip_prefix(TRACE_TAG_PREFIX) else {
+                    return false;
+                };
+                let Some(i) = s.tag_keys.iter().position(|t| t.as_bytes() == tag) else {
+                    return false;
+                };
+                if self.tags.is_empty() {
+                    self.tags = vec![None; s.tag_keys.len()];
+                }
+                self.tags[i] = Some(v.get());
+            }
+        }
+        true
+    }
+}
+
+/// Keeps `v` when `k` is one of the `span_attribute` experiment sources (by source position).
+#[inline]
+pub fn offer_experiment<'a>(
+    s: &Settings,
+    k: &[u8],
+    v: RawValue<'a>,
+    exp: &mut [Option<AttrValue<'a>>; MAX_EXPERIMENT_SOURCES],
+) {
+    for (i, src) in s.experiment_from.iter().enumerate() {
+        if let ExperimentSource::SpanAttribute(name) = src
+            && k == name.as_bytes()
+            && let Some(slot) = exp.get_mut(i)
+        {
+            *slot = Some(v.get());
+        }
+    }
+}
+
+/// The experiment id of a span: the first non-empty of `experiment_id_from` (span attributes as collected in
+/// `span_sources`, by source position), else the default.
+pub fn experiment<'a>(
+    s: &'a Settings,
+    span_sources: &[Option<AttrValue<'a>>; MAX_EXPERIMENT_SOURCES],
+    r: &ResourceFacts<'a>,
+    md: &'a Metadata,
+) -> Cow<'a, str> {
+    s.experiment_from
+        .iter()
+        .enumerate()
+        .find_map(|(i, src)| {
+            match src {
+                ExperimentSource::SpanAttribute(_) => span_sources[i].and_then(decoded),
+                ExperimentSource::ResourceAttribute(_) => r.experiment[i].clone(),
+                ExperimentSource::RequestHeader(h) => md.get(h).map(Cow::Borrowed),
+            }
+            .filter(|v| !v.is_empty())
+        })
+        .unwrap_or(Cow::Borrowed(s.default_experiment.as_str()))
 }
 
 fn span_facts<'a>(
@@ -127,31 +198,9 @@ fn span_facts<'a>(
         if hints.offer(k, v) {
             return;
         }
-        for (i, src) in s.experiment_from.iter().enumerate() {
-            if let ExperimentSource::SpanAttribute(name) = src
-                && k == name.as_bytes()
-                && let Some(slot) = exp.get_mut(i)
-            {
-                *slot = Some(v.get());
-            }
-        }
-        if !labelled {
-            return;
-        }
-        match k {
-            b"user.id" => ra.user = Some(v.get()),
-            b"session.id" => ra.session = Some(v.get()),
-            b"gen_ai.conversation.id" => ra.conversation = Some(v.get()),
-            _ => {
-                if let Some(tag) = k.strip_prefix(TRACE_TAG_PREFIX)
-                    && let Some(i) = s.tag_keys.iter().position(|t| t.as_bytes() == tag)
-                {
-                    if ra.tags.is_empty() {
-                        ra.tags = vec![None; s.tag_keys.len()];
-                    }
-                    ra.tags[i] = Some(v.get());
-                }
-            }
+        offer_experiment(s, k, v, &mut exp);
+        if labelled {
+            ra.offer(s, k, v);
         }
     })?;
     let root = span.parent_span_id.is_empty();
@@ -163,19 +212,7 @@ fn span_facts<'a>(
         let labels = root_labels(s, &ra, r, &mut out.truncated);
         out.roots.push((trace_id, labels));
     }
-    let experiment = s
-        .experiment_from
-        .iter()
-        .enumerate()
-        .find_map(|(i, src)| {
-            match src {
-                ExperimentSource::SpanAttribute(_) => exp[i].and_then(decoded),
-                ExperimentSource::ResourceAttribute(_) => r.experiment[i].clone(),
-                ExperimentSource::RequestHeader(h) => md.get(h).map(Cow::Borrowed),
-            }
-            .filter(|v| !v.is_empty())
-        })
-        .unwrap_or(Cow::Borrowed(s.default_experiment.as_str()));
+    let experiment = experiment(s, &exp, r, md);
     let (experiment, cut_experiment) = cap_len(experiment, s.max_label_len);
     let (span_type, cut_type) = cap_len(hints.resolve(), s.max_label_len);
     out.truncated += usize::from(cut_experiment) + usize::from(cut_type);
@@ -193,7 +230,7 @@ fn span_facts<'a>(
 }
 
 /// A root span's trace labels: root-span tags win over resource attributes, as on MLflow's server.
-fn root_labels(
+pub fn root_labels(
     s: &Settings,
     ra: &RootAttrs<'_>,
     r: &ResourceFacts<'_>,

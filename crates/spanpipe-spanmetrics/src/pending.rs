@@ -12,31 +12,32 @@ use crate::labels::{OwnedPoint, TraceLabels};
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-struct Waiting {
+struct Waiting<P> {
     /// Distinguishes this wait from a later one of the same trace id in the expiry queue.
     generation: u64,
-    points: Vec<OwnedPoint>,
+    points: Vec<P>,
 }
 
-struct Finished {
+struct Finished<F> {
     until: Instant,
-    labels: TraceLabels,
+    labels: F,
 }
 
-/// The waiting room.
-pub struct Pending {
+/// The waiting room. Generic over what waits (`P`) and what is remembered of a finished trace (`F`), so the
+/// `genai_metrics` connector (crate `spanpipe-genai`) holds its own points with the same bounds and expiry.
+pub struct Pending<P = OwnedPoint, F = TraceLabels> {
     wait: Duration,
     max_points: usize,
-    traces: Map<[u8; 16], Waiting>,
+    traces: Map<[u8; 16], Waiting<P>>,
     /// Trace ids in the order they started waiting, with their deadline.
     queue: VecDeque<([u8; 16], u64, Instant)>,
     points: usize,
     next_generation: u64,
-    finished: Map<[u8; 16], Finished>,
+    finished: Map<[u8; 16], Finished<F>>,
     finished_queue: VecDeque<([u8; 16], Instant)>,
 }
 
-impl Pending {
+impl<P, F> Pending<P, F> {
     pub fn new(wait: Duration, max_points: usize) -> Self {
         Pending {
             wait,
@@ -67,12 +68,7 @@ impl Pending {
     }
 
     /// Holds `point` for `trace`, or gives it back when `max_pending_spans` points are already held.
-    pub fn hold(
-        &mut self,
-        trace: [u8; 16],
-        point: OwnedPoint,
-        now: Instant,
-    ) -> Result<(), OwnedPoint> {
+    pub fn hold(&mut self, trace: [u8; 16], point: P, now: Instant) -> Result<(), P> {
         if self.points >= self.max_points {
             return Err(point);
         }
@@ -91,7 +87,7 @@ impl Pending {
     }
 
     /// The points held for `trace` (its root arrived).
-    pub fn take(&mut self, trace: &[u8; 16]) -> Option<Vec<OwnedPoint>> {
+    pub fn take(&mut self, trace: &[u8; 16]) -> Option<Vec<P>> {
         let w = self.traces.remove(trace)?;
         self.points -= w.points.len();
         Some(w.points)
@@ -99,7 +95,7 @@ impl Pending {
 
     /// Remembers a trace's labels for late spans, for the wait; past [`Self::max_finished`] traces the oldest
     /// are forgotten.
-    pub fn finish(&mut self, trace: [u8; 16], labels: TraceLabels, now: Instant) {
+    pub fn finish(&mut self, trace: [u8; 16], labels: F, now: Instant) {
         let until = now + self.wait;
         while self.finished.len() >= self.max_finished() {
             let Some((old, old_until)) = self.finished_queue.pop_front() else {
@@ -118,13 +114,13 @@ impl Pending {
     }
 
     /// The labels of a trace whose root was seen within the wait.
-    pub fn finished(&self, trace: &[u8; 16]) -> Option<&TraceLabels> {
+    pub fn finished(&self, trace: &[u8; 16]) -> Option<&F> {
         self.finished.get(trace).map(|f| &f.labels)
     }
 
     /// Hands every point whose wait is over to `expired` (to be recorded without tags), and forgets finished
     /// traces past their wait.
-    pub fn expire(&mut self, now: Instant, mut expired: impl FnMut(OwnedPoint)) {
+    pub fn expire(&mut self, now: Instant, mut expired: impl FnMut(P)) {
         while let Some(&(trace, generation, deadline)) = self.queue.front() {
             if deadline > now {
                 break;
@@ -151,7 +147,7 @@ impl Pending {
     }
 
     /// Everything held, whatever its deadline (shutdown).
-    pub fn drain(&mut self, mut f: impl FnMut(OwnedPoint)) {
+    pub fn drain(&mut self, mut f: impl FnMut(P)) {
         for (_, w) in self.traces.drain() {
             w.points.into_iter().for_each(&mut f);
         }
@@ -178,7 +174,7 @@ mod tests {
     #[test]
     fn holds_until_taken_or_expired_and_is_bounded() {
         let t0 = Instant::now();
-        let mut pd = Pending::new(Duration::from_secs(10), 3);
+        let mut pd = Pending::<OwnedPoint>::new(Duration::from_secs(10), 3);
         pd.hold([1; 16], p(1.0), t0).unwrap();
         pd.hold([1; 16], p(2.0), t0).unwrap();
         pd.hold([2; 16], p(3.0), t0 + Duration::from_secs(5))
@@ -202,7 +198,7 @@ mod tests {
     #[test]
     fn a_new_wait_of_the_same_trace_is_not_expired_by_the_old_deadline() {
         let t0 = Instant::now();
-        let mut pd = Pending::new(Duration::from_secs(10), 100);
+        let mut pd = Pending::<OwnedPoint>::new(Duration::from_secs(10), 100);
         pd.hold([1; 16], p(1.0), t0).unwrap();
         pd.take(&[1; 16]).unwrap();
         pd.hold([1; 16], p(2.0), t0 + Duration::from_secs(8))
@@ -217,7 +213,7 @@ mod tests {
     #[test]
     fn finished_traces_are_remembered_for_the_wait_and_bounded() {
         let t0 = Instant::now();
-        let mut pd = Pending::new(Duration::from_secs(10), 20);
+        let mut pd = Pending::<OwnedPoint>::new(Duration::from_secs(10), 20);
         let labels: TraceLabels = vec![Some("rust".into())].into();
         pd.finish([1; 16], labels.clone(), t0);
         pd.finish([2; 16], labels.clone(), t0);
