@@ -33,13 +33,13 @@ fn per_span(c: &mut Criterion) {
     ] {
         let s = settings(yaml);
         g.bench_function(format!("read/{name}"), |b| {
-            b.iter(|| read(&s, &bytes).map(|(_, p)| p.len()))
+            b.iter(|| read(&s, &bytes).map(|r| r.points.len()))
         });
         let mut state = State::new(0);
         g.bench_function(format!("read_and_record/{name}"), |b| {
             b.iter(|| {
-                let (resources, points) = read(&s, &bytes).expect("valid");
-                state.record(&s, &resources, points, Instant::now(), 1);
+                let batch = read(&s, &bytes).expect("valid");
+                state.record(&s, &batch, Instant::now(), 1);
             })
         });
     }

@@ -2,11 +2,11 @@
 //! `resource_metrics_key_attributes` when set) and per dimension set, a call count and a duration histogram
 //! (the `mlflow_spanmetrics` [`Histogram`]); and the OTLP request it emits.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint,
     Histogram as OtlpHistogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
@@ -16,48 +16,24 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::config::{Settings, Temporality, Unit};
 use super::exponential::ExpHistogram;
+use super::key::{KeyRef, SeriesKey, Val, ValRef};
+use super::read::ReadBatch;
 use crate::series::Histogram;
 
-/// A dimension value, hashable (doubles by their bits).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Val {
-    Str(String),
-    Int(i64),
-    Bool(bool),
-    Double(u64),
-}
-
-impl Val {
-    pub fn from_any(v: &AnyValue) -> Option<Val> {
-        Some(match v.value.as_ref()? {
-            any_value::Value::StringValue(s) => Val::Str(s.clone()),
-            any_value::Value::IntValue(i) => Val::Int(*i),
-            any_value::Value::BoolValue(b) => Val::Bool(*b),
-            any_value::Value::DoubleValue(d) => Val::Double(d.to_bits()),
-            _ => return None,
-        })
-    }
-
-    fn to_any(&self) -> AnyValue {
-        let v = match self {
-            Val::Str(s) => any_value::Value::StringValue(s.clone()),
-            Val::Int(i) => any_value::Value::IntValue(*i),
-            Val::Bool(b) => any_value::Value::BoolValue(*b),
-            Val::Double(d) => any_value::Value::DoubleValue(f64::from_bits(*d)),
-        };
-        AnyValue { value: Some(v) }
-    }
-}
-
-/// Dimension names and values, in configured order.
+/// Resource attributes (the key of a resource's series), in their order.
 pub type Dims = Vec<(String, Val)>;
 
-/// One span, read: its resource (index into the batch's resources), dimensions and duration in ns.
-pub struct SpanPoint {
-    pub resource: usize,
-    pub dims: Dims,
-    pub duration_ns: u64,
-}
+/// Names of `span.kind` values, by number.
+pub const SPAN_KINDS: [&str; 6] = [
+    "SPAN_KIND_UNSPECIFIED",
+    "SPAN_KIND_INTERNAL",
+    "SPAN_KIND_SERVER",
+    "SPAN_KIND_CLIENT",
+    "SPAN_KIND_PRODUCER",
+    "SPAN_KIND_CONSUMER",
+];
+/// Names of `status.code` values, by number.
+pub const STATUS_CODES: [&str; 3] = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"];
 
 struct Series {
     calls: u64,
@@ -68,14 +44,42 @@ struct Series {
     updated: Instant,
 }
 
+impl Series {
+    fn new(s: &Settings, start_ns: u64, now: Instant) -> Self {
+        Series {
+            calls: 0,
+            hist: Histogram::new(if s.exponential.is_some() {
+                0
+            } else {
+                s.bounds.len()
+            }),
+            exp: s.exponential.map(ExpHistogram::new),
+            start_ns,
+            updated: now,
+        }
+    }
+
+    fn record(&mut self, s: &Settings, v: f64, now: Instant) {
+        self.calls += 1;
+        match &mut self.exp {
+            Some(e) => e.record(v),
+            None => self.hist.record(&s.bounds, v),
+        }
+        self.updated = now;
+    }
+}
+
 struct ResourceEntry {
     attrs: Vec<KeyValue>,
-    series: HashMap<Dims, Series>,
+    series: HashMap<SeriesKey, Series, foldhash::fast::RandomState>,
+    /// The series labelled `otel.metric.overflow=true` that points go to once `aggregation_cardinality_limit`
+    /// is reached.
+    overflow: Option<Series>,
 }
 
 /// Every series, by resource.
 pub struct State {
-    resources: HashMap<Dims, ResourceEntry>,
+    resources: std::collections::HashMap<Dims, ResourceEntry>,
     series: usize,
     /// Start of the current delta interval.
     last_flush_ns: u64,
@@ -83,14 +87,66 @@ pub struct State {
     pub overflowed: u64,
 }
 
-fn overflow_dims() -> Dims {
-    vec![("otel.metric.overflow".to_string(), Val::Bool(true))]
+/// Which default dimension a key position holds.
+#[derive(Clone, Copy)]
+enum DefaultDim {
+    Service,
+    Name,
+    Kind,
+    Status,
+}
+
+fn default_of(name: &str) -> DefaultDim {
+    match name {
+        "service.name" => DefaultDim::Service,
+        "span.name" => DefaultDim::Name,
+        "span.kind" => DefaultDim::Kind,
+        _ => DefaultDim::Status,
+    }
+}
+
+fn overflow_attributes() -> Vec<KeyValue> {
+    vec![KeyValue {
+        key: "otel.metric.overflow".into(),
+        value: Some(Val::Bool(true).to_any()),
+        ..Default::default()
+    }]
+}
+
+/// A series' attributes: its key's values under their dimension names; kind and status by name.
+fn attributes(s: &Settings, key: &SeriesKey) -> Vec<KeyValue> {
+    let names = s
+        .defaults
+        .iter()
+        .copied()
+        .chain(s.dimensions.iter().map(|d| d.name.as_str()));
+    names
+        .zip(key.0.iter())
+        .enumerate()
+        .filter_map(|(i, (name, v))| {
+            let v = v.as_ref()?;
+            let value = match (i < s.defaults.len(), default_of(name), v) {
+                (true, DefaultDim::Kind, Val::Int(k)) => {
+                    Val::Str((*SPAN_KINDS.get(*k as usize).unwrap_or(&SPAN_KINDS[0])).into())
+                }
+                (true, DefaultDim::Status, Val::Int(c)) => {
+                    Val::Str((*STATUS_CODES.get(*c as usize).unwrap_or(&STATUS_CODES[0])).into())
+                }
+                _ => v.clone(),
+            };
+            Some(KeyValue {
+                key: name.to_string(),
+                value: Some(value.to_any()),
+                ..Default::default()
+            })
+        })
+        .collect()
 }
 
 impl State {
     pub fn new(now_ns: u64) -> Self {
         State {
-            resources: HashMap::new(),
+            resources: std::collections::HashMap::new(),
             series: 0,
             last_flush_ns: now_ns,
             overflowed: 0,
@@ -106,15 +162,8 @@ impl State {
             .collect()
     }
 
-    /// Records a batch's points; `resources` are the batch's resource attributes.
-    pub fn record(
-        &mut self,
-        s: &Settings,
-        resources: &[Vec<KeyValue>],
-        points: Vec<SpanPoint>,
-        now: Instant,
-        now_ns: u64,
-    ) {
+    /// Records a request's points: one hash of each span's borrowed key, no allocation for a series seen before.
+    pub fn record(&mut self, s: &Settings, batch: &ReadBatch<'_>, now: Instant, now_ns: u64) {
         let per_unit = match s.unit {
             Unit::Ms => 1e6,
             Unit::S => 1e9,
@@ -123,45 +172,75 @@ impl State {
             Temporality::Cumulative => now_ns,
             Temporality::Delta => self.last_flush_ns,
         };
-        for p in points {
-            let Some(attrs) = resources.get(p.resource) else {
+        let defaults: Vec<DefaultDim> = s.defaults.iter().map(|d| default_of(d)).collect();
+        let dims = s.dimensions.len();
+        let mut key: Vec<Option<ValRef<'_>>> = Vec::with_capacity(defaults.len() + dims);
+        let mut fallback: Vec<Option<ValRef<'_>>> = Vec::with_capacity(dims);
+        let points = &batch.points;
+        let mut i = 0;
+        while i < points.len() {
+            let r = points[i].resource;
+            let run = points[i..].iter().take_while(|p| p.resource == r).count();
+            let Some(res) = batch.resources.get(r) else {
+                i += run;
                 continue;
             };
+            // Per resource, once: its entry and the dimension values its attributes or defaults give.
+            fallback.clear();
+            fallback.extend(s.dimensions.iter().map(|d| {
+                res.attrs
+                    .iter()
+                    .find(|kv| kv.key == d.name)
+                    .and_then(|kv| ValRef::from_any(kv.value.as_ref()?))
+                    .or_else(|| d.default.as_deref().map(ValRef::Str))
+            }));
             let entry = self
                 .resources
-                .entry(Self::key(s, attrs))
+                .entry(Self::key(s, &res.attrs))
                 .or_insert_with(|| ResourceEntry {
-                    attrs: attrs.clone(),
-                    series: HashMap::new(),
+                    attrs: res.attrs.clone(),
+                    series: HashMap::default(),
+                    overflow: None,
                 });
-            let full = s.cardinality_limit > 0 && self.series >= s.cardinality_limit;
-            let dims = if full && !entry.series.contains_key(&p.dims) {
-                self.overflowed += 1;
-                overflow_dims()
-            } else {
-                p.dims
-            };
-            let series = entry.series.entry(dims).or_insert_with(|| {
-                self.series += 1;
-                Series {
-                    calls: 0,
-                    hist: Histogram::new(if s.exponential.is_some() {
-                        0
-                    } else {
-                        s.bounds.len()
-                    }),
-                    exp: s.exponential.map(ExpHistogram::new),
-                    start_ns,
-                    updated: now,
+            for (n, p) in points[i..i + run].iter().enumerate() {
+                key.clear();
+                key.extend(defaults.iter().map(|d| {
+                    Some(match d {
+                        DefaultDim::Service => ValRef::Str(&res.service),
+                        DefaultDim::Name => ValRef::Str(p.name),
+                        DefaultDim::Kind => ValRef::Int(i64::from(p.kind)),
+                        DefaultDim::Status => ValRef::Int(i64::from(p.status)),
+                    })
+                }));
+                let at = (i + n) * dims;
+                let extras = batch.extras.get(at..at + dims).unwrap_or(&[]);
+                key.extend(
+                    fallback
+                        .iter()
+                        .enumerate()
+                        .map(|(d, f)| extras.get(d).copied().flatten().or(*f)),
+                );
+                let v = p.duration_ns as f64 / per_unit;
+                let k = KeyRef(&key);
+                if let Some(series) = entry.series.get_mut(&k) {
+                    series.record(s, v, now);
+                    continue;
                 }
-            });
-            series.calls += 1;
-            let v = p.duration_ns as f64 / per_unit;
-            match &mut series.exp {
-                Some(e) => e.record(v),
-                None => series.hist.record(&s.bounds, v),
+                if s.cardinality_limit > 0 && self.series >= s.cardinality_limit {
+                    self.overflowed += 1;
+                    let series = entry.overflow.get_or_insert_with(|| {
+                        self.series += 1;
+                        Series::new(s, start_ns, now)
+                    });
+                    series.record(s, v, now);
+                    continue;
+                }
+                let mut series = Series::new(s, start_ns, now);
+                series.record(s, v, now);
+                entry.series.insert(k.to_owned(), series);
+                self.series += 1;
             }
-            series.updated = now;
+            i += run;
         }
     }
 
@@ -194,15 +273,12 @@ impl State {
             let mut calls = Vec::new();
             let mut durations = Vec::new();
             let mut exp_points = Vec::new();
-            for (dims, series) in &r.series {
-                let attributes: Vec<KeyValue> = dims
-                    .iter()
-                    .map(|(k, v)| KeyValue {
-                        key: k.clone(),
-                        value: Some(v.to_any()),
-                        ..Default::default()
-                    })
-                    .collect();
+            let overflow = r.overflow.as_ref().map(|o| (overflow_attributes(), o));
+            let keyed = r
+                .series
+                .iter()
+                .map(|(k, series)| (attributes(s, k), series));
+            for (attributes, series) in keyed.chain(overflow) {
                 calls.push(NumberDataPoint {
                     attributes: attributes.clone(),
                     start_time_unix_nano: series.start_ns,
@@ -313,8 +389,16 @@ impl State {
             r.series
                 .retain(|_, series| now.saturating_duration_since(series.updated) < idle);
             removed += before - r.series.len();
+            if r.overflow
+                .as_ref()
+                .is_some_and(|o| now.saturating_duration_since(o.updated) >= idle)
+            {
+                r.overflow = None;
+                removed += 1;
+            }
         }
-        self.resources.retain(|_, r| !r.series.is_empty());
+        self.resources
+            .retain(|_, r| !r.series.is_empty() || r.overflow.is_some());
         self.series -= removed;
     }
 }

@@ -9,6 +9,8 @@
 pub mod aggregate;
 pub mod config;
 pub mod exponential;
+pub mod key;
+pub mod read;
 #[cfg(test)]
 mod tests;
 
@@ -16,10 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
-use spanpipe_core::wire::{AnyValueRef, SpanView, WireError, walk_spans};
 use spanpipe_core::{
     Batch, BuildContext, ComponentError, ConfigError, ConnectorFactory, ConsumeError, Consumer,
     Node, Processor, Signal, component::Connector,
@@ -27,8 +26,9 @@ use spanpipe_core::{
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use aggregate::{Dims, SpanPoint, State, Val};
+use aggregate::State;
 use config::{OtelSpanMetricsConfig, Settings};
+pub use read::read;
 
 /// Builds `spanmetrics` connectors.
 pub struct OtelSpanMetricsFactory;
@@ -121,110 +121,6 @@ pub struct OtelSpanMetrics {
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
-const SPAN_KINDS: [&str; 6] = [
-    "SPAN_KIND_UNSPECIFIED",
-    "SPAN_KIND_INTERNAL",
-    "SPAN_KIND_SERVER",
-    "SPAN_KIND_CLIENT",
-    "SPAN_KIND_PRODUCER",
-    "SPAN_KIND_CONSUMER",
-];
-const STATUS_CODES: [&str; 3] = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"];
-
-fn val(v: AnyValueRef<'_>) -> Option<Val> {
-    Some(match v {
-        AnyValueRef::Str(s) => Val::Str(s.to_string()),
-        AnyValueRef::Int(i) => Val::Int(i),
-        AnyValueRef::Bool(b) => Val::Bool(b),
-        AnyValueRef::Double(d) => Val::Double(d.to_bits()),
-        _ => return None,
-    })
-}
-
-/// Every span of `payload` as a point, and the attributes of the resources they name.
-pub fn read(
-    s: &Settings,
-    payload: &[u8],
-) -> Result<(Vec<Vec<KeyValue>>, Vec<SpanPoint>), WireError> {
-    let mut resources: Vec<Vec<KeyValue>> = Vec::new();
-    let mut service: Option<String> = None;
-    let mut last: Option<(usize, usize)> = None;
-    let mut points = Vec::new();
-    walk_spans(payload, |ctx| {
-        let key = (ctx.resource.as_ptr() as usize, ctx.resource.len());
-        if last != Some(key) {
-            last = Some(key);
-            let attrs = Resource::decode(ctx.resource)
-                .map(|r| r.attributes)
-                .unwrap_or_default();
-            service = attrs
-                .iter()
-                .find(|kv| kv.key == "service.name")
-                .and_then(
-                    |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                        Some(
-                            opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
-                                s,
-                            ),
-                        ) => Some(s.clone()),
-                        _ => None,
-                    },
-                );
-            resources.push(attrs);
-        }
-        let Some(service) = &service else {
-            return Ok(());
-        };
-        let mut extra: Vec<Option<Val>> = vec![None; s.dimensions.len()];
-        let span = SpanView::read(ctx.raw, |k, v| {
-            if let Some(i) = s.dimensions.iter().position(|d| d.name.as_bytes() == k)
-                && extra[i].is_none()
-            {
-                extra[i] = v.parse().ok().and_then(val);
-            }
-        })?;
-        let res = resources.len() - 1;
-        let mut dims: Dims = Vec::with_capacity(s.defaults.len() + s.dimensions.len());
-        for d in &s.defaults {
-            let v = match *d {
-                "service.name" => service.clone(),
-                "span.name" => String::from_utf8_lossy(span.name).into_owned(),
-                "span.kind" => SPAN_KINDS
-                    .get(span.kind as usize)
-                    .unwrap_or(&SPAN_KINDS[0])
-                    .to_string(),
-                _ => STATUS_CODES
-                    .get(span.status_code as usize)
-                    .unwrap_or(&STATUS_CODES[0])
-                    .to_string(),
-            };
-            dims.push((d.to_string(), Val::Str(v)));
-        }
-        for (d, v) in s.dimensions.iter().zip(extra) {
-            let v = v
-                .or_else(|| {
-                    resources[res]
-                        .iter()
-                        .find(|kv| kv.key == d.name)
-                        .and_then(|kv| Val::from_any(kv.value.as_ref()?))
-                })
-                .or_else(|| d.default.clone().map(Val::Str));
-            if let Some(v) = v {
-                dims.push((d.name.clone(), v));
-            }
-        }
-        points.push(SpanPoint {
-            resource: res,
-            dims,
-            duration_ns: span
-                .end_time_unix_nano
-                .saturating_sub(span.start_time_unix_nano),
-        });
-        Ok(())
-    })?;
-    Ok((resources, points))
-}
-
 #[async_trait]
 impl Consumer for OtelSpanMetrics {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
@@ -234,10 +130,10 @@ impl Consumer for OtelSpanMetrics {
             });
         }
         let s = &self.inner.settings;
-        let (resources, points) = read(s, &batch.payload).map_err(|e| ConsumeError::Rejected {
+        let read = read(s, &batch.payload).map_err(|e| ConsumeError::Rejected {
             reason: format!("malformed traces: {e}"),
         })?;
-        lock(&self.inner.state).record(s, &resources, points, Instant::now(), wall_ns());
+        lock(&self.inner.state).record(s, &read, Instant::now(), wall_ns());
         Ok(())
     }
 }

@@ -66,9 +66,9 @@ fn settings(yaml: &str) -> Settings {
 }
 
 fn run(s: &Settings, payload: &[u8]) -> ExportMetricsServiceRequest {
-    let (resources, points) = read(s, payload).unwrap();
+    let batch = read(s, payload).unwrap();
     let mut st = State::new(1);
-    st.record(s, &resources, points, Instant::now(), 5);
+    st.record(s, &batch, Instant::now(), 5);
     st.flush(s, Instant::now(), 10).unwrap()
 }
 
@@ -217,10 +217,10 @@ fn cardinality_limit_overflow_expiration_and_delta() {
             span("three", 1, 0, 1, vec![]),
         ],
     )]);
-    let (resources, points) = read(&s, &payload).unwrap();
+    let batch = read(&s, &payload).unwrap();
     let mut st = State::new(1);
     let t0 = Instant::now();
-    st.record(&s, &resources, points, t0, 5);
+    st.record(&s, &batch, t0, 5);
     assert_eq!(st.overflowed, 2);
     let req = st.flush(&s, t0, 10).unwrap();
     let Some(Data::Sum(calls)) = &req.resource_metrics[0].scope_metrics[0].metrics[0].data else {
@@ -234,9 +234,9 @@ fn cardinality_limit_overflow_expiration_and_delta() {
         )]));
     assert!(st.is_empty(), "delta starts again");
     let s = settings("metrics_expiration: 1s");
-    let (resources, points) = read(&s, &payload).unwrap();
+    let batch = read(&s, &payload).unwrap();
     let mut st = State::new(1);
-    st.record(&s, &resources, points, t0, 5);
+    st.record(&s, &batch, t0, 5);
     assert_eq!(st.len(), 3);
     assert!(
         st.flush(&s, t0 + Duration::from_secs(2), 10).is_none(),
