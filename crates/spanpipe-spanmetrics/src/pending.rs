@@ -86,6 +86,11 @@ impl<P, F> Pending<P, F> {
         Ok(())
     }
 
+    /// Whether points of `trace` are waiting.
+    pub fn is_waiting(&self, trace: &[u8; 16]) -> bool {
+        self.traces.contains_key(trace)
+    }
+
     /// The points held for `trace` (its root arrived).
     pub fn take(&mut self, trace: &[u8; 16]) -> Option<Vec<P>> {
         let w = self.traces.remove(trace)?;
