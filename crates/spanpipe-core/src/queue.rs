@@ -1,18 +1,18 @@
 //! `SendingQueue`: the bounded queue, workers, retry and timeout that wrap every exporter (the OTel Collector's
 //! exporterhelper), so each exporter only implements one export attempt.
 //!
-//! Capacity is a semaphore (in requests or items); a batch holds its permits until its export finished, so the
-//! queue size counts in-flight work too. Admission is a separate step ([`SendingQueue::try_reserve`]) so the
-//! fan-out can reserve room in every queue before it commits the batch to any of them.
+//! Layers, as the Collector's exporterhelper separates its queue from its retry sender:
 //!
-//! With `storage` the queue is persistent ([`persistent`]): batches are appended to a storage extension's log
-//! before the fan-out returns (so before the client is answered), workers read them back oldest first, and a
-//! record is acknowledged only once its export succeeded or was given up; what a stop or crash interrupts is sent
-//! again after the restart.
-//!
-//! Layers: admission ([`Reservation`], here and in `persistent.rs`), the consumer side (`source.rs`: a `Source`
-//! per backend — memory channel or persistent log — and the one worker loop, with `sending_queue.batch` in
-//! `batching.rs`), and the retry/delivery layer (`deliver.rs`).
+//! - the queue backend ([`backend`]: one trait, two implementations): `memory.rs` (the `memory_queue`: a channel
+//!   whose capacity is a semaphore in the sizer's unit; a batch holds its room until its export finished, so the
+//!   queue size counts in-flight work too) and `persistent.rs` (the `persistent_queue`, with `storage`: batches
+//!   are written to a storage extension's log before the fan-out returns, so before the client is answered;
+//!   workers read them back oldest first and a record is acknowledged only once its export succeeded or was
+//!   given up; what a stop or crash interrupts is sent again after the restart);
+//! - admission ([`SendingQueue::try_reserve`] → [`Reservation`], here): a separate step so the fan-out can
+//!   reserve room in every queue before it commits the batch to any of them;
+//! - the workers (`worker.rs`: one loop over the backend, with `sending_queue.batch` in `batching.rs`);
+//! - the retry/delivery layer (`deliver.rs`, `salvage.rs`): timeout, backoff, counting.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use serde::Deserialize;
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -29,18 +29,21 @@ use crate::Batch;
 use crate::component::{Exporter, ExporterSettings};
 use crate::telemetry::ExporterCounters;
 
+mod backend;
 mod batching;
 mod codec;
 mod deliver;
 mod gauges;
+mod memory;
 mod persistent;
 mod salvage;
-mod source;
+mod worker;
 
-use crate::storage::RecordId;
+use backend::{Admit, QueueBackend, Room};
 pub use batching::{BatchSettings, BatchSizer};
 use gauges::QueueGauges;
-use persistent::{Hold, Persistent};
+use memory::MemoryQueue;
+use persistent::PersistentQueue;
 
 /// What `queue_size` counts.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
@@ -130,44 +133,14 @@ impl QueueSettings {
     }
 }
 
-struct Queued {
-    batch: Batch,
-    _permit: Option<OwnedSemaphorePermit>,
-}
-
 /// Room reserved in a queue for one batch; dropping it gives the room back (and forgets a staged record).
 ///
 /// Admission is two-phase so the fan-out can make it all-or-nothing: [`Reservation::prepare`] does whatever can
 /// fail (a persistent queue writes the record, unseen by its workers), [`Reservation::commit`] cannot fail.
 pub struct Reservation {
     queue: Arc<SendingQueue>,
-    permit: Option<OwnedSemaphorePermit>,
-    /// Room held in a persistent queue until its record is written.
-    hold: Option<Hold>,
-    /// A record written by `prepare`, published by `commit`.
-    staged: Option<RecordId>,
-    persistent: bool,
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        if let Some(hold) = self.hold.take() {
-            self.queue.release(hold);
-        }
-        if let Some(id) = self.staged.take() {
-            // Never committed (the request was refused, or its task cancelled): forget the record.
-            let q = self.queue.clone();
-            match tokio::runtime::Handle::try_current() {
-                Ok(h) => {
-                    h.spawn_blocking(move || q.withdraw_blocking(id));
-                }
-                Err(_) => q.withdraw_blocking(id),
-            }
-        }
-        if self.permit.take().is_some() {
-            self.queue.update_size();
-        }
-    }
+    /// The backend's room; `None` with the queue disabled (`sending_queue.enabled: false`): exported inline.
+    room: Option<Box<dyn Room>>,
 }
 
 /// A persistent queue could not write a request (the disk is full, an I/O error): nothing of it was kept.
@@ -181,7 +154,7 @@ pub struct WriteFailed {
 impl Reservation {
     /// Whether [`Reservation::prepare`] writes to a persistent queue (and may fail).
     pub fn is_persistent(&self) -> bool {
-        self.persistent
+        self.room.as_ref().is_some_and(|r| r.writes())
     }
 
     /// The queue this room is in.
@@ -193,23 +166,16 @@ impl Reservation {
     /// [`Reservation::commit`]. On error nothing was kept (counted in
     /// `spanpipe_exporter_persistent_queue_write_failures_total`). Memory queues have nothing to prepare.
     pub async fn prepare(&mut self, batch: &Batch) -> Result<(), WriteFailed> {
-        let Some(hold) = self.hold.take() else {
-            return Ok(());
-        };
-        self.staged = self.queue.clone().stage(batch.clone(), hold).await?;
-        Ok(())
+        match self.room.as_mut() {
+            Some(room) => room.prepare(batch).await,
+            None => Ok(()),
+        }
     }
 
     /// Forgets what [`Reservation::prepare`] wrote and gives the room back (the request is refused).
     pub async fn abort(mut self) {
-        if let Some(id) = self.staged.take() {
-            let q = self.queue.clone();
-            if tokio::task::spawn_blocking(move || q.withdraw_blocking(id))
-                .await
-                .is_err()
-            {
-                tracing::error!(exporter = %self.queue.id, "persistent queue: withdraw task failed");
-            }
+        if let Some(room) = self.room.take() {
+            room.abort().await;
         }
     }
 
@@ -230,32 +196,11 @@ impl Reservation {
     /// Commits the batch to the queue (or, with the queue disabled, exports it now). A persistent queue publishes
     /// the record [`Reservation::prepare`] wrote.
     pub async fn commit(mut self, batch: Batch) {
-        if self.persistent {
-            if let Some(id) = self.staged.take() {
-                let q = self.queue.clone();
-                if tokio::task::spawn_blocking(move || q.publish_blocking(id))
-                    .await
-                    .is_err()
-                {
-                    tracing::error!(exporter = %self.queue.id, "persistent queue: publish task failed");
-                }
+        match self.room.take() {
+            Some(room) => room.commit(batch).await,
+            None => {
+                self.queue.deliver(&batch).await;
             }
-            return;
-        }
-        if !self.queue.settings.sending_queue.enabled {
-            self.queue.deliver(&batch).await;
-            return;
-        }
-        if let Err(mpsc::error::SendError(q)) = self.queue.tx.send(Queued {
-            batch,
-            _permit: self.permit.take(),
-        }) {
-            // Only after shutdown closed the queue: count, never lose silently.
-            self.queue
-                .counters
-                .send_failed
-                .add(q.batch.signal, q.batch.items);
-            tracing::error!(exporter = %self.queue.id, items = q.batch.items, "queue closed; batch dropped");
         }
     }
 }
@@ -271,10 +216,10 @@ pub struct SendingQueue {
     pub id: String,
     exporter: Arc<dyn Exporter>,
     settings: ExporterSettings,
+    /// `queue_size`, in the sizer's unit.
     capacity: usize,
-    sem: Arc<Semaphore>,
-    tx: mpsc::UnboundedSender<Queued>,
-    rx: Mutex<mpsc::UnboundedReceiver<Queued>>,
+    /// Where the queued requests are: memory or a storage extension's log.
+    backend: Box<dyn QueueBackend>,
     pub counters: ExporterCounters,
     closing: CancellationToken,
     hard_stop: CancellationToken,
@@ -283,11 +228,9 @@ pub struct SendingQueue {
     saturated: AtomicBool,
     logged_permanent: StdMutex<Vec<String>>,
     gauges: QueueGauges,
-    /// Set with `sending_queue.storage`: the queue lives there, not in `tx`/`rx`.
-    persistent: Option<Persistent>,
     /// Held by the worker collecting the next export; with `sending_queue.batch`, the request carried over to
     /// start the next batch.
-    carry: Mutex<Option<source::Taken>>,
+    carry: Mutex<Option<backend::Taken>>,
 }
 
 /// How one delivery ended.
@@ -302,22 +245,21 @@ enum Outcome {
 
 impl SendingQueue {
     pub fn new(id: String, exporter: Arc<dyn Exporter>, settings: ExporterSettings) -> Arc<Self> {
-        let (tx, rx) = mpsc::unbounded_channel();
         let capacity = settings.sending_queue.queue_size.max(1);
         let gauges = QueueGauges::new(&id);
         gauges.capacity.set(capacity as f64);
         gauges.size.set(0.0);
-        let persistent = settings.storage.clone().map(Persistent::new);
+        let backend: Box<dyn QueueBackend> = match settings.storage.clone() {
+            Some(storage) => Box::new(PersistentQueue::new(storage)),
+            None => Box::new(MemoryQueue::new(capacity)),
+        };
         Arc::new(SendingQueue {
             gauges,
-            persistent,
+            backend,
             counters: ExporterCounters::new(&id),
             id,
             exporter,
             capacity,
-            sem: Arc::new(Semaphore::new(capacity)),
-            tx,
-            rx: Mutex::new(rx),
             settings,
             closing: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
@@ -331,10 +273,7 @@ impl SendingQueue {
 
     /// Current occupancy in the sizer's unit (queued plus being exported).
     pub fn size(&self) -> usize {
-        if let Some(p) = &self.persistent {
-            return p.size(self.settings.sending_queue.sizer);
-        }
-        self.capacity - self.sem.available_permits().min(self.capacity)
+        self.backend.size(self)
     }
 
     fn update_size(&self) {
@@ -357,46 +296,27 @@ impl SendingQueue {
 
     /// Reserves room for `batch` without waiting.
     pub fn try_reserve(self: &Arc<Self>, batch: &Batch) -> Result<Reservation, QueueFull> {
-        let reserved = |permit, hold: Option<Hold>| Reservation {
-            queue: self.clone(),
-            permit,
-            persistent: hold.is_some(),
-            hold,
-            staged: None,
-        };
         if !self.settings.sending_queue.enabled {
-            return Ok(reserved(None, None));
-        }
-        let cost = self.cost(batch);
-        if let Some(p) = &self.persistent
-            && !p.is_open()
-        {
-            // Not started yet, or stopped (a reload starting the next instance): refuse whatever the policy, so
-            // nothing is dropped while the log is closed; the client retries.
-            return Err(QueueFull {
-                policy: OnFull::Refuse,
+            return Ok(Reservation {
+                queue: self.clone(),
+                room: None,
             });
         }
-        let got = match &self.persistent {
-            Some(p) => p
-                .try_hold(self, cost, batch)
-                .map(|h| reserved(None, Some(h))),
-            None => match self.sem.clone().try_acquire_many_owned(cost as u32) {
-                Ok(permit) => {
-                    self.update_size();
-                    Some(reserved(Some(permit), None))
-                }
-                Err(_) => None,
-            },
-        };
-        match got {
-            Some(r) => {
+        match self.backend.try_admit(self, self.cost(batch), batch) {
+            Admit::Room(room) => {
                 if self.saturated.swap(false, Ordering::Relaxed) {
                     tracing::info!(exporter = %self.id, "sending queue has room again");
                 }
-                Ok(r)
+                Ok(Reservation {
+                    queue: self.clone(),
+                    room: Some(room),
+                })
             }
-            None => {
+            // Refused whatever the policy, so nothing is dropped while the queue is closed; the client retries.
+            Admit::Closed => Err(QueueFull {
+                policy: OnFull::Refuse,
+            }),
+            Admit::Full => {
                 if !self.saturated.swap(true, Ordering::Relaxed) {
                     tracing::warn!(exporter = %self.id, capacity = self.capacity,
                         policy = ?self.on_full(), "sending queue is full");
@@ -410,62 +330,40 @@ impl SendingQueue {
 
     /// Starts the exporter and its workers.
     pub async fn start(self: &Arc<Self>) -> Result<(), crate::ComponentError> {
-        if self.persistent.is_some() {
-            self.clone().open_storage().await?;
-        }
+        self.backend.open(self).await?;
         self.exporter.start().await?;
         if self.settings.sending_queue.enabled {
             let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
             for _ in 0..self.settings.sending_queue.num_consumers {
                 let q = self.clone();
-                let source: Arc<dyn source::Source> = match q.persistent.is_some() {
-                    true => Arc::new(source::PersistentSource),
-                    false => Arc::new(source::MemorySource),
-                };
-                workers.push(tokio::spawn(async move { q.worker(source).await }));
+                workers.push(tokio::spawn(async move { q.worker().await }));
             }
         }
         Ok(())
     }
 
-    /// Stops taking work and drains what is queued, giving up at `deadline`: what is left then is counted as failed.
+    /// Stops taking work. A memory queue drains what is queued, giving up at `deadline`: what is left then is
+    /// counted as failed. A persistent queue stops at once (exports in progress get until `deadline`) and keeps
+    /// what it holds on disk for the next start.
     pub async fn shutdown(&self, deadline: Instant) {
-        if self.persistent.is_some() {
-            self.shutdown_persistent(deadline).await;
-            self.exporter.shutdown().await;
-            return;
-        }
         self.closing.cancel();
-        let workers: Vec<JoinHandle<()>> =
+        let mut handles: Vec<JoinHandle<()>> =
             std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut handles = workers;
         let drained = tokio::time::timeout_at(deadline, async {
             for h in handles.iter_mut() {
                 let _ = h.await;
             }
         })
-        .await;
-        if drained.is_err() {
+        .await
+        .is_ok();
+        if !drained {
             self.hard_stop.cancel();
             for h in handles {
                 let _ = h.await;
             }
         }
-        // Whatever no worker took (the deadline passed, or the queue never started: a reload whose successor
-        // failed to start) is counted as failed, never dropped silently.
-        let mut rx = self.rx.lock().await;
-        let mut lost = 0usize;
-        if let Some(t) = self.carry.lock().await.take() {
-            self.counters.send_failed.add(t.batch.signal, t.batch.items);
-            lost += t.batch.items;
-        }
-        while let Ok(q) = rx.try_recv() {
-            self.counters.send_failed.add(q.batch.signal, q.batch.items);
-            lost += q.batch.items;
-        }
-        if lost > 0 || drained.is_err() {
-            tracing::error!(exporter = %self.id, items = lost, "shutdown deadline reached or queue never started; queued data not delivered");
-        }
+        let carried = self.carry.lock().await.take();
+        self.backend.close(self, carried, drained).await;
         self.exporter.shutdown().await;
     }
 

@@ -3,7 +3,7 @@
 //! client is answered, and only merged with others when the workers read it out for export. Unlike a `batch`
 //! processor in front of the queue, nothing acknowledged ever sits in a buffer that a SIGKILL would lose.
 //!
-//! One worker at a time collects (see `source.rs`): it takes queued requests until `min_size` (in the batch `sizer`'s unit) is reached or `flush_timeout` passed
+//! One worker at a time collects (see `worker.rs`): it takes queued requests until `min_size` (in the batch `sizer`'s unit) is reached or `flush_timeout` passed
 //! since the first, never past `max_size`; then it exports the merged batch while the next worker collects. Only
 //! requests of one signal with equal client metadata are merged: a request that does not fit (another signal or
 //! metadata, or past `max_size`) is carried over to start the next batch. A persistent queue acknowledges the

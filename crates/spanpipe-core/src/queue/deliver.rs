@@ -25,7 +25,7 @@ impl SendingQueue {
     /// The retry loop; `may_salvage` lets an undecodable batch be cut up once (see `salvage.rs`).
     pub(super) async fn deliver_attempts(&self, batch: &Batch, may_salvage: bool) -> Outcome {
         let retry: &RetrySettings = &self.settings.retry_on_failure;
-        let persistent = self.persistent.is_some();
+        let persistent = self.backend.keeps_on_stop();
         let started = Instant::now();
         let mut attempt: u32 = 0;
         loop {
