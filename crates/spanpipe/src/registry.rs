@@ -16,5 +16,6 @@ pub fn registry() -> Registry {
     spanpipe_auth::register(&mut r);
     spanpipe_transform::register(&mut r);
     spanpipe_loadbalancing::register(&mut r);
+    spanpipe_tailsampling::register(&mut r);
     r
 }
