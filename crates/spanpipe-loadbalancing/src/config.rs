@@ -278,8 +278,12 @@ impl LoadBalancingConfig {
             Some((n, ns)) => (n.to_string(), Some(ns.to_string())),
             None => (k.service.clone(), None),
         };
-        let dns_label =
-            |s: &str| !s.is_empty() && s.len() <= 63 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let dns_label = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 63
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
         if !dns_label(&name) || namespace.as_deref().is_some_and(|ns| !dns_label(ns)) {
             return Err((
                 at("service"),

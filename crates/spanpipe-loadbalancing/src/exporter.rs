@@ -2,6 +2,7 @@
 //! start, runs the resolver and the balancer that owns one `otlp` exporter and sending queue per backend.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use spanpipe_config::{Node, Value};
@@ -10,6 +11,9 @@ use spanpipe_core::{
     ExporterFactory, ExporterSettings, Signal,
 };
 use spanpipe_otlp::exporter::otlp_grpc::{OtlpGrpcConfig, OtlpGrpcExporter};
+use tokio::time::Instant;
+
+use crate::balancer::Balancer;
 
 use crate::config::{LoadBalancingConfig, ResolverKind, RoutingKey};
 
@@ -103,33 +107,53 @@ impl ExporterFactory for LoadBalancingExporterFactory {
             cfg.retry_on_failure.clone(),
             cfg.timeout.0,
         )?;
+        let balancer = Balancer::new(
+            ctx.id.to_string(),
+            validated.routing.clone(),
+            validated.template.clone(),
+        );
         Ok(BuiltExporter {
             exporter: Arc::new(LoadBalancingExporter {
-                id: ctx.id.to_string(),
-                validated,
+                resolver: validated.resolver,
+                balancer,
             }),
             settings,
         })
     }
 }
 
-/// The exporter the pipeline sees.
+/// How long one export waits for room in a backend's queue or for a first backend before it answers retryable
+/// (the exporter-level queue and retries are off by default, as in the Collector: waiting here is what holds
+/// the pipeline back instead of dropping).
+const ROUTE_WAIT: Duration = Duration::from_secs(5);
+
+/// The exporter the pipeline sees: routes each batch into the backends' queues.
 pub struct LoadBalancingExporter {
-    id: String,
-    #[allow(dead_code)]
-    validated: Validated,
+    resolver: ResolverKind,
+    balancer: Arc<Balancer>,
 }
 
 #[async_trait]
 impl Exporter for LoadBalancingExporter {
     async fn start(&self) -> Result<(), ComponentError> {
-        Ok(())
+        crate::resolver::start(&self.resolver, &self.balancer)
+            .await
+            .map_err(|e| ComponentError::new(&self.balancer.id, e))
     }
 
-    async fn export(&self, _batch: &Batch) -> Result<(), ExportError> {
-        Err(ExportError::retryable(format!(
-            "{}: routing not implemented yet",
-            self.id
-        )))
+    async fn export(&self, batch: &Batch) -> Result<(), ExportError> {
+        let deadline = Instant::now() + ROUTE_WAIT;
+        loop {
+            match self.balancer.route(batch).await {
+                Err(ExportError::Retryable { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn shutdown(&self) {
+        self.balancer.shutdown().await
     }
 }

@@ -6,8 +6,13 @@
 //!
 //! Requests stay encoded: they are cut by routing key at span boundaries through `spanpipe_core::wire`.
 
+mod backend;
+mod balancer;
 pub mod config;
 mod exporter;
+mod resolver;
+pub mod ring;
+mod route;
 
 pub use config::LoadBalancingConfig;
 pub use exporter::LoadBalancingExporterFactory;
