@@ -15,6 +15,7 @@ pub fn registry() -> Registry {
     spanpipe_extensions::register(&mut r);
     spanpipe_auth::register(&mut r);
     spanpipe_transform::register(&mut r);
+    spanpipe_genai::register(&mut r);
     spanpipe_loadbalancing::register(&mut r);
     spanpipe_tailsampling::register(&mut r);
     r
