@@ -2,6 +2,8 @@
 //! RETRIEVER children, `mlflow.*` (JSON-encoded) and `gen_ai.*` attributes, about 500 bytes a span in protobuf,
 //! a few errors.
 
+pub mod grpc_sink;
+
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;

@@ -32,8 +32,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::OtlpReceiverConfig;
 /// The HTTP body path (decompress, validate or convert JSON), public for the fuzz targets in `fuzz/`.
 pub use http::{Format as HttpFormat, decode as decode_http_body};
-use ingest::Ingest;
-pub use ingest::{Admitted, Door, Partial};
+pub use ingest::{Admitted, Door, Ingest, Partial};
 use spanpipe_core::listen::Endpoint;
 
 /// How long `shutdown` lets in-flight requests finish before closing their connections.
