@@ -15,7 +15,10 @@ use crate::trace::TraceData;
 
 pub use combine::{Composite, TokenBucket};
 pub use genai::{FinishReason, GenaiUsage, SpanType, trace_usage};
-pub use leaf::{AttrMatch, Latency, NumericRange, Probabilistic, StatusCodes, TraceState};
+pub use leaf::{
+    AttrMatch, DEFAULT_HASH_SALT, Latency, NumericRange, Probabilistic, StatusCodes, TraceState,
+    fnv1a64,
+};
 
 /// One policy's verdict on one trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
