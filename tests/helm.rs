@@ -500,6 +500,17 @@ fn statefulset_keeps_a_persistent_queue_per_replica() {
             sts["spec"]["template"]["spec"]["securityContext"]["fsGroup"],
             10001
         );
+        // Batching happens in the persistent queue, after the write: no batch processor holds acknowledged
+        // spans in memory in front of it.
+        assert!(
+            merged["exporters"]["mlflow"]["sending_queue"]["batch"].is_object(),
+            "{sets:?}"
+        );
+        let procs = &merged["service"]["pipelines"]["traces"]["processors"];
+        assert!(
+            !procs.as_array().into_iter().flatten().any(|p| p == "batch"),
+            "{sets:?}: {procs}"
+        );
     }
 }
 

@@ -274,6 +274,11 @@ pub fn validate_workload(docs: &[Value], workload: &Value, what: &str) -> Value 
         out.stdout,
         out.stderr
     );
+    assert!(
+        !out.stderr.contains("warning"),
+        "{what} {name}: spanpipe validate warns about the rendered config:\n{}",
+        out.stderr
+    );
     let mut print = vec!["print-config".to_string()];
     print.extend(args);
     let merged = spanpipe_with_env(&print, &env);

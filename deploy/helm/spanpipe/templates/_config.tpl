@@ -107,9 +107,31 @@ service:
 {{- fail (printf "statefulset.persistentQueue.exporters names %q, which is not in config.exporters" .) }}
 {{- end }}
 {{- $exp = default (dict) $exp }}
-{{- $queue := mustMergeOverwrite (dict "storage" $pq.extensionName) (default (dict) $exp.sending_queue) }}
+{{- $preset := dict "storage" $pq.extensionName }}
+{{- if $pq.batchInQueue }}
+{{- $_ := set $preset "batch" (dict) }}
+{{- end }}
+{{- $queue := mustMergeOverwrite $preset (default (dict) $exp.sending_queue) }}
 {{- $_ := set $exp "sending_queue" $queue }}
 {{- $_ := set $config.exporters . $exp }}
+{{- end }}
+{{- if $pq.batchInQueue }}
+{{- range $name, $p := (dig "pipelines" (dict) $config.service) }}
+{{- $persisted := false }}
+{{- range (default list $p.exporters) }}
+{{- if has . $pq.exporters }}{{ $persisted = true }}{{ end }}
+{{- end }}
+{{- if and $persisted (has "batch" (default list $p.processors)) }}
+{{- $_ := set $p "processors" (without $p.processors "batch") }}
+{{- end }}
+{{- end }}
+{{- $used := false }}
+{{- range $name, $p := (dig "pipelines" (dict) $config.service) }}
+{{- if has "batch" (default list $p.processors) }}{{ $used = true }}{{ end }}
+{{- end }}
+{{- if and (not $used) $config.processors }}
+{{- $_ := unset $config.processors "batch" }}
+{{- end }}
 {{- end }}
 {{- toYaml $config }}
 {{- end }}
