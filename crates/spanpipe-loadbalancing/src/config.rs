@@ -342,3 +342,6 @@ fn check_port(h: &str, p: &str) -> Result<String, String> {
         _ => Err(format!("{h:?}: {p:?} is not a port number")),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,6 +13,8 @@ mod exporter;
 mod resolver;
 pub mod ring;
 mod route;
+#[cfg(test)]
+mod test_util;
 
 pub use config::LoadBalancingConfig;
 pub use exporter::LoadBalancingExporterFactory;
