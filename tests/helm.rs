@@ -632,3 +632,45 @@ fn chart_renders_what_the_kustomize_overlays_render() {
         }
     }
 }
+
+#[test]
+fn bad_values_are_refused_with_the_reason() {
+    for (sets, reason) in [
+        (
+            &["modee=deployment"][..],
+            "Additional property modee is not allowed",
+        ),
+        (
+            &["mode=replicaset"][..],
+            "mode must be one of the following",
+        ),
+        (
+            &["twoTier.enabled=true", "twoTier.resolver=static"][..],
+            "twoTier.resolver must be one of",
+        ),
+        (
+            &[
+                "mode=statefulset",
+                "statefulset.persistentQueue.exporters={otlp}",
+            ][..],
+            "statefulset.persistentQueue.exporters names \"otlp\", which is not in config.exporters",
+        ),
+        (
+            &[
+                "presets.memoryLimiter.enabled=true",
+                "resources.limits=null",
+            ][..],
+            "presets.memoryLimiter needs resources.limits.memory",
+        ),
+        (
+            &["resources.limits.memory=lots"][..],
+            "cannot read the memory quantity",
+        ),
+    ] {
+        let err = helm_template_fails(sets);
+        assert!(
+            err.contains(reason),
+            "{sets:?}: expected `{reason}` in:\n{err}"
+        );
+    }
+}

@@ -83,6 +83,22 @@ pub fn helm_template(release: &str, sets: &[&str]) -> String {
     run_ok(&mut cmd, &format!("helm template {release} {sets:?}")).stdout
 }
 
+/// `helm template` that must fail: its error output.
+pub fn helm_template_fails(sets: &[&str]) -> String {
+    let mut cmd = Command::new(helm());
+    cmd.arg("template").arg("spanpipe").arg(chart_dir());
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    let out = run_bounded(&mut cmd, Duration::from_secs(120));
+    assert!(
+        !out.status.success(),
+        "helm template {sets:?} rendered:\n{}",
+        out.stdout
+    );
+    out.stderr
+}
+
 /// `kubectl kustomize` of an overlay under deploy/kubernetes/overlays.
 pub fn kustomize(overlay: &str) -> String {
     let dir = workspace_root()
