@@ -17,7 +17,7 @@ pub use combine::{Composite, TokenBucket};
 pub use genai::{FinishReason, GenaiUsage, SpanType, trace_usage};
 pub use leaf::{
     AttrMatch, DEFAULT_HASH_SALT, Latency, NumericRange, Probabilistic, StatusCodes, TraceState,
-    fnv1a64,
+    fnv1a64, threshold,
 };
 
 /// One policy's verdict on one trace.

@@ -317,6 +317,13 @@ fn probabilistic_matches_the_collectors_hash_and_rate() {
     // FNV-1a 64 of "" is the offset basis; of "a" a published test vector.
     assert_eq!(crate::policy::fnv1a64(&[b""]), 0xcbf2_9ce4_8422_2325);
     assert_eq!(crate::policy::fnv1a64(&[b"a"]), 0xaf63_dc4c_8601_ec8c);
+    // floor(u64::MAX × 0.1 as f64), exactly as the Collector's big-float product truncates.
+    let exact = (u128::from(u64::MAX) * 0x1999_9999_9999_9a_u128) >> 56;
+    assert_eq!(crate::policy::threshold(0.1), exact as u64);
+    assert_eq!(crate::policy::threshold(0.5), u64::MAX / 2);
+    assert_eq!(crate::policy::threshold(1.0), u64::MAX);
+    assert_eq!(crate::policy::threshold(0.0), 0);
+    assert_eq!(crate::policy::threshold(f64::NAN), 0);
     let cfg = crate::config::ProbabilisticConfig {
         hash_salt: String::new(),
         sampling_percentage: 10.0,

@@ -161,15 +161,7 @@ impl Probabilistic {
         } else {
             &c.hash_salt
         };
-        let ratio = c.sampling_percentage / 100.0;
-        let threshold = if ratio >= 1.0 {
-            u64::MAX
-        } else if ratio <= 0.0 {
-            0
-        } else {
-            // u64::MAX as f64 rounds up to 2^64; the product of a ratio < 1 stays below it.
-            (u64::MAX as f64 * ratio) as u64
-        };
+        let threshold = threshold(c.sampling_percentage / 100.0);
         Probabilistic {
             salt: salt.as_bytes().to_vec(),
             threshold,
@@ -179,6 +171,31 @@ impl Probabilistic {
     pub fn matches(&self, trace_id: &[u8]) -> bool {
         self.threshold > 0 && fnv1a64(&[&self.salt, trace_id]) <= self.threshold
     }
+}
+
+/// `floor(u64::MAX × ratio)` computed exactly (the Collector multiplies in big floats), 0 for ratios ≤ 0 and
+/// `u64::MAX` from 1.
+pub fn threshold(ratio: f64) -> u64 {
+    if ratio.is_nan() || ratio <= 0.0 {
+        return 0;
+    }
+    if ratio >= 1.0 {
+        return u64::MAX;
+    }
+    // ratio = mantissa × 2^exp exactly; u64::MAX × mantissa fits in 117 bits.
+    let bits = ratio.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i64;
+    let fraction = u128::from(bits & ((1u64 << 52) - 1));
+    let (mantissa, exp) = if biased == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | (1u128 << 52), biased - 1075)
+    };
+    let shift = (-exp) as u32;
+    if shift >= 128 {
+        return 0;
+    }
+    ((u128::from(u64::MAX) * mantissa) >> shift) as u64
 }
 
 /// FNV-1a, 64 bits, over the parts in order.
