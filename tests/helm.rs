@@ -674,3 +674,48 @@ fn bad_values_are_refused_with_the_reason() {
         );
     }
 }
+
+/// In two tiers the ServiceMonitor reaches both tiers: for each, a Service it selects that selects the tier's pods
+/// and carries the tier's metrics ports.
+#[test]
+fn two_tier_monitors_scrape_both_tiers() {
+    let docs = render(
+        "spanpipe",
+        &["twoTier.enabled=true", "serviceMonitor.enabled=true"],
+    );
+    let sm = find(&docs, "ServiceMonitor", "spanpipe");
+    let sm_sel = sm["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels");
+    for (w, wanted) in [
+        (find(&docs, "Deployment", "spanpipe"), &["metrics"][..]),
+        (
+            find(&docs, "StatefulSet", "spanpipe-back"),
+            &["metrics", "prom-spanmetrics"][..],
+        ),
+    ] {
+        let pod_labels = &w["spec"]["template"]["metadata"]["labels"];
+        let scraped: Vec<&str> = docs
+            .iter()
+            .filter(|d| d["kind"] == "Service")
+            .filter(|svc| {
+                sm_sel
+                    .iter()
+                    .all(|(k, v)| &svc["metadata"]["labels"][k] == v)
+            })
+            .filter(|svc| {
+                let sel = svc["spec"]["selector"].as_object().expect("selector");
+                sel.iter().all(|(k, v)| &pod_labels[k] == v)
+            })
+            .flat_map(|svc| svc["spec"]["ports"].as_array().expect("ports").iter())
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        for port in wanted {
+            assert!(
+                scraped.contains(port),
+                "{}: no scraped Service port {port}: {scraped:?}",
+                w["metadata"]["name"]
+            );
+        }
+    }
+}
