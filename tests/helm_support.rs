@@ -320,3 +320,191 @@ pub fn mebibytes(q: &str) -> u64 {
         panic!("unexpected quantity {q}")
     }
 }
+
+/// Probes, ports, security and memory of one spanpipe workload against its merged config.
+pub fn check_workload(docs: &[Value], w: &Value, merged: &Value, sets: &[&str], what: &str) {
+    let pod = &w["spec"]["template"]["spec"];
+    let c = spanpipe_container(w);
+    let ports: BTreeMap<&str, u64> = c["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().expect("name"),
+                p["containerPort"].as_u64().expect("port"),
+            )
+        })
+        .collect();
+    let health = merged["extensions"]["health_check"]["endpoint"]
+        .as_str()
+        .expect("health_check endpoint");
+    for (probe, path) in [
+        ("startupProbe", "/livez"),
+        ("livenessProbe", "/livez"),
+        ("readinessProbe", "/readyz"),
+    ] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["path"], path, "{what}: {probe}");
+        let port = get["port"].as_str().expect("named probe port");
+        assert_eq!(
+            ports.get(port).copied(),
+            Some(port_of(health)),
+            "{what}: {probe} vs {health}"
+        );
+    }
+    let protocols = &merged["receivers"]["otlp"]["protocols"];
+    let mut endpoints = vec![
+        ("otlp-grpc", protocols["grpc"]["endpoint"].as_str()),
+        ("otlp-http", protocols["http"]["endpoint"].as_str()),
+        (
+            "metrics",
+            merged["service"]["telemetry"]["metrics"]["address"].as_str(),
+        ),
+    ];
+    if merged["exporters"]["prometheus"].is_object() {
+        endpoints.push((
+            "prom-spanmetrics",
+            merged["exporters"]["prometheus"]["endpoint"].as_str(),
+        ));
+    } else {
+        assert!(
+            !ports.contains_key("prom-spanmetrics"),
+            "{what}: a port nothing listens on"
+        );
+    }
+    for (name, endpoint) in endpoints {
+        let endpoint = endpoint.unwrap_or_else(|| panic!("{what}: no endpoint for {name}"));
+        assert!(
+            endpoint.starts_with("0.0.0.0:"),
+            "{what}: {name} listens on {endpoint}"
+        );
+        assert_eq!(
+            ports.get(name).copied(),
+            Some(port_of(endpoint)),
+            "{what}: {name}"
+        );
+    }
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{what}");
+    assert_eq!(
+        c["securityContext"]["readOnlyRootFilesystem"], true,
+        "{what}"
+    );
+    assert_eq!(
+        c["securityContext"]["allowPrivilegeEscalation"], false,
+        "{what}"
+    );
+    assert_eq!(
+        c["securityContext"]["capabilities"]["drop"][0], "ALL",
+        "{what}"
+    );
+    // The memory budget is half the container's limit; memory_limiter (preset) 80% with a 20% spike, first.
+    let limit = mebibytes(
+        c["resources"]["limits"]["memory"]
+            .as_str()
+            .expect("memory limit"),
+    );
+    assert_eq!(
+        merged["service"]["memory_limit"].as_str(),
+        Some(format!("{}MiB", limit / 2).as_str()),
+        "{what}: service.memory_limit"
+    );
+    if sets.contains(&"presets.memoryLimiter.enabled=true") {
+        let ml = &merged["processors"]["memory_limiter"];
+        assert_eq!(
+            ml["limit_mib"].as_u64(),
+            Some(limit * 80 / 100),
+            "{what}: {ml}"
+        );
+        assert_eq!(
+            ml["spike_limit_mib"].as_u64(),
+            Some(limit * 80 / 100 * 20 / 100),
+            "{what}"
+        );
+        assert_eq!(
+            merged["service"]["pipelines"]["traces"]["processors"][0],
+            "memory_limiter"
+        );
+    }
+    let grace = pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("grace");
+    let shutdown = merged["service"]["shutdown_timeout"]
+        .as_str()
+        .and_then(|s| s.strip_suffix('s'))
+        .and_then(|s| s.parse::<u64>().ok())
+        .expect("shutdown_timeout in seconds");
+    assert!(
+        shutdown + 5 < grace,
+        "{what}: shutdown {shutdown}s + preStop 5s vs {grace}s"
+    );
+    // Every Service of this workload selects its pods and targets ports it has.
+    let labels = &w["spec"]["template"]["metadata"]["labels"];
+    for svc in docs.iter().filter(|d| d["kind"] == "Service") {
+        let sel = svc["spec"]["selector"].as_object().expect("selector");
+        if sel.iter().all(|(k, v)| &labels[k] == v) {
+            for p in svc["spec"]["ports"].as_array().expect("ports") {
+                let target = p["targetPort"].as_str().expect("named targetPort");
+                assert!(
+                    ports.contains_key(target),
+                    "{what}: Service {} → {target}",
+                    svc["metadata"]["name"]
+                );
+            }
+        }
+    }
+}
+
+/// What must be equal between the kustomize overlay and the chart: the spanpipe pod and its merged config.
+pub fn spanpipe_essentials(docs: &[Value]) -> Value {
+    let w = find(docs, "Deployment", "spanpipe");
+    let merged = validate_workload(docs, w, "essentials");
+    let pod = &w["spec"]["template"]["spec"];
+    let c = spanpipe_container(w);
+    let mut ports: Vec<Value> = c["ports"].as_array().expect("ports").clone();
+    ports.sort_by_key(|p| p["name"].as_str().unwrap_or("").to_string());
+    let strip_init = |v: &Value| -> Value {
+        let mut v = v.clone();
+        if let Some(a) = v.as_array_mut() {
+            for c in a {
+                c.as_object_mut().map(|o| o.remove("image"));
+            }
+        }
+        v
+    };
+    let mut volumes: Vec<Value> = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .filter(|v| v["name"] != "config")
+        .cloned()
+        .collect();
+    volumes.sort_by_key(|v| v["name"].as_str().unwrap_or("").to_string());
+    serde_json::json!({
+        "config": merged,
+        "ports": ports,
+        "probes": [&c["startupProbe"], &c["livenessProbe"], &c["readinessProbe"]],
+        "resources": &c["resources"], "securityContext": &c["securityContext"], "lifecycle": &c["lifecycle"],
+        "podSecurityContext": &pod["securityContext"], "grace": &pod["terminationGracePeriodSeconds"],
+        "automount": &pod["automountServiceAccountToken"], "init": strip_init(&pod["initContainers"]),
+        "volumes": volumes, "replicas": &w["spec"]["replicas"],
+        "pdb": &find(docs, "PodDisruptionBudget", "spanpipe")["spec"]["minAvailable"],
+    })
+}
+
+pub fn service_ports(docs: &[Value], name: &str) -> Vec<(String, u64, String)> {
+    let mut out: Vec<(String, u64, String)> = find(docs, "Service", name)["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().expect("n").to_string(),
+                p["port"].as_u64().expect("p"),
+                p["targetPort"].as_str().expect("t").to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
