@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use spanpipe_core::ExportError;
-use spanpipe_otlp::compression::Compression;
+use spanpipe_net::client::TlsSettings;
+use spanpipe_net::compression::Compression;
 use spanpipe_otlp::exporter::otlp_http::{map_send_error, read_capped, retry_after};
-use spanpipe_otlp::exporter::tls::TlsSettings;
 
 use crate::auth::{Auth, AuthError};
 

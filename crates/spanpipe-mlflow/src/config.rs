@@ -7,10 +7,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use spanpipe_config::{ByteSize, Duration as ConfigDuration, Secret};
 use spanpipe_core::{QueueSettings, RetrySettings};
-use spanpipe_otlp::compression::Compression;
+use spanpipe_net::client::TlsSettings;
+use spanpipe_net::client::check_http_url;
+use spanpipe_net::compression::Compression;
 use spanpipe_otlp::exporter::client_auth::ClientAuthSettings;
-use spanpipe_otlp::exporter::endpoint::check_http_url;
-use spanpipe_otlp::exporter::tls::TlsSettings;
 
 use crate::routing::{Rule, Source, Target};
 

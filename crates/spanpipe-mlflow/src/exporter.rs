@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 use spanpipe_core::{Batch, ComponentError, ExportError, Exporter};
-use spanpipe_otlp::compression::{Compression, compress};
+use spanpipe_net::compression::{Compression, compress};
 
 use crate::api::{Api, Endpoints, Failure};
 use crate::auth::Auth;

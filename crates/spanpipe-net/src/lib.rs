@@ -1,80 +1,35 @@
-//! spanpipe's one hardened server layer, the analogue of the OTel Collector's `confighttp` / `configtls`.
+//! spanpipe's one network layer, the analogue of the OTel Collector's `confighttp` / `configtls` /
+//! `configgrpc`: everything spanpipe does on the wire below the OTLP protocol.
 //!
-//! Every endpoint spanpipe listens on — the OTLP receivers, `health_check`, the `prometheus` scrape endpoint and
-//! the internal metrics — serves through [`server::serve`]: a cap on concurrent connections, a bound from accept
-//! to the first request's headers (slowloris), idle and age limits, back-off when `accept` fails (out of file
-//! descriptors) instead of spinning, TLS with certificate reload ([`tls`]), and a drain on shutdown. Before, the
-//! health check and the scrape endpoints had accept loops of their own with none of this.
+//! - **Serving.** Every endpoint spanpipe listens on — the OTLP receivers, `health_check`, the `prometheus`
+//!   scrape endpoint and the internal metrics — serves through [`server::serve`]: a cap on concurrent
+//!   connections, a bound from accept to the first request's headers (slowloris), idle and age limits, back-off
+//!   when `accept` fails (out of file descriptors) instead of spinning, TLS with certificate reload ([`tls`]), and
+//!   a drain on shutdown.
+//! - **Clients.** Every exporter builds its HTTP client or gRPC channel here ([`client`]): the `tls:` settings of
+//!   an exporter, endpoint and header checks done at build time, one user agent and connect timeout.
+//! - **Bodies.** gzip / zstd / deflate with a cap on the decompressed size ([`compression`]).
+//! - **Answers.** Which failed HTTP statuses and gRPC codes are worth another attempt ([`status`]).
+//!
+//! Only `status` is built without the default `transport` feature: spanpipe-core uses it (and nothing else of
+//! this crate), so the dependency runs core → net and this crate never depends on the core.
 
+pub mod status;
+
+#[cfg(feature = "transport")]
+mod admin;
+#[cfg(feature = "transport")]
+pub mod client;
+#[cfg(feature = "transport")]
+pub mod compression;
+#[cfg(feature = "transport")]
 pub mod server;
+#[cfg(feature = "transport")]
 pub mod tls;
 
-use std::sync::{Arc, Once};
-use std::time::Duration;
-
-use http::{Request, Response};
-use hyper::body::{Body, Incoming};
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-
+#[cfg(feature = "transport")]
+pub use admin::{admin_limits, ensure_crypto_provider, serve_admin};
+#[cfg(feature = "transport")]
 pub use server::{ConnLimits, PeerAddr, Server};
+#[cfg(feature = "transport")]
 pub use tls::{TlsServer, TlsServerSettings};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-static PROVIDER: Once = Once::new();
-
-/// Installs rustls' ring provider as the process default, once. reqwest is built with `rustls-no-provider` (ring
-/// builds much faster than aws-lc-rs) and so needs a default provider before any client is built; another
-/// component having installed one first is fine.
-pub fn ensure_crypto_provider() {
-    PROVIDER.call_once(|| {
-        // Err means a provider is already installed, which is all we need.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
-/// The limits of a small administrative endpoint (health probes, metrics scrapes): a handful of clients, short
-/// requests. A client that connects and sends nothing is cut after 10 s, an idle one after 60 s, and at most 64
-/// connections are open at once, so a flood of connections or a slowloris cannot exhaust file descriptors.
-pub fn admin_limits() -> ConnLimits {
-    ConnLimits {
-        max_connections: 64,
-        handshake_timeout: Some(Duration::from_secs(10)),
-        first_request_timeout: Some(Duration::from_secs(10)),
-        idle_timeout: Some(Duration::from_secs(60)),
-        ..ConnLimits::default()
-    }
-}
-
-/// Serves `service` on `listener` with [`admin_limits`] until `stop`; then requests in flight get `grace`.
-/// `name` names the server in logs (`health_check`, `prometheus`, `internal metrics`).
-pub async fn serve_admin<S, B>(
-    name: &'static str,
-    listener: TcpListener,
-    service: S,
-    stop: CancellationToken,
-    grace: Duration,
-) where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    let server = Arc::new(Server {
-        name,
-        builder: auto::Builder::new(TokioExecutor::new()),
-        service,
-        tls: None,
-        limits: admin_limits(),
-    });
-    server::serve(listener, server, stop, grace).await;
-}

@@ -4,7 +4,8 @@
 //! Data stays encoded: the receiver validates and counts with a scan of the protobuf bytes and passes them on;
 //! the gRPC and HTTP/protobuf exporters send the same bytes. Only JSON (in or out) and `debug` decode.
 
-pub mod compression;
+/// Body compression now lives in spanpipe-net (the client and server layer); the old path stays.
+pub use spanpipe_net::compression;
 pub mod exporter;
 pub mod grpc_codec;
 pub mod json;

@@ -22,9 +22,9 @@ use spanpipe_core::{
     Batch, BuildContext, BuiltExporter, ComponentError, ConfigError, ExportError, Exporter,
     ExporterFactory, ExporterSettings, Node, QueueSettings, RetrySettings, Signal, StartOnce,
 };
-use spanpipe_otlp::exporter::endpoint::{check_http_url, http_headers};
+use spanpipe_net::client::TlsSettings;
+use spanpipe_net::client::{check_http_url, http_headers};
 use spanpipe_otlp::exporter::otlp_http::{map_send_error, read_capped, retry_after};
-use spanpipe_otlp::exporter::tls::TlsSettings;
 
 use crate::names::go_float;
 use crate::prompb::{Label, Sample, TimeSeries, WriteRequest};

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use spanpipe_core::{BuildContext, ComponentId, ExporterFactory};
-use spanpipe_otlp::compression::Compression;
+use spanpipe_net::compression::Compression;
 
 use crate::MlflowExporterFactory;
 use crate::config::{AuthSource, Destination, MlflowConfig, RuleAs};

@@ -14,7 +14,7 @@ use hyper::{Request, Response};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use serde_json::{Value, json};
-use spanpipe_otlp::compression::{Compression, decompress};
+use spanpipe_net::compression::{Compression, decompress};
 
 /// FastAPI's answer to a body MLflow cannot parse.
 pub fn invalid_format() -> Value {

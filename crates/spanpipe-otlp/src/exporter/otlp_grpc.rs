@@ -15,16 +15,15 @@ use spanpipe_core::{
     Batch, BuildContext, BuiltExporter, ComponentError, ConfigError, ExportError, Exporter,
     ExporterFactory, ExporterSettings, Node, QueueSettings, RetrySettings, Signal, StartOnce,
 };
+use spanpipe_net::client::{GrpcTarget, TlsSettings, grpc_target};
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use super::client_auth::{ClientAuthSettings, http_header};
-use super::endpoint::{GrpcTarget, grpc_target};
 use super::partial::{PartialSuccessLog, rejected_from_protobuf};
-use super::tls::{AcceptAnyServerCert, TlsSettings, ensure_crypto_provider};
 use crate::grpc_codec::RawCodec;
 
 /// `compression:` of the gRPC exporter (what tonic can send).
@@ -223,25 +222,7 @@ impl OtlpGrpcExporter {
 
     /// The channel, connecting lazily: a backend that is down at startup only makes the first exports retry.
     fn make_channel(&self) -> Result<Channel, String> {
-        let mut ep = Endpoint::from_shared(self.target.uri.clone())
-            .map_err(|e| format!("invalid endpoint {}: {e}", self.target.uri))?
-            .user_agent(concat!("spanpipe/", env!("CARGO_PKG_VERSION")))
-            .map_err(|e| e.to_string())?
-            .connect_timeout(Duration::from_secs(10))
-            .tcp_nodelay(true);
-        if self.target.tls {
-            ensure_crypto_provider();
-            let config = ClientTlsConfig::new().assume_http2(true);
-            ep = if self.tls.insecure_skip_verify {
-                ep.tls_config_with_verifier(config, AcceptAnyServerCert::new())
-            } else if let Some(pem) = self.tls.read_ca()? {
-                ep.tls_config(config.ca_certificate(Certificate::from_pem(pem)))
-            } else {
-                ep.tls_config(config.with_enabled_roots())
-            }
-            .map_err(|e| format!("TLS setup: {e}"))?;
-        }
-        Ok(ep.connect_lazy())
+        self.tls.grpc_channel(&self.target)
     }
 }
 

@@ -15,12 +15,12 @@ use spanpipe_core::{
     Batch, BuildContext, BuiltExporter, ComponentError, ConfigError, ExportError, Exporter,
     ExporterFactory, ExporterSettings, Node, QueueSettings, RetrySettings, Signal, StartOnce,
 };
+use spanpipe_net::client::{TlsSettings, check_http_url, http_headers};
+use spanpipe_net::compression::{Compression, compress};
 
 use super::client_auth::{ClientAuthSettings, http_header};
-use super::endpoint::{check_http_url, http_headers, join_signal_path};
+use super::endpoint::join_signal_path;
 use super::partial::{PartialSuccessLog, rejected_from_json, rejected_from_protobuf};
-use super::tls::TlsSettings;
-use crate::compression::{Compression, compress};
 use crate::json::protobuf_to_json;
 
 /// How bodies are encoded on the wire.

@@ -17,7 +17,7 @@ fn build(yaml: &str) -> Result<BuiltExporter, ConfigError> {
 
 async fn get(port: u16, path: &str) -> (u16, String, String) {
     // reqwest is built without a default TLS provider; each test may run in its own process (nextest).
-    spanpipe_otlp::exporter::tls::ensure_crypto_provider();
+    spanpipe_net::ensure_crypto_provider();
     let r = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
         .await
         .unwrap();
@@ -78,7 +78,7 @@ async fn serves_what_it_received_at_metrics() {
         .await;
     assert!(matches!(bad, Err(ExportError::Undecodable { .. })));
     e.shutdown().await;
-    spanpipe_otlp::exporter::tls::ensure_crypto_provider();
+    spanpipe_net::ensure_crypto_provider();
     assert!(
         reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
             .await

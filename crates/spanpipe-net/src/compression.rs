@@ -1,5 +1,6 @@
-//! Body compression for OTLP/HTTP: gzip, zstd and deflate, with a hard cap on the decompressed size so a
-//! decompression bomb costs at most `limit` bytes of memory.
+//! Body compression for HTTP, both ways (the OTLP receiver decompresses, the exporters compress): gzip, zstd and
+//! deflate, with a hard cap on the decompressed size so a decompression bomb costs at most `limit` bytes of
+//! memory.
 
 use std::io::Read;
 
