@@ -15,6 +15,8 @@ use spanpipe_e2e::{CmdOutput, run_bounded, spanpipe_bin, venv_python, workspace_
 pub const NAMESPACE: &str = "team-a";
 /// The Kubernetes release whose schemas every object must satisfy.
 pub const K8S_VERSION: &str = "1.30";
+/// The same for helm's capabilities and deprecation checks.
+const KUBE_VERSION_FULL: &str = "1.30.0";
 
 /// A tool from `$var`, else `name` on PATH; panics with how to get it when it does not run.
 fn tool(var: &str, name: &str, version_args: &[&str]) -> PathBuf {
@@ -65,7 +67,12 @@ fn run_ok(cmd: &mut Command, what: &str) -> CmdOutput {
 pub fn helm_lint(sets: &[&str]) -> String {
     let mut cmd = Command::new(helm());
     cmd.arg("lint").arg("--strict").arg(chart_dir());
-    cmd.args(["--namespace", NAMESPACE]);
+    cmd.args([
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        KUBE_VERSION_FULL,
+    ]);
     for s in sets {
         cmd.args(["--set", s]);
     }
@@ -76,7 +83,12 @@ pub fn helm_lint(sets: &[&str]) -> String {
 pub fn helm_template(release: &str, sets: &[&str]) -> String {
     let mut cmd = Command::new(helm());
     cmd.arg("template").arg(release).arg(chart_dir());
-    cmd.args(["--namespace", NAMESPACE]);
+    cmd.args([
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        KUBE_VERSION_FULL,
+    ]);
     for s in sets {
         cmd.args(["--set", s]);
     }
