@@ -29,7 +29,7 @@ pub fn span_position(key: &RoutingKey, ctx: SpanCtx<'_>) -> Result<u32, WireErro
                 h.update(v.bytes());
                 h.update(b"|");
             })?;
-            Ok(h.finalize() % crate::ring::MAX_POSITIONS)
+            Ok(crate::ring::position(&h.finalize().to_le_bytes()))
         }
         RoutingKey::Attributes(names) => {
             let mut h = crc32fast::Hasher::new();
@@ -59,7 +59,7 @@ pub fn span_position(key: &RoutingKey, ctx: SpanCtx<'_>) -> Result<u32, WireErro
                 }
                 h.update(b"|");
             }
-            Ok(h.finalize() % crate::ring::MAX_POSITIONS)
+            Ok(crate::ring::position(&h.finalize().to_le_bytes()))
         }
     }
 }
