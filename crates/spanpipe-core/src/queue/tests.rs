@@ -400,3 +400,5 @@ fn batch_key_alone_enables_the_defaults_and_absent_leaves_it_off() {
         (8192, 0)
     );
 }
+
+mod persistent;
