@@ -1,0 +1,260 @@
+//! `genai_metrics` end to end with real GenAI clients, offline, into a real Prometheus (Debian's `prometheus`):
+//! PydanticAI agents on `TestModel` with OpenInference's instrumentation, MLflow's tracing SDK with
+//! `mlflow.chat.tokenUsage` spans, and the OTel Python SDK with `gen_ai.usage.*` (agents rolling their calls'
+//! usage up) send through spanpipe; Prometheus scrapes the `prometheus` exporter and spanpipe's own metrics.
+//!
+//! Checked against what the clients recorded (`tests/python/genai_clients.py` prints it; the counts are random):
+//! `gen_ai_client_token_usage_sum` per model and token type equals the recorded sums (the rolled-up agents'
+//! usage counted once, as MLflow counts it), `gen_ai_client_cost_USD_total` per model equals tokens × this test's
+//! price table, and the model missing from the table is counted in `spanpipe_genai_unpriced_spans_total`.
+
+#[path = "spanmetrics_support.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use spanpipe_e2e::process::{run_bounded, terminate};
+use spanpipe_e2e::{Spanpipe, free_ports, python_script, tail, venv_python, wait_until};
+use support::http_get;
+
+/// This test's prices, USD per 1M tokens: (model, input, output). `mystery-model` has none.
+const PRICES: [(&str, f64, f64); 4] = [
+    ("pa-test-model", 1.5, 6.0),
+    ("mlflow-chat-a", 0.5, 2.0),
+    ("mlflow-chat-b", 0.75, 3.0),
+    ("otel-gpt", 3.0, 12.0),
+];
+
+fn price_table() -> String {
+    let mut s = String::from("currency: USD\nprices:\n");
+    for (m, i, o) in PRICES {
+        // mlflow-chat-* through a regular expression, the others exactly.
+        if m.starts_with("mlflow-chat-") {
+            let suffix = &m["mlflow-chat-".len()..];
+            s += &format!("  - model_regex: 'mlflow-chat-[{suffix}]'\n    input: {i}\n    output: {o}\n");
+        } else {
+            s += &format!("  - model: {m}\n    input: {i}\n    output: {o}\n");
+        }
+    }
+    s
+}
+
+/// A Prometheus server scraping `targets` every second, terminated on drop.
+struct Prometheus {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(port: u16, targets: &[u16]) -> Prometheus {
+        let dir = tempfile::Builder::new()
+            .prefix("spanpipe-prom-")
+            .tempdir()
+            .expect("tempdir");
+        let config = dir.path().join("prometheus.yml");
+        let targets: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
+                 scrape_configs:\n  - job_name: spanpipe\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            ),
+        )
+        .expect("write prometheus.yml");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.path().join("stderr")).expect("stderr file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run prometheus ({e}): apt-get install prometheus"));
+        let p = Prometheus { child, port, dir };
+        let ready = wait_until(Duration::from_secs(60), || {
+            http_get(&format!("http://127.0.0.1:{port}/-/ready")).0 == 200
+        });
+        assert!(ready, "prometheus not ready within 60 s:\n{}", p.log());
+        p
+    }
+
+    fn log(&self) -> String {
+        tail(
+            &std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default(),
+            4000,
+        )
+        .to_string()
+    }
+
+    /// An instant query's result as label set → value.
+    fn sums(&self, promql: &str) -> BTreeMap<BTreeMap<String, String>, f64> {
+        let url = reqwest::Url::parse_with_params(
+            &format!("http://127.0.0.1:{}/api/v1/query", self.port),
+            &[("query", promql)],
+        )
+        .expect("url");
+        let (status, body) = http_get(url.as_str());
+        assert_eq!(status, 200, "query {promql}: {body}");
+        let doc: serde_json::Value = serde_json::from_str(&body).expect("json");
+        doc["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                let labels = r["metric"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect();
+                let v = r["value"][1].as_str().unwrap_or_default().parse().unwrap_or(f64::NAN);
+                (labels, v)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = terminate(&mut self.child, Duration::from_secs(10));
+        if std::thread::panicking() {
+            eprintln!("---- prometheus stderr ----\n{}", self.log());
+        }
+    }
+}
+
+/// Runs one client of `genai_clients.py`; returns its recorded usage as (model, input, output).
+fn run_client(client: &str, endpoint: &str, seed: u64) -> Vec<(String, u64, u64)> {
+    let out = run_bounded(
+        Command::new(venv_python())
+            .arg(python_script("genai_clients.py"))
+            .args(["--client", client, "--endpoint", endpoint, "--runs", "6"])
+            .args(["--seed", &seed.to_string()]),
+        Duration::from_secs(180),
+    );
+    assert_eq!(out.code(), 0, "{client} client failed:\n{}", tail(&out.stderr, 6000));
+    let line = out.stdout.lines().last().unwrap_or_default();
+    let doc: serde_json::Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("{client}: no JSON summary ({e}): {}", out.stdout));
+    let usage: Vec<(String, u64, u64)> = doc["usage"]
+        .as_array()
+        .expect("usage")
+        .iter()
+        .map(|u| {
+            (
+                u["model"].as_str().unwrap_or_default().to_string(),
+                u["input"].as_u64().unwrap_or(0),
+                u["output"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert!(!usage.is_empty(), "{client} recorded no usage");
+    usage
+}
+
+#[test]
+fn token_usage_and_cost_from_three_real_clients_reach_prometheus_exactly() {
+    let [http, scrape, telemetry, prom] = free_ports::<4>();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prices = dir.path().join("prices.yaml");
+    std::fs::write(&prices, price_table()).expect("write prices");
+    let prometheus = Prometheus::start(prom, &[scrape, telemetry]);
+    let mut sp = Spanpipe::start(
+        &format!(
+            "\
+receivers:
+  otlp:
+    protocols:
+      http: {{ endpoint: 127.0.0.1:{http} }}
+connectors:
+  genai_metrics:
+    flush_interval: 1s
+    trace_wait: 10s
+    cost: {{ price_table: {} }}
+exporters:
+  prometheus:
+    endpoint: 127.0.0.1:{scrape}
+service:
+  telemetry: {{ metrics: {{ address: 127.0.0.1:{telemetry} }} }}
+  pipelines:
+    traces: {{ receivers: [otlp], exporters: [genai_metrics] }}
+    metrics: {{ receivers: [genai_metrics], exporters: [prometheus] }}
+",
+            prices.display()
+        ),
+        &[http, scrape, telemetry],
+    );
+    let endpoint = format!("http://127.0.0.1:{http}");
+    let seed = std::process::id() as u64;
+    let mut recorded = Vec::new();
+    for client in ["pydantic", "mlflow", "otel"] {
+        recorded.extend(run_client(client, &endpoint, seed));
+    }
+
+    // Expected from what the clients recorded.
+    let mut tokens: BTreeMap<(String, String), f64> = BTreeMap::new();
+    let mut cost: BTreeMap<String, f64> = BTreeMap::new();
+    let mut unpriced: BTreeMap<String, f64> = BTreeMap::new();
+    for (model, i, o) in &recorded {
+        *tokens.entry((model.clone(), "input".into())).or_default() += *i as f64;
+        *tokens.entry((model.clone(), "output".into())).or_default() += *o as f64;
+        match PRICES.iter().find(|(m, _, _)| m == model) {
+            Some((_, pi, po)) => {
+                *cost.entry(model.clone()).or_default() += (*i as f64 * pi + *o as f64 * po) / 1e6
+            }
+            None => *unpriced.entry(model.clone()).or_default() += 1.0,
+        }
+    }
+    assert!(unpriced.contains_key("mystery-model") || recorded.iter().all(|r| r.0 != "mystery-model"));
+
+    let tokens_q = "sum by (gen_ai_request_model, gen_ai_token_type) (gen_ai_client_token_usage_sum)";
+    let cost_q = "sum by (gen_ai_request_model) (gen_ai_client_cost_USD_total)";
+    let unpriced_q = "sum by (model) (spanpipe_genai_unpriced_spans_total)";
+    let (mut got_tokens, mut got_cost, mut got_unpriced) = Default::default();
+    let matches = |got: &BTreeMap<BTreeMap<String, String>, f64>, keys: &[&str], want: &BTreeMap<Vec<String>, f64>, tol: f64| {
+        let got: BTreeMap<Vec<String>, f64> = got
+            .iter()
+            .map(|(l, v)| (keys.iter().map(|k| l.get(*k).cloned().unwrap_or_default()).collect(), *v))
+            .collect();
+        got.len() == want.len()
+            && want.iter().all(|(k, w)| got.get(k).is_some_and(|g| (g - w).abs() <= tol * w.abs().max(1e-12)))
+    };
+    let want_tokens: BTreeMap<Vec<String>, f64> =
+        tokens.iter().map(|((m, t), v)| (vec![m.clone(), t.clone()], *v)).collect();
+    let want_cost: BTreeMap<Vec<String>, f64> = cost.iter().map(|(m, v)| (vec![m.clone()], *v)).collect();
+    let want_unpriced: BTreeMap<Vec<String>, f64> =
+        unpriced.iter().map(|(m, v)| (vec![m.clone()], *v)).collect();
+    let arrived = wait_until(Duration::from_secs(90), || {
+        got_tokens = prometheus.sums(tokens_q);
+        got_cost = prometheus.sums(cost_q);
+        got_unpriced = prometheus.sums(unpriced_q);
+        matches(&got_tokens, &["gen_ai_request_model", "gen_ai_token_type"], &want_tokens, 0.0)
+            && matches(&got_cost, &["gen_ai_request_model"], &want_cost, 1e-9)
+            && matches(&got_unpriced, &["model"], &want_unpriced, 0.0)
+    });
+    assert!(
+        arrived,
+        "Prometheus does not hold what the clients recorded\n tokens want {want_tokens:?}\n got {got_tokens:?}\n \
+         cost want {want_cost:?}\n got {got_cost:?}\n unpriced want {want_unpriced:?}\n got {got_unpriced:?}\nspanpipe:\n{}",
+        tail(&sp.stderr_text(), 4000)
+    );
+    eprintln!("token sums (model, type): {want_tokens:?}");
+    eprintln!("cost USD by model: {want_cost:?}; unpriced spans: {want_unpriced:?}");
+
+    // The rolled-up agents' calls were not counted again, and every call still has a duration.
+    let rolled = prometheus.sums("sum(spanpipe_genai_rolled_up_spans_total)");
+    assert!(rolled.values().sum::<f64>() > 0.0, "no rolled-up span seen: {rolled:?}");
+    let calls = prometheus.sums("sum(gen_ai_client_operation_duration_seconds_count)");
+    let want_calls = recorded.len() as f64;
+    assert!(calls.values().sum::<f64>() >= want_calls, "durations: {calls:?} < {want_calls}");
+    let tools = prometheus.sums("sum by (gen_ai_tool_name) (gen_ai_execute_tool_duration_seconds_count)");
+    assert!(tools.keys().any(|l| l.get("gen_ai_tool_name").is_some_and(|t| t == "add")), "{tools:?}");
+
+    let status = sp.stop_gracefully();
+    assert!(status.success(), "spanpipe exited with {status}");
+}
