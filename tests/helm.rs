@@ -16,7 +16,10 @@
 #[path = "helm_support.rs"]
 mod support;
 
+use std::time::Duration;
+
 use serde_json::Value;
+use spanpipe_e2e::{SendSpans, Spanpipe, wait_until};
 use support::*;
 
 /// Every mode and preset, alone and combined: (name, `--set` values).
@@ -528,4 +531,86 @@ fn two_tier_monitors_scrape_both_tiers() {
             );
         }
     }
+}
+
+/// Starts a workload's rendered config on loopback. `resolver.k8s` needs the pod's API server: outside one the
+/// front gets a static backend list instead (a closed port; readiness does not depend on backends).
+fn start_ready(docs: &[Value], w: &Value, what: &str) -> (Spanpipe, Loopback, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut lb = Loopback::new(validate_workload(docs, w, what), dir.path());
+    let resolver = lb.config.pointer_mut("/exporters/loadbalancing/resolver");
+    if let Some(resolver) = resolver.filter(|r| r["k8s"].is_object()) {
+        let closed = spanpipe_e2e::free_port();
+        *resolver =
+            serde_json::json!({ "static": { "hostnames": [format!("127.0.0.1:{closed}")] } });
+    }
+    let sp = Spanpipe::start(&lb.yaml(), &[lb.grpc, lb.http, lb.health, lb.metrics]);
+    (sp, lb, dir)
+}
+
+fn wait_ready(w: &Value, lb: &Loopback, what: &str) {
+    let ready = probe_path(w, "readinessProbe");
+    assert!(
+        wait_until(Duration::from_secs(20), || http_status(lb.health, ready)
+            == 200),
+        "{what}: {ready} never answered 200"
+    );
+    for probe in ["livenessProbe", "startupProbe"] {
+        let path = probe_path(w, probe);
+        assert_eq!(http_status(lb.health, path), 200, "{what}: {probe} {path}");
+    }
+}
+
+#[test]
+fn rendered_configs_start_and_answer_their_probes() {
+    for (name, sets) in CASES {
+        if sets.iter().any(|s| s.starts_with("presets.openshiftCr")) {
+            continue; // its CA bundle and token files exist only in the pod
+        }
+        let docs = render("spanpipe", sets);
+        for w in spanpipe_workloads(&docs) {
+            let what = format!("{name}/{}", w["metadata"]["name"]);
+            let (_sp, lb, _dir) = start_ready(&docs, w, &what);
+            wait_ready(w, &lb, &what);
+        }
+    }
+}
+
+/// The two rendered tiers as processes: spans sent to the front all reach the back, once. The one thing the
+/// cluster provides — the headless Service's DNS records — becomes a static list of the back's address.
+#[test]
+fn rendered_two_tier_forwards_every_span_front_to_back() {
+    let docs = render("spanpipe", &["twoTier.enabled=true"]);
+    let back_w = find(&docs, "StatefulSet", "spanpipe-back");
+    let front_w = find(&docs, "Deployment", "spanpipe");
+    let (_back, back, _d1) = start_ready(&docs, back_w, "back");
+    wait_ready(back_w, &back, "back");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut front = Loopback::new(validate_workload(&docs, front_w, "front"), dir.path());
+    let resolver = &mut front.config["exporters"]["loadbalancing"]["resolver"];
+    assert!(resolver["dns"]["hostname"].is_string(), "{resolver}");
+    *resolver =
+        serde_json::json!({ "static": { "hostnames": [format!("127.0.0.1:{}", back.grpc)] } });
+    let _front = Spanpipe::start(&front.yaml(), &[front.grpc, front.http, front.health]);
+    wait_ready(front_w, &front, "front");
+
+    let sent = SendSpans::new(
+        "http/protobuf",
+        format!("http://127.0.0.1:{}", front.http),
+        300,
+        "helm-two-tier",
+    )
+    .trace_size(6)
+    .run();
+    assert_eq!(sent.ids.len(), 300);
+    let accepted = |port| scrape_sum(port, "otelcol_receiver_accepted_spans_total");
+    let arrived = wait_until(Duration::from_secs(30), || accepted(back.metrics) >= 300.0);
+    assert!(
+        arrived,
+        "the back accepted {} of 300 spans",
+        accepted(back.metrics)
+    );
+    assert_eq!(accepted(front.metrics), 300.0, "front");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(accepted(back.metrics), 300.0, "back: every span once");
 }

@@ -520,3 +520,91 @@ pub fn service_ports(docs: &[Value], name: &str) -> Vec<(String, u64, String)> {
     out.sort();
     out
 }
+
+/// A rendered workload's merged config moved onto loopback: every listener on 127.0.0.1 at a free port, the
+/// persistent queue in a temp dir, MLflow at a closed port (the pipelines run; exports to it are retried).
+pub struct Loopback {
+    pub config: Value,
+    pub grpc: u16,
+    pub http: u16,
+    pub health: u16,
+    pub metrics: u16,
+}
+
+impl Loopback {
+    pub fn new(mut config: Value, dir: &Path) -> Loopback {
+        let [grpc, http, health, metrics, prom, mlflow] = spanpipe_e2e::free_ports::<6>();
+        let at = |p: u16| Value::from(format!("127.0.0.1:{p}"));
+        config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"] = at(grpc);
+        config["receivers"]["otlp"]["protocols"]["http"]["endpoint"] = at(http);
+        config["extensions"]["health_check"]["endpoint"] = at(health);
+        config["service"]["telemetry"]["metrics"]["address"] = at(metrics);
+        if config["exporters"]["prometheus"].is_object() {
+            config["exporters"]["prometheus"]["endpoint"] = at(prom);
+        }
+        if config["exporters"]["mlflow"].is_object() {
+            config["exporters"]["mlflow"]["tracking_uri"] =
+                format!("http://127.0.0.1:{mlflow}").into();
+        }
+        if let Some(exts) = config["extensions"].as_object_mut() {
+            for (id, ext) in exts.iter_mut() {
+                if id.starts_with("file_storage") {
+                    let d = dir.join(id.replace('/', "_"));
+                    std::fs::create_dir_all(&d).expect("queue dir");
+                    ext["directory"] = d.display().to_string().into();
+                }
+            }
+        }
+        Loopback {
+            config,
+            grpc,
+            http,
+            health,
+            metrics,
+        }
+    }
+
+    /// The config as text spanpipe reads (JSON is YAML).
+    pub fn yaml(&self) -> String {
+        serde_json::to_string_pretty(&self.config).expect("json")
+    }
+}
+
+/// One GET on 127.0.0.1:`port`: the status code, 0 when nothing answers.
+pub fn http_status(port: u16, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(c, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut text = String::new();
+    let _ = c.read_to_string(&mut text);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The sum of every series of `family` on 127.0.0.1:`port`/metrics.
+pub fn scrape_sum(port: u16, family: &str) -> f64 {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0.0;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = c.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut text = String::new();
+    let _ = c.read_to_string(&mut text);
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) || l.starts_with(&format!("{family} ")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The path of a probe of the workload's spanpipe container.
+pub fn probe_path<'a>(workload: &'a Value, probe: &str) -> &'a str {
+    spanpipe_container(workload)[probe]["httpGet"]["path"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{probe} has no httpGet.path"))
+}
