@@ -7,8 +7,13 @@
 //!   `probabilistic` policy. At the `file` backend: every error and expensive trace whole, every other trace
 //!   whole or absent exactly as the Collector's rule (FNV-1a of the salt and trace id ≤ 10% of 2^64, computed
 //!   here independently) says, their count within 4 sigma of the binomial mean, and late spans — sent after the
-//!   decisions — present exactly for the kept traces. The processor's own decision counters match.
+//!   decisions — present exactly for the kept traces. The processor's own decision counters match. The pipeline
+//!   has the documented shape: `mlflow_spanmetrics` in a pipeline before sampling (`forward` into the sampling
+//!   one) and its histogram on the `prometheus` scrape counts 100% of the spans, not the kept share.
 //! - A real MLflow behind the same policies (300 traces) holds exactly the kept traces, each with all its spans.
+
+#[path = "spanmetrics_support.rs"]
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -24,6 +29,7 @@ use spanpipe_e2e::ids::parse_deep_json;
 use spanpipe_e2e::mlflow::{mlflow_server, unique_suffix};
 use spanpipe_e2e::otlp::{CT_PROTOBUF, hex, http_client, http_post};
 use spanpipe_e2e::{Spanpipe, free_ports, tail, wait_until};
+use support::{FAMILY, histograms, http_get, parse_exposition};
 
 const TOKEN_THRESHOLD: u64 = 10_000;
 const PERCENT: u64 = 10;
@@ -261,30 +267,26 @@ fn scrape(port: u16, name: &str, labels: &[&str]) -> u64 {
         .sum()
 }
 
-fn config(http: u16, metrics: u16, exporters: &str, exporter_names: &str) -> String {
-    format!(
-        "\
-receivers:
-  otlp:
-    protocols:
-      http: {{ endpoint: 127.0.0.1:{http} }}
+const PROCESSORS: &str = "\
 processors:
   tail_sampling:
     decision_wait: 1s
     num_traces: 20000
     policies:
-      - {{ name: errors, type: status_code, status_code: {{ status_codes: [ERROR] }} }}
-      - {{ name: expensive, type: genai_usage, genai_usage: {{ min_total_tokens: {TOKEN_THRESHOLD} }} }}
-      - {{ name: baseline, type: probabilistic, probabilistic: {{ sampling_percentage: {PERCENT} }} }}
-  batch: {{ timeout: 100ms }}
-exporters:
-{exporters}
-service:
-  telemetry: {{ metrics: {{ address: 127.0.0.1:{metrics} }} }}
-  pipelines:
-    traces: {{ receivers: [otlp], processors: [tail_sampling, batch], exporters: [{exporter_names}] }}
-"
-    )
+      - { name: errors, type: status_code, status_code: { status_codes: [ERROR] } }
+      - { name: expensive, type: genai_usage, genai_usage: { min_total_tokens: 10000 } }
+      - { name: baseline, type: probabilistic, probabilistic: { sampling_percentage: 10 } }
+  batch: { timeout: 100ms }
+";
+
+fn receivers(http: u16) -> String {
+    format!("receivers:\n  otlp:\n    protocols:\n      http: {{ endpoint: 127.0.0.1:{http} }}\n")
+}
+
+#[test]
+fn thresholds_in_the_config_match_the_test() {
+    assert!(PROCESSORS.contains(&format!("min_total_tokens: {TOKEN_THRESHOLD} ")));
+    assert!(PROCESSORS.contains(&format!("sampling_percentage: {PERCENT} ")));
 }
 
 #[test]
@@ -292,21 +294,32 @@ fn ten_thousand_traces_keep_errors_and_expensive_whole_and_sample_the_rest() {
     const N: u64 = 10_000;
     const SEED: u64 = 0x7a11;
     let started = Instant::now();
-    let [http, metrics] = free_ports::<2>();
+    let [http, metrics, scrape_port] = free_ports::<3>();
     let dir = tempfile::Builder::new()
         .prefix("spanpipe-tail-sampling-")
         .tempdir()
         .expect("tempdir");
     let out = dir.path().join("kept.jsonl");
-    let mut sp = Spanpipe::start(
-        &config(
-            http,
-            metrics,
-            &format!("  file: {{ path: {} }}", out.display()),
-            "file",
-        ),
-        &[http, metrics],
+    // The documented shape: span metrics from every span, then sampling for the backends.
+    let yaml = format!(
+        "{receivers}{PROCESSORS}\
+connectors:
+  mlflow_spanmetrics: {{ flush_interval: 300ms, tags_wait: 1s }}
+  forward:
+exporters:
+  file: {{ path: {out} }}
+  prometheus: {{ endpoint: 127.0.0.1:{scrape_port} }}
+service:
+  telemetry: {{ metrics: {{ address: 127.0.0.1:{metrics} }} }}
+  pipelines:
+    traces/all: {{ receivers: [otlp], exporters: [mlflow_spanmetrics, forward] }}
+    traces/sampled: {{ receivers: [forward], processors: [tail_sampling, batch], exporters: [file] }}
+    metrics: {{ receivers: [mlflow_spanmetrics], exporters: [prometheus] }}
+",
+        receivers = receivers(http),
+        out = out.display()
     );
+    let mut sp = Spanpipe::start(&yaml, &[http, metrics, scrape_port]);
     send_traces(http, SEED, N);
     let sent_at = started.elapsed();
 
@@ -342,6 +355,22 @@ fn ten_thousand_traces_keep_errors_and_expensive_whole_and_sample_the_rest() {
         metrics,
         "spanpipe_processor_tail_sampling_early_releases_from_cache_decision_total",
         &[],
+    );
+    // The span metrics saw every span sent, kept or not.
+    let all_spans = (N * 3) as f64 + late.len() as f64;
+    let url = format!("http://127.0.0.1:{scrape_port}/metrics");
+    let mut measured = 0.0;
+    wait_until(Duration::from_secs(15), || {
+        let text = http_get(&url).1;
+        measured = histograms(&parse_exposition(&text), FAMILY)
+            .values()
+            .map(|h| h.count)
+            .sum();
+        measured >= all_spans
+    });
+    assert_eq!(
+        measured, all_spans,
+        "mlflow_spanmetrics before tail_sampling counts every span"
     );
     assert!(sp.stop_gracefully().success());
 
@@ -427,7 +456,11 @@ fn mlflow_holds_exactly_the_kept_traces() {
         server.uri,
         out.display()
     );
-    let mut sp = Spanpipe::start(&config(http, metrics, &exporters, "mlflow, file"), &[http]);
+    let yaml = format!(
+        "{receivers}{PROCESSORS}exporters:\n{exporters}\nservice:\n  telemetry: {{ metrics: {{ address: 127.0.0.1:{metrics} }} }}\n  pipelines:\n    traces: {{ receivers: [otlp], processors: [tail_sampling, batch], exporters: [mlflow, file] }}\n",
+        receivers = receivers(http)
+    );
+    let mut sp = Spanpipe::start(&yaml, &[http]);
     send_traces(http, SEED, N);
     let kept: BTreeSet<u64> = (0..N).filter(|&i| expected_kept(SEED, i)).collect();
     assert!(kept.len() > 10, "a meaningful sample: {}", kept.len());
