@@ -502,9 +502,17 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
                 i += 1;
             }
             let word = &expr[start..i];
-            if ["otelcol_", "spanpipe_", "mlflow_"]
-                .iter()
-                .any(|p| word.starts_with(p))
+            // GenAI metric names (not the gen_ai_* label names next to them).
+            if [
+                "otelcol_",
+                "spanpipe_",
+                "mlflow_",
+                "gen_ai_client_",
+                "gen_ai_execute_tool_duration",
+                "gen_ai_invoke_agent_duration",
+            ]
+            .iter()
+            .any(|p| word.starts_with(p))
             {
                 out.insert(word.to_string());
             }
@@ -549,14 +557,25 @@ fn grafana_dashboard_queries_name_exported_metrics() {
         "histogram_quantile(0.99, sum by (le, span_type)",
         "sum by (experiment_id)",
         "span_status=\"ERROR\"",
+        "sum by (gen_ai_request_model, gen_ai_token_type) (rate(gen_ai_client_token_usage_sum",
+        "sum by (experiment_id) (rate(gen_ai_client_cost_USD_total",
+        "sum by (decision) (rate(spanpipe_processor_tail_sampling_global_count_traces_sampled_total",
     ] {
         assert!(joined.contains(needle), "dashboard lacks `{needle}`");
     }
     let wanted: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
     assert!(wanted.len() >= 8, "{wanted:?}");
 
-    // A real run: SDK spans → batch → mlflow_spanmetrics → prometheus, internal metrics on.
+    // A real run: SDK spans → batch → mlflow_spanmetrics and genai_metrics → prometheus, then tail_sampling,
+    // internal metrics on.
     let [http, scrape, internal] = free_ports::<3>();
+    let work = tempfile::tempdir().expect("tempdir");
+    let prices = work.path().join("prices.yaml");
+    std::fs::write(
+        &prices,
+        "currency: USD\nprices:\n  - { model: otel-gpt, input: 3, output: 12 }\n",
+    )
+    .expect("price table");
     let _sp = Spanpipe::start(
         &format!(
             "\
@@ -566,20 +585,27 @@ receivers:
       http: {{ endpoint: 127.0.0.1:{http} }}
 processors:
   batch: {{ timeout: 50ms }}
+  tail_sampling:
+    decision_wait: 1s
+    policies: [{{ name: all, type: always_sample }}]
 connectors:
   mlflow_spanmetrics: {{ tags: [team], tags_wait: 0s, flush_interval: 200ms }}
+  genai_metrics: {{ flush_interval: 200ms, cost: {{ price_table: {} }} }}
+  forward:
 exporters:
   prometheus: {{ endpoint: 127.0.0.1:{scrape} }}
+  debug: {{}}
 service:
   telemetry: {{ metrics: {{ address: 127.0.0.1:{internal} }} }}
   pipelines:
-    traces: {{ receivers: [otlp], processors: [batch], exporters: [mlflow_spanmetrics] }}
-    metrics: {{ receivers: [mlflow_spanmetrics], exporters: [prometheus] }}
-"
+    traces: {{ receivers: [otlp], processors: [batch], exporters: [mlflow_spanmetrics, genai_metrics, forward] }}
+    traces/sampled: {{ receivers: [forward], processors: [tail_sampling], exporters: [debug] }}
+    metrics: {{ receivers: [mlflow_spanmetrics, genai_metrics], exporters: [prometheus] }}
+",
+            prices.display()
         ),
         &[http, scrape, internal],
     );
-    let work = tempfile::tempdir().expect("tempdir");
     let out = run_python(
         "spanmetrics_send.py",
         &[
@@ -599,6 +625,22 @@ service:
         "spanmetrics_send.py: {}",
         tail(&out.stderr, 3000)
     );
+    // GenAI spans (the OTel SDK with gen_ai.usage.*, one model priced, one not): tests/python/genai_clients.py.
+    let out = run_python(
+        "genai_clients.py",
+        &[
+            "--client".into(),
+            "otel".into(),
+            "--endpoint".into(),
+            format!("http://127.0.0.1:{http}"),
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "genai_clients.py: {}",
+        tail(&out.stderr, 3000)
+    );
     let names = |port: u16| -> BTreeSet<String> {
         parse_exposition(&http_get(&format!("http://127.0.0.1:{port}/metrics")).1)
             .into_iter()
@@ -608,7 +650,14 @@ service:
     let mut served = BTreeSet::new();
     let ok = wait_until(Duration::from_secs(20), || {
         served = names(scrape);
-        served.contains("mlflow_trace_span_duration_milliseconds_bucket")
+        served.extend(names(internal));
+        [
+            "mlflow_trace_span_duration_milliseconds_bucket",
+            "gen_ai_client_cost_USD_total",
+        ]
+        .iter()
+        .all(|n| served.contains(*n))
+            && served.contains("spanpipe_processor_tail_sampling_global_count_traces_sampled_total")
     });
     assert!(ok, "the histogram never appeared: {served:?}");
     served.extend(names(internal));

@@ -34,7 +34,9 @@ fn price_table() -> String {
         // mlflow-chat-* through a regular expression, the others exactly.
         if m.starts_with("mlflow-chat-") {
             let suffix = &m["mlflow-chat-".len()..];
-            s += &format!("  - model_regex: 'mlflow-chat-[{suffix}]'\n    input: {i}\n    output: {o}\n");
+            s += &format!(
+                "  - model_regex: 'mlflow-chat-[{suffix}]'\n    input: {i}\n    output: {o}\n"
+            );
         } else {
             s += &format!("  - model: {m}\n    input: {i}\n    output: {o}\n");
         }
@@ -68,7 +70,10 @@ impl Prometheus {
         .expect("write prometheus.yml");
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -112,7 +117,11 @@ impl Prometheus {
                     .flatten()
                     .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
                     .collect();
-                let v = r["value"][1].as_str().unwrap_or_default().parse().unwrap_or(f64::NAN);
+                let v = r["value"][1]
+                    .as_str()
+                    .unwrap_or_default()
+                    .parse()
+                    .unwrap_or(f64::NAN);
                 (labels, v)
             })
             .collect()
@@ -137,7 +146,12 @@ fn run_client(client: &str, endpoint: &str, seed: u64) -> Vec<(String, u64, u64)
             .args(["--seed", &seed.to_string()]),
         Duration::from_secs(180),
     );
-    assert_eq!(out.code(), 0, "{client} client failed:\n{}", tail(&out.stderr, 6000));
+    assert_eq!(
+        out.code(),
+        0,
+        "{client} client failed:\n{}",
+        tail(&out.stderr, 6000)
+    );
     let line = out.stdout.lines().last().unwrap_or_default();
     let doc: serde_json::Value = serde_json::from_str(line)
         .unwrap_or_else(|e| panic!("{client}: no JSON summary ({e}): {}", out.stdout));
@@ -210,31 +224,56 @@ service:
             None => *unpriced.entry(model.clone()).or_default() += 1.0,
         }
     }
-    assert!(unpriced.contains_key("mystery-model") || recorded.iter().all(|r| r.0 != "mystery-model"));
+    assert!(
+        unpriced.contains_key("mystery-model") || recorded.iter().all(|r| r.0 != "mystery-model")
+    );
 
-    let tokens_q = "sum by (gen_ai_request_model, gen_ai_token_type) (gen_ai_client_token_usage_sum)";
+    let tokens_q =
+        "sum by (gen_ai_request_model, gen_ai_token_type) (gen_ai_client_token_usage_sum)";
     let cost_q = "sum by (gen_ai_request_model) (gen_ai_client_cost_USD_total)";
     let unpriced_q = "sum by (model) (spanpipe_genai_unpriced_spans_total)";
     let (mut got_tokens, mut got_cost, mut got_unpriced) = Default::default();
-    let matches = |got: &BTreeMap<BTreeMap<String, String>, f64>, keys: &[&str], want: &BTreeMap<Vec<String>, f64>, tol: f64| {
+    let matches = |got: &BTreeMap<BTreeMap<String, String>, f64>,
+                   keys: &[&str],
+                   want: &BTreeMap<Vec<String>, f64>,
+                   tol: f64| {
         let got: BTreeMap<Vec<String>, f64> = got
             .iter()
-            .map(|(l, v)| (keys.iter().map(|k| l.get(*k).cloned().unwrap_or_default()).collect(), *v))
+            .map(|(l, v)| {
+                (
+                    keys.iter()
+                        .map(|k| l.get(*k).cloned().unwrap_or_default())
+                        .collect(),
+                    *v,
+                )
+            })
             .collect();
         got.len() == want.len()
-            && want.iter().all(|(k, w)| got.get(k).is_some_and(|g| (g - w).abs() <= tol * w.abs().max(1e-12)))
+            && want.iter().all(|(k, w)| {
+                got.get(k)
+                    .is_some_and(|g| (g - w).abs() <= tol * w.abs().max(1e-12))
+            })
     };
-    let want_tokens: BTreeMap<Vec<String>, f64> =
-        tokens.iter().map(|((m, t), v)| (vec![m.clone(), t.clone()], *v)).collect();
-    let want_cost: BTreeMap<Vec<String>, f64> = cost.iter().map(|(m, v)| (vec![m.clone()], *v)).collect();
-    let want_unpriced: BTreeMap<Vec<String>, f64> =
-        unpriced.iter().map(|(m, v)| (vec![m.clone()], *v)).collect();
+    let want_tokens: BTreeMap<Vec<String>, f64> = tokens
+        .iter()
+        .map(|((m, t), v)| (vec![m.clone(), t.clone()], *v))
+        .collect();
+    let want_cost: BTreeMap<Vec<String>, f64> =
+        cost.iter().map(|(m, v)| (vec![m.clone()], *v)).collect();
+    let want_unpriced: BTreeMap<Vec<String>, f64> = unpriced
+        .iter()
+        .map(|(m, v)| (vec![m.clone()], *v))
+        .collect();
     let arrived = wait_until(Duration::from_secs(90), || {
         got_tokens = prometheus.sums(tokens_q);
         got_cost = prometheus.sums(cost_q);
         got_unpriced = prometheus.sums(unpriced_q);
-        matches(&got_tokens, &["gen_ai_request_model", "gen_ai_token_type"], &want_tokens, 0.0)
-            && matches(&got_cost, &["gen_ai_request_model"], &want_cost, 1e-9)
+        matches(
+            &got_tokens,
+            &["gen_ai_request_model", "gen_ai_token_type"],
+            &want_tokens,
+            0.0,
+        ) && matches(&got_cost, &["gen_ai_request_model"], &want_cost, 1e-9)
             && matches(&got_unpriced, &["model"], &want_unpriced, 0.0)
     });
     assert!(
@@ -248,12 +287,24 @@ service:
 
     // The rolled-up agents' calls were not counted again, and every call still has a duration.
     let rolled = prometheus.sums("sum(spanpipe_genai_rolled_up_spans_total)");
-    assert!(rolled.values().sum::<f64>() > 0.0, "no rolled-up span seen: {rolled:?}");
+    assert!(
+        rolled.values().sum::<f64>() > 0.0,
+        "no rolled-up span seen: {rolled:?}"
+    );
     let calls = prometheus.sums("sum(gen_ai_client_operation_duration_seconds_count)");
     let want_calls = recorded.len() as f64;
-    assert!(calls.values().sum::<f64>() >= want_calls, "durations: {calls:?} < {want_calls}");
-    let tools = prometheus.sums("sum by (gen_ai_tool_name) (gen_ai_execute_tool_duration_seconds_count)");
-    assert!(tools.keys().any(|l| l.get("gen_ai_tool_name").is_some_and(|t| t == "add")), "{tools:?}");
+    assert!(
+        calls.values().sum::<f64>() >= want_calls,
+        "durations: {calls:?} < {want_calls}"
+    );
+    let tools =
+        prometheus.sums("sum by (gen_ai_tool_name) (gen_ai_execute_tool_duration_seconds_count)");
+    assert!(
+        tools
+            .keys()
+            .any(|l| l.get("gen_ai_tool_name").is_some_and(|t| t == "add")),
+        "{tools:?}"
+    );
 
     let status = sp.stop_gracefully();
     assert!(status.success(), "spanpipe exited with {status}");
