@@ -309,3 +309,103 @@ service:
     let status = sp.stop_gracefully();
     assert!(status.success(), "spanpipe exited with {status}");
 }
+
+/// `gen_ai_client_cost_USD_total` summed per `gen_ai_request_model` from the exporter's `/metrics` page.
+fn scraped_cost(port: u16) -> BTreeMap<String, f64> {
+    let page = http_get(&format!("http://127.0.0.1:{port}/metrics")).1;
+    let mut out = BTreeMap::new();
+    for s in support::parse_exposition(&page) {
+        if s.name == "gen_ai_client_cost_USD_total"
+            && let Some(m) = s.labels.get("gen_ai_request_model")
+        {
+            *out.entry(m.clone()).or_default() += s.value;
+        }
+    }
+    out
+}
+
+#[test]
+fn the_price_table_is_read_again_on_sighup() {
+    let [http, scrape] = free_ports::<2>();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prices = dir.path().join("prices.yaml");
+    std::fs::write(&prices, price_table()).expect("write prices");
+    // A check interval far beyond the test: only SIGHUP can make the new price count.
+    let mut sp = Spanpipe::start(
+        &format!(
+            "\
+receivers:
+  otlp:
+    protocols:
+      http: {{ endpoint: 127.0.0.1:{http} }}
+connectors:
+  genai_metrics:
+    flush_interval: 200ms
+    trace_wait: 0s
+    cost: {{ price_table: {}, reload_interval: 1h }}
+exporters:
+  prometheus:
+    endpoint: 127.0.0.1:{scrape}
+service:
+  telemetry: {{ metrics: {{ level: none }} }}
+  pipelines:
+    traces: {{ receivers: [otlp], exporters: [genai_metrics] }}
+    metrics: {{ receivers: [genai_metrics], exporters: [prometheus] }}
+",
+            prices.display()
+        ),
+        &[http, scrape],
+    );
+    let endpoint = format!("http://127.0.0.1:{http}");
+    let first = run_client("otel", &endpoint, 7);
+    let seen = wait_until(Duration::from_secs(30), || {
+        scraped_cost(scrape).contains_key("otel-gpt")
+    });
+    assert!(seen, "no cost for otel-gpt: {:?}", scraped_cost(scrape));
+    assert!(
+        !scraped_cost(scrape).contains_key("mystery-model"),
+        "mystery-model has no price yet"
+    );
+    assert!(
+        first.iter().any(|r| r.0 == "mystery-model"),
+        "seed 7 sends mystery-model"
+    );
+
+    // mystery-model gets a price; SIGHUP; the same client again.
+    let mystery = (0.25, 1.0);
+    std::fs::write(
+        &prices,
+        format!(
+            "{}  - model: mystery-model\n    input: {}\n    output: {}\n",
+            price_table(),
+            mystery.0,
+            mystery.1
+        ),
+    )
+    .expect("rewrite prices");
+    sp.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(500));
+    let second = run_client("otel", &endpoint, 7);
+    let want: f64 = second
+        .iter()
+        .filter(|r| r.0 == "mystery-model")
+        .map(|(_, i, o)| (*i as f64 * mystery.0 + *o as f64 * mystery.1) / 1e6)
+        .sum();
+    let mut got = BTreeMap::new();
+    let priced = wait_until(Duration::from_secs(30), || {
+        got = scraped_cost(scrape);
+        got.get("mystery-model")
+            .is_some_and(|g| (g - want).abs() <= 1e-9 * want)
+    });
+    assert!(
+        priced,
+        "after SIGHUP mystery-model should cost {want}: {got:?}\n{}",
+        tail(&sp.stderr_text(), 3000)
+    );
+    assert!(
+        sp.stderr_text().contains("price table loaded"),
+        "the reload is logged"
+    );
+    let status = sp.stop_gracefully();
+    assert!(status.success(), "spanpipe exited with {status}");
+}
