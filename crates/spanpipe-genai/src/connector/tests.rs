@@ -112,3 +112,32 @@ async fn refuses_other_signals_and_malformed_requests() {
     );
     assert!(c.consume(bad).await.is_err());
 }
+
+#[tokio::test]
+async fn the_watcher_picks_up_a_changed_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prices.yaml");
+    std::fs::write(&path, PRICES).unwrap();
+    let prices = Arc::new(PriceSource::open(path.clone(), "w").unwrap());
+    assert!(!prices.reload(false), "unchanged file: nothing to do");
+    let cancel = CancellationToken::new();
+    let task = prices.watch(Duration::from_millis(20), cancel.clone());
+    assert!(!prices.table().is_priced("new-model", None, 0));
+    // A different size, so the change is seen whatever the file system's time resolution.
+    std::fs::write(
+        &path,
+        format!("{PRICES}  - model: new-model\n    input: 1\n    output: 1\n"),
+    )
+    .unwrap();
+    let mut seen = false;
+    for _ in 0..200 {
+        if prices.table().is_priced("new-model", None, 0) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cancel.cancel();
+    task.await.unwrap();
+    assert!(seen, "the changed table was not loaded within 2 s");
+}
