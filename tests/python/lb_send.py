@@ -70,7 +70,7 @@ def main() -> int:
         print("bad arguments", file=sys.stderr)
         return 2
     faulthandler.dump_traceback_later(args.timeout, exit=True)
-    exporter = Acked(make_exporter("grpc", args.endpoint, "none", 10.0))
+    exporter = Acked(make_exporter("grpc", args.endpoint, "none", 30.0))
     provider = TracerProvider(resource=Resource.create({"service.name": f"lb-client-{args.seed}"}))
     provider.add_span_processor(
         BatchSpanProcessor(exporter, max_queue_size=100_000, max_export_batch_size=256, schedule_delay_millis=50)

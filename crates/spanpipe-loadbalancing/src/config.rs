@@ -23,8 +23,8 @@ pub struct LoadBalancingConfig {
     pub routing_attributes: Vec<String>,
     pub protocol: Protocol,
     pub resolver: ResolverSettings,
-    /// Per attempt of the exporter as a whole (routing into the backends' queues); zero: none. Off by default,
-    /// as in the Collector: each backend's `protocol.otlp` settings do the real work.
+    /// Per attempt of the exporter as a whole (routing into the backends' queues); zero: none. Each backend's
+    /// `protocol.otlp` settings govern the actual exports.
     pub timeout: ConfigDuration,
     pub sending_queue: QueueSettings,
     pub retry_on_failure: RetrySettings,
@@ -38,15 +38,12 @@ impl Default for LoadBalancingConfig {
             protocol: Protocol::default(),
             resolver: ResolverSettings::default(),
             timeout: ConfigDuration(Duration::ZERO),
-            // The Collector disables the exporter-level resilience options unless asked for.
-            sending_queue: QueueSettings {
-                enabled: false,
-                ..QueueSettings::default()
-            },
-            retry_on_failure: RetrySettings {
-                enabled: false,
-                ..RetrySettings::default()
-            },
+            // On by default, unlike the Collector (which turns the exporter-level options off): with the queue
+            // off, a batch that cannot be routed (every backend's queue full, no backend yet) after the client was
+            // answered could only be counted as failed; with it, it waits and is retried, and a full queue refuses
+            // new requests (503 / UNAVAILABLE) instead.
+            sending_queue: QueueSettings::default(),
+            retry_on_failure: RetrySettings::default(),
         }
     }
 }

@@ -122,9 +122,8 @@ impl ExporterFactory for LoadBalancingExporterFactory {
     }
 }
 
-/// How long one export waits for room in a backend's queue or for a first backend before it answers retryable
-/// (the exporter-level queue and retries are off by default, as in the Collector: waiting here is what holds
-/// the pipeline back instead of dropping).
+/// How long one export attempt waits for room in a backend's queue or for a first backend before it answers
+/// retryable (the exporter-level queue then retries it with `retry_on_failure`).
 const ROUTE_WAIT: Duration = Duration::from_secs(5);
 
 /// The exporter the pipeline sees: routes each batch into the backends' queues.

@@ -25,8 +25,9 @@ fn defaults_are_the_collectors() {
         .unwrap();
     assert_eq!(cfg.routing_key, "traceID");
     assert_eq!(cfg.routing().unwrap(), RoutingKey::TraceId);
-    assert!(!cfg.sending_queue.enabled, "exporter-level queue off");
-    assert!(!cfg.retry_on_failure.enabled, "exporter-level retry off");
+    // spanpipe's defaults: the exporter-level queue and retries on (the Collector turns them off).
+    assert_eq!(cfg.sending_queue, QueueSettings::default());
+    assert_eq!(cfg.retry_on_failure, RetrySettings::default());
     assert_eq!(cfg.timeout.0, Duration::ZERO);
     // protocol.otlp is the otlp exporter's config with its defaults: a queue and retries per backend.
     assert!(cfg.protocol.otlp.sending_queue.enabled);
