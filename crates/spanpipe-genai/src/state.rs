@@ -24,6 +24,12 @@ use crate::price::{PriceTable, day_of};
 use crate::store::{Outcome, PointRef, Store, intern};
 use crate::usage::Usage;
 
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+
+/// Up to this many spans, a trace's spans are looked up by a linear scan rather than a hash map.
+const LINEAR_TRACE: usize = 32;
+
 /// Distinct label values interned before the table starts over.
 const SYMBOLS: usize = 4096;
 /// Distinct `model` label values of `spanpipe_genai_unpriced_spans_total`; later models count as `_other`.
@@ -76,8 +82,8 @@ pub struct Held {
 pub struct Finished {
     labels: TraceLabels,
     /// Spans carrying usage, or below one: a late child of one of them is not counted.
-    usage_cover: HashSet<[u8; 8]>,
-    cost_cover: HashSet<[u8; 8]>,
+    usage_cover: FastSet<[u8; 8]>,
+    cost_cover: FastSet<[u8; 8]>,
 }
 
 pub struct State {
@@ -163,7 +169,7 @@ impl State {
                 if s.genai.is_some() {
                     let h = self.own(s);
                     let parent =
-                        |cover: &HashSet<[u8; 8]>| h.parent_id.is_some_and(|p| cover.contains(&p));
+                        |cover: &FastSet<[u8; 8]>| h.parent_id.is_some_and(|p| cover.contains(&p));
                     let (u, c) = (!parent(&fin.usage_cover), !parent(&fin.cost_cover));
                     self.record_span(&h, &fin.labels, u, c, prices, now, wall_ns);
                 }
@@ -204,11 +210,18 @@ impl State {
         now: Instant,
         wall_ns: u64,
     ) -> Finished {
-        let index: HashMap<[u8; 8], usize> = spans
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (h.span_id, i))
-            .collect();
+        // Traces are mostly small: a linear scan beats hashing up to a few dozen spans.
+        let index: Option<FastMap<[u8; 8], usize>> = (spans.len() > LINEAR_TRACE).then(|| {
+            let mut m = FastMap::with_capacity_and_hasher(spans.len(), Default::default());
+            m.extend(spans.iter().enumerate().map(|(i, h)| (h.span_id, i)));
+            m
+        });
+        let find = |id: &[u8; 8]| -> Option<usize> {
+            match &index {
+                Some(m) => m.get(id).copied(),
+                None => spans.iter().position(|h| h.span_id == *id),
+            }
+        };
         let has_usage: Vec<bool> = spans
             .iter()
             .map(|h| {
@@ -229,7 +242,7 @@ impl State {
         let ancestor = |i: usize, flag: &[bool]| -> bool {
             let mut p = spans[i].parent_id;
             for _ in 0..spans.len() {
-                let Some(j) = p.and_then(|p| index.get(&p).copied()) else {
+                let Some(j) = p.and_then(|p| find(&p)) else {
                     return false;
                 };
                 if flag[j] {
@@ -241,8 +254,8 @@ impl State {
         };
         let mut fin = Finished {
             labels: labels.clone(),
-            usage_cover: HashSet::new(),
-            cost_cover: HashSet::new(),
+            usage_cover: FastSet::default(),
+            cost_cover: FastSet::default(),
         };
         for (i, h) in spans.iter().enumerate() {
             let (au, ac) = (ancestor(i, &has_usage), ancestor(i, &has_cost));

@@ -263,3 +263,14 @@ fn series_are_capped_with_an_overflow_series() {
     assert!(st.store().overflow(Metric::TokenUsage).is_some());
     assert!(st.counts.overflow_points > 0);
 }
+
+#[test]
+fn large_traces_use_the_hashed_index_with_the_same_rule() {
+    // 40 spans (past the linear scan): a chain root → 1 → 2 … each with usage: only the root counts.
+    let mut spans = vec![llm(1, 1, 0, "gpt-test", 7, 3)];
+    spans.extend((2..=40u64).map(|i| llm(1, i, i - 1, "gpt-test", 100, 100)));
+    spans.reverse();
+    let st = run(settings(""), None, &[request(&[], spans)]);
+    assert_eq!(token_sum(&st, "gpt-test", TokenType::Input), 7.0);
+    assert_eq!(st.counts.rolled_up_spans, 39);
+}
