@@ -309,11 +309,7 @@ impl Buffer {
             Some(Early::TraceSize) => self.metrics.decided_early_trace_size.add(1),
             None => {}
         }
-        let data = TraceData {
-            trace_id: &p.trace_id,
-            pieces: &p.pieces,
-            span_count: p.spans,
-        };
+        let data = TraceData::new(&p.trace_id, &p.pieces, p.spans);
         let keep = self.sampler.decide(&data, now, &self.metrics) == Decision::Sampled;
         if keep {
             self.sampled.put(key, now);

@@ -5,12 +5,13 @@
 //! (`finish_reason`).
 //!
 //! - [`config`]: the Collector's options and validation; [`policy`]: the policies and how verdicts combine;
-//! - [`trace`]: a buffered trace's pieces and span walks; [`buffer`]: the trace table, its bounds and the
+//! - [`trace`]: a buffered trace's pieces and span walks; [`facts`]: what most policies ask, in one walk; [`buffer`]: the trace table, its bounds and the
 //!   decision caches; [`processor`]: the consumer, the decision task and the drain on shutdown;
 //! - [`usage`]: token and cost attributes of every GenAI convention (shareable); [`metrics`]: its telemetry.
 
 pub mod buffer;
 pub mod config;
+pub mod facts;
 pub mod lru;
 pub mod metrics;
 pub mod policy;

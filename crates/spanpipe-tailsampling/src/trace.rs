@@ -1,6 +1,9 @@
 //! One buffered trace as the policies see it: the encoded pieces of it that arrived (each a request holding only
 //! this trace's spans, cut by [`spanpipe_core::wire::split_by_trace`]) and walks over their spans.
 
+use std::cell::OnceCell;
+
+use crate::facts::Facts;
 use bytes::Bytes;
 use spanpipe_core::Metadata;
 use spanpipe_core::budget::Held;
@@ -21,11 +24,13 @@ pub struct Piece {
 }
 
 /// What a policy evaluates: every piece of one trace received so far.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub struct TraceData<'a> {
     pub trace_id: &'a [u8],
     pub pieces: &'a [Piece],
     pub span_count: usize,
+    /// Gathered by the first policy that asks, shared by the others of the same decision.
+    facts: OnceCell<Result<Facts, WireError>>,
 }
 
 /// One span with its resource, for policies that look at both.
@@ -35,6 +40,23 @@ pub struct SpanRef<'a> {
 }
 
 impl<'a> TraceData<'a> {
+    pub fn new(trace_id: &'a [u8], pieces: &'a [Piece], span_count: usize) -> Self {
+        TraceData {
+            trace_id,
+            pieces,
+            span_count,
+            facts: OnceCell::new(),
+        }
+    }
+
+    /// The trace's [`Facts`], from one walk over its spans on first use.
+    pub fn facts(&self) -> Result<&Facts, WireError> {
+        self.facts
+            .get_or_init(|| Facts::gather(self))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
     /// Calls `visit(state, span)` for every span, after `attr(&mut state, key, value)` saw each of its attributes
     /// during the one pass that reads the span's fields (`SpanView::read`); `state` starts as `S::default()` for
     /// every span.

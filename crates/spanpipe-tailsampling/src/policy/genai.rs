@@ -1,87 +1,17 @@
 //! spanpipe's GenAI policies: a trace's total tokens or cost (`genai_usage`), an MLflow span type in the trace
 //! (`span_type`), and a model stopping for a given reason (`finish_reason`).
 
-use std::collections::HashMap;
-
 use spanpipe_core::wire::{AnyValueRef, RawValue, WireError, for_each_item};
 use spanpipe_spanmetrics::span_type::TypeHints;
 
 use super::leaf::StatusCodes;
 use crate::config::{FinishReasonConfig, GenaiUsageConfig, SpanTypeConfig};
+use crate::facts::TraceUsage;
 use crate::trace::TraceData;
-use crate::usage::{SpanUsage, Usage};
 
-/// A trace's total usage.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct TraceUsage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub total_tokens: u64,
-    pub cost: f64,
-}
-
-/// The trace's total tokens and cost with MLflow's rule against double counting (`_aggregate_from_nodes` in
-/// `mlflow/tracing/utils/__init__.py`): a span's tokens count only when no ancestor in the trace carries tokens
-/// (frameworks that roll children's usage up onto a parent are counted once), and the same, separately, for
-/// cost. A span whose parent is not in the trace is a root.
+/// The trace's total tokens and cost (see [`crate::facts::Facts::gather`] for the rule against double counting).
 pub fn trace_usage(t: &TraceData<'_>) -> Result<TraceUsage, WireError> {
-    struct Node {
-        parent: u64,
-        usage: Usage,
-    }
-    let id = |b: &[u8]| -> u64 {
-        let mut x = [0u8; 8];
-        let n = b.len().min(8);
-        x[..n].copy_from_slice(&b[..n]);
-        u64::from_be_bytes(x)
-    };
-    let mut nodes: HashMap<u64, Node, foldhash::fast::RandomState> = HashMap::default();
-    t.for_each_span_with(
-        |u: &mut SpanUsage, k, v| {
-            u.offer(k, v);
-        },
-        |u, s| {
-            let usage = u.finish();
-            let parent = if s.view.parent_span_id.is_empty() {
-                0
-            } else {
-                id(s.view.parent_span_id)
-            };
-            // A span id seen twice (a retried export) counts once.
-            nodes.insert(id(s.view.span_id), Node { parent, usage });
-        },
-    )?;
-    let mut total = TraceUsage::default();
-    for node in nodes.values() {
-        if !node.usage.is_present() {
-            continue;
-        }
-        // Walk up at most as many steps as there are spans (a cycle in hostile input ends there).
-        let (mut tokens_above, mut cost_above) = (false, false);
-        let mut at = node.parent;
-        for _ in 0..nodes.len() {
-            let Some(p) = nodes.get(&at).filter(|_| at != 0) else {
-                break;
-            };
-            tokens_above |= p.usage.convention.is_some();
-            cost_above |= p.usage.cost.is_some();
-            if tokens_above && cost_above {
-                break;
-            }
-            at = p.parent;
-        }
-        if node.usage.convention.is_some() && !tokens_above {
-            total.input_tokens = total.input_tokens.saturating_add(node.usage.input_tokens);
-            total.output_tokens = total.output_tokens.saturating_add(node.usage.output_tokens);
-            total.total_tokens = total.total_tokens.saturating_add(node.usage.total_tokens);
-        }
-        if let Some(c) = node.usage.cost
-            && !cost_above
-        {
-            total.cost += c;
-        }
-    }
-    Ok(total)
+    Ok(t.facts()?.usage)
 }
 
 /// `genai_usage`: sampled when the trace's total tokens or its total cost reaches a threshold.
@@ -123,6 +53,10 @@ impl SpanType {
     }
 
     pub fn matches(&self, t: &TraceData<'_>) -> Result<bool, WireError> {
+        // No span has a wanted status (the shared facts know): no need to read span types.
+        if !self.statuses.is_empty() && !self.statuses.any_of(&t.facts()?.statuses) {
+            return Ok(false);
+        }
         let mut found = false;
         t.for_each_span_with(
             |h: &mut TypeHints<'_>, k, v| {
@@ -186,6 +120,10 @@ impl FinishReason {
     }
 
     pub fn matches(&self, t: &TraceData<'_>) -> Result<bool, WireError> {
+        // No span has a wanted status (the shared facts know): no need to read span types.
+        if !self.statuses.is_empty() && !self.statuses.any_of(&t.facts()?.statuses) {
+            return Ok(false);
+        }
         let mut found = false;
         t.for_each_span_with(
             |hit: &mut bool, k, v| {

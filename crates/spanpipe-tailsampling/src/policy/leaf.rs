@@ -27,15 +27,11 @@ impl Latency {
     }
 
     pub fn matches(&self, t: &TraceData<'_>) -> Result<bool, WireError> {
-        let (mut start, mut end) = (u64::MAX, 0u64);
-        t.for_each_span(|s| {
-            start = start.min(s.view.start_time_unix_nano);
-            end = end.max(s.view.end_time_unix_nano);
-        })?;
-        if start == u64::MAX {
+        let f = t.facts()?;
+        if f.start > f.end {
             return Ok(false);
         }
-        let ms = (end.saturating_sub(start) / 1_000_000) as i64;
+        let ms = f.duration_ms();
         Ok(if self.upper_ms == 0 {
             ms >= self.threshold_ms
         } else {
@@ -234,10 +230,13 @@ impl StatusCodes {
         !self.0.iter().any(|b| *b)
     }
 
+    /// Whether one of the statuses `seen` (indexed by code) is in the set.
+    pub fn any_of(&self, seen: &[bool; 3]) -> bool {
+        (0..3).any(|i| seen[i] && self.0[i])
+    }
+
     pub fn matches(&self, t: &TraceData<'_>) -> Result<bool, WireError> {
-        let mut found = false;
-        t.for_each_span(|s| found |= self.contains(s.view.status_code))?;
-        Ok(found)
+        Ok(self.any_of(&t.facts()?.statuses))
     }
 }
 

@@ -113,11 +113,8 @@ pub(super) fn decide(yaml: &str, pieces: &[Vec<u8>]) -> Decision {
     cfg.validate(&[], 1).expect("valid policy");
     let pieces: Vec<Piece> = pieces.iter().cloned().map(piece).collect();
     let spans = pieces.iter().map(|p| p.spans).sum();
-    let t = TraceData {
-        trace_id: &tid(1),
-        pieces: &pieces,
-        span_count: spans,
-    };
+    let id = tid(1);
+    let t = TraceData::new(&id, &pieces, spans);
     Policy::build(&cfg, Instant::now())
         .evaluate(&t, Instant::now())
         .expect("readable")

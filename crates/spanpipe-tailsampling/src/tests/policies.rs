@@ -271,11 +271,8 @@ fn rate_limiting_and_composite_share_spans_per_second() {
         vec![],
         (0..3).map(|s| span(1, s, 0, 1, vec![])).collect(),
     ))];
-    let t = TraceData {
-        trace_id: &tid(1),
-        pieces: &p,
-        span_count: 3,
-    };
+    let id = tid(1);
+    let t = TraceData::new(&id, &p, 3);
     let got: Vec<Decision> = (0..3).map(|_| c.evaluate(&t, now).unwrap()).collect();
     assert_eq!(
         got,
@@ -359,11 +356,8 @@ fn genai_usage_reads_every_convention_once_and_skips_rolled_up_children() {
     spans[1].parent_span_id = 1u64.to_be_bytes().to_vec();
     spans[2].parent_span_id = 1u64.to_be_bytes().to_vec();
     let p = [piece(request(vec![], spans))];
-    let t = TraceData {
-        trace_id: &tid(1),
-        pieces: &p,
-        span_count: 5,
-    };
+    let id = tid(1);
+    let t = TraceData::new(&id, &p, 5);
     let u = trace_usage(&t).unwrap();
     assert_eq!(u.total_tokens, 300 + 75 + 1000, "{u:?}");
     assert_eq!(u.input_tokens, 200 + 50 + 700);
