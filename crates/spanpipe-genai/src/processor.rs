@@ -150,12 +150,13 @@ impl SpanEditor for CostEditor<'_> {
             );
         }
         if self.mlflow_cost && !c.has_mlflow_cost {
-            let json = serde_json::json!({
-                "input_cost": cost.input,
-                "output_cost": cost.output,
-                "total_cost": cost.total(),
-            })
-            .to_string();
+            // Finite numbers (prices and counts are): Rust prints them as plain JSON decimals.
+            let json = format!(
+                "{{\"input_cost\": {}, \"output_cost\": {}, \"total_cost\": {}}}",
+                cost.input,
+                cost.output,
+                cost.total()
+            );
             push_attr(&mut out, "mlflow.llm.cost", AttrValue::Str(&json));
         }
         self.priced += 1;
