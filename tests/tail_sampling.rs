@@ -501,3 +501,102 @@ fn mlflow_holds_exactly_the_kept_traces() {
         kept.len() * 3
     );
 }
+
+/// A trace of one span carrying `pad` bytes of attribute.
+fn padded_trace(i: u64, pad: usize) -> Vec<u8> {
+    let mut s = span(0xb0d9, i, 0);
+    s.attributes.push(kv(
+        "padding",
+        any_value::Value::StringValue("x".repeat(pad)),
+    ));
+    body(vec![s])
+}
+
+#[test]
+fn held_traces_count_against_the_memory_budget_503_then_accepted_after_decisions() {
+    const PAD: usize = 64 * 1024;
+    let [http, metrics] = free_ports::<2>();
+    let dir = tempfile::Builder::new()
+        .prefix("spanpipe-tail-sampling-budget-")
+        .tempdir()
+        .expect("tempdir");
+    let out = dir.path().join("kept.jsonl");
+    let yaml = format!(
+        "{receivers}\
+processors:
+  tail_sampling:
+    decision_wait: 2s
+    policies: [{{ name: all, type: always_sample }}]
+exporters:
+  file: {{ path: {out} }}
+service:
+  memory_limit: 1MiB
+  telemetry: {{ metrics: {{ address: 127.0.0.1:{metrics} }} }}
+  pipelines:
+    traces: {{ receivers: [otlp], processors: [tail_sampling], exporters: [file] }}
+",
+        receivers = receivers(http),
+        out = out.display()
+    );
+    let mut sp = Spanpipe::start(&yaml, &[http, metrics]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = http_client();
+    let status = |i: u64| {
+        rt.block_on(http_post(
+            &client,
+            http,
+            "/v1/traces",
+            CT_PROTOBUF,
+            None,
+            padded_trace(i, PAD),
+        ))
+        .status()
+        .as_u16()
+    };
+    // Traces are held for 2 s: ~16 of 64 KiB fill the 1 MiB budget, then requests are refused whole.
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for i in 0..64 {
+        match status(i) {
+            200 => accepted.push(i),
+            503 => refused += 1,
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    let used = scrape(metrics, "spanpipe_memory_budget_used_bytes", &[]);
+    assert!(
+        refused > 0,
+        "the budget never refused ({} accepted)",
+        accepted.len()
+    );
+    assert!(
+        accepted.len() <= 17,
+        "{} traces of 64 KiB accepted under a 1 MiB budget",
+        accepted.len()
+    );
+    assert!(
+        used <= 1 << 20,
+        "budget in use {used} bytes while traces are held"
+    );
+    // Decided after decision_wait, delivered, released: accepted again.
+    let decided = wait_until(Duration::from_secs(10), || {
+        received(&out).len() >= accepted.len()
+    });
+    assert!(decided, "held traces were not delivered");
+    let again = wait_until(Duration::from_secs(10), || status(1000) == 200);
+    assert!(
+        again,
+        "requests still refused after the held traces were released"
+    );
+    assert!(sp.stop_gracefully().success());
+    let got: BTreeSet<u64> = received(&out).keys().copied().collect();
+    let want: BTreeSet<u64> = accepted.iter().copied().chain([1000]).collect();
+    assert_eq!(got, want, "every accepted trace delivered, none refused");
+    eprintln!(
+        "tail_sampling budget: {} of 64 traces of 64 KiB accepted under 1 MiB, {refused} refused with 503",
+        accepted.len()
+    );
+}
