@@ -259,10 +259,11 @@ impl Buffer {
         self.metrics.buffered_bytes.set(self.bytes as f64);
     }
 
-    /// Decides every trace whose `decision_wait` has passed; returns how many.
-    pub fn decide_due(&mut self, now: Instant) -> usize {
+    /// Decides up to `max` traces whose `decision_wait` has passed (oldest first); returns how many.
+    pub fn decide_due(&mut self, now: Instant, max: usize) -> usize {
         let mut n = 0;
-        while let Some(d) = self.next_deadline()
+        while n < max
+            && let Some(d) = self.next_deadline()
             && d <= now
         {
             let Some((_, key)) = self.order.first_key_value() else {

@@ -29,6 +29,8 @@ use crate::trace::Piece;
 pub const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 /// Longest pause between offers to a refusing pipeline.
 const MAX_REFUSED_PAUSE: Duration = Duration::from_millis(100);
+/// Traces decided per hold of the table's lock.
+const DECIDE_AT_ONCE: usize = 256;
 /// Spans per batch handed downstream at most.
 const MAX_RELEASE_SPANS: usize = 8192;
 
@@ -100,15 +102,21 @@ impl Inner {
         }
     }
 
-    /// Decides what is due and delivers the outbox; returns when the next trace is due.
-    async fn run_once(&self, give_up_at: Option<Instant>) -> Option<Instant> {
-        let (out, next) = {
-            let mut b = self.lock();
-            b.decide_due(Instant::now().into_std());
-            (std::mem::take(&mut b.outbox), b.next_deadline())
-        };
-        self.deliver(out, give_up_at).await;
-        next.map(Instant::from_std)
+    /// Decides what is due and delivers the outbox, [`DECIDE_AT_ONCE`] traces per hold of the table's lock so
+    /// requests are never held up for long; returns when the next trace is due.
+    async fn run_once(&self) -> Option<Instant> {
+        loop {
+            let (out, decided, next) = {
+                let mut b = self.lock();
+                let decided = b.decide_due(Instant::now().into_std(), DECIDE_AT_ONCE);
+                (std::mem::take(&mut b.outbox), decided, b.next_deadline())
+            };
+            self.deliver(out, None).await;
+            if decided < DECIDE_AT_ONCE {
+                return next.map(Instant::from_std);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Hands kept pieces downstream, consecutive pieces with equal metadata joined into batches.
@@ -182,7 +190,7 @@ impl Inner {
 
     async fn run(self: Arc<Self>) {
         loop {
-            let next = self.run_once(None).await;
+            let next = self.run_once().await;
             let sleep_until = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
             tokio::select! {
                 _ = tokio::time::sleep_until(sleep_until) => {}

@@ -35,8 +35,13 @@ fn traces_wait_for_their_decision_and_late_spans_follow_it() {
     assert_eq!(b.accept(&tid(1), one(1, 0, 1), t0), Route::Buffered);
     assert_eq!(b.accept(&tid(1), one(1, 1, 2), t0), Route::Buffered);
     assert_eq!(b.accept(&tid(2), one(2, 0, 1), t0), Route::Buffered);
-    assert_eq!(b.decide_due(t0 + Duration::from_millis(999)), 0);
-    assert_eq!(b.decide_due(t0 + Duration::from_secs(1)), 2);
+    assert_eq!(b.decide_due(t0 + Duration::from_millis(999), usize::MAX), 0);
+    assert_eq!(
+        b.decide_due(t0 + Duration::from_secs(1), 1),
+        1,
+        "at most max at once"
+    );
+    assert_eq!(b.decide_due(t0 + Duration::from_secs(1), usize::MAX), 1);
     assert_eq!(b.outbox.len(), 2, "both pieces of the error trace");
     assert_eq!(b.traces(), 0);
     assert_eq!(b.bytes(), 0);
