@@ -32,8 +32,7 @@ fn price_table() -> String {
     let mut s = String::from("currency: USD\nprices:\n");
     for (m, i, o) in PRICES {
         // mlflow-chat-* through a regular expression, the others exactly.
-        if m.starts_with("mlflow-chat-") {
-            let suffix = &m["mlflow-chat-".len()..];
+        if let Some(suffix) = m.strip_prefix("mlflow-chat-") {
             s += &format!(
                 "  - model_regex: 'mlflow-chat-[{suffix}]'\n    input: {i}\n    output: {o}\n"
             );
