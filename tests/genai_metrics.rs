@@ -285,11 +285,13 @@ service:
     eprintln!("cost USD by model: {want_cost:?}; unpriced spans: {want_unpriced:?}");
 
     // The rolled-up agents' calls were not counted again, and every call still has a duration.
-    let rolled = prometheus.sums("sum(spanpipe_genai_rolled_up_spans_total)");
-    assert!(
-        rolled.values().sum::<f64>() > 0.0,
-        "no rolled-up span seen: {rolled:?}"
-    );
+    // spanpipe's own counters are scraped from another target, on their own schedule: wait for them too.
+    let mut rolled = BTreeMap::new();
+    let seen = wait_until(Duration::from_secs(20), || {
+        rolled = prometheus.sums("sum(spanpipe_genai_rolled_up_spans_total)");
+        rolled.values().sum::<f64>() > 0.0
+    });
+    assert!(seen, "no rolled-up span seen: {rolled:?}");
     let calls = prometheus.sums("sum(gen_ai_client_operation_duration_seconds_count)");
     let want_calls = recorded.len() as f64;
     assert!(
