@@ -187,16 +187,23 @@ impl State {
         }
         roots.dedup();
         for trace in roots {
-            let Some(spans) = self.pending.take(&trace) else {
-                continue;
-            };
             let labels = facts
                 .roots
                 .iter()
                 .find(|(t, _)| *t == trace)
                 .map(|(_, l)| l.clone())
                 .unwrap_or_else(|| self.untagged.clone());
-            let fin = self.resolve(&spans, &labels, prices, now, wall_ns);
+            let fin = match self.pending.take(&trace) {
+                Some(spans) => self.resolve(&spans, &labels, prices, now, wall_ns),
+                // A trace without GenAI spans so far: remembered too, so GenAI spans arriving after its root
+                // (exported later by another process) get its tags at once instead of waiting out trace_wait.
+                None if self.pending.finished(&trace).is_none() => Finished {
+                    labels,
+                    usage_cover: FastSet::default(),
+                    cost_cover: FastSet::default(),
+                },
+                None => continue,
+            };
             self.pending.finish(trace, Arc::new(fin), now);
         }
     }

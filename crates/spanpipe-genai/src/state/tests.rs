@@ -274,3 +274,20 @@ fn large_traces_use_the_hashed_index_with_the_same_rule() {
     assert_eq!(token_sum(&st, "gpt-test", TokenType::Input), 7.0);
     assert_eq!(st.counts.rolled_up_spans, 39);
 }
+
+#[test]
+fn genai_spans_after_a_plain_root_get_its_tags_without_waiting() {
+    let root = span(5, 1, 0, 50.0, 0, &[("mlflow.traceTag.team", V::S("ml"))]);
+    let reqs = [
+        request(&[], vec![root]),
+        request(&[], vec![llm(5, 2, 1, "gpt-test", 4, 2)]),
+    ];
+    let st = run(settings("tags: [team]"), None, &reqs);
+    assert_eq!(st.pending_spans(), 0);
+    let s = st
+        .store()
+        .series()
+        .find(|s| s.metric == Metric::TokenUsage)
+        .unwrap();
+    assert_eq!(s.trace[0].as_deref(), Some("ml"));
+}
