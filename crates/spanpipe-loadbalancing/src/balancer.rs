@@ -358,3 +358,6 @@ async fn probe_until_back(me: Weak<Balancer>, b: Arc<Backend>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

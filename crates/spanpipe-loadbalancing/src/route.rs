@@ -63,3 +63,6 @@ pub fn span_position(key: &RoutingKey, ctx: SpanCtx<'_>) -> Result<u32, WireErro
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
