@@ -73,10 +73,11 @@ exporters:
     tracking_uri: {uri}
     experiment_name: {experiment}
     retry_on_failure: {{ initial_interval: 200ms, max_interval: 2s }}
-    # One export at a time: with 10 concurrent single-span requests per trace, MLflow 3.17 (SQLite) stored
-    # trace tokenUsage / cost above its own rule in 2 of 3 runs (cause not pinned down: its per-trace recompute
-    # under concurrent log_spans); one at a time it matched in every run. spanpipe's counts are checked against
-    # the client's record as well, so this only keeps MLflow's side deterministic.
+    # One export at a time, in the client's order. With 10 concurrent single-span requests per trace, MLflow
+    # 3.17 stored trace totals above its own rule in 2 of 3 runs: its server recomputes a trace's usage only
+    # when a request carries usage, so when the agent span (rolled-up usage) is stored before the tool span
+    # that links the agent to its calls, the calls count as roots too, and the tool span arriving later (no
+    # usage) never triggers the recompute that would fix it (docs/genai-token-usage.md).
     sending_queue: {{ num_consumers: 1 }}
   prometheus:
     endpoint: 127.0.0.1:{scrape}
