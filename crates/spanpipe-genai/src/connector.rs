@@ -64,7 +64,7 @@ impl ConnectorFactory for GenaiMetricsFactory {
 }
 
 /// Counter suffixes (`spanpipe_genai_{what}_total`) and their HELP text.
-const COUNTERS: [(&str, &str); 6] = [
+const COUNTERS: [(&str, &str); 7] = [
     (
         "overflow_points",
         "GenAI metric points recorded into an overflow series because max_series was reached.",
@@ -76,6 +76,10 @@ const COUNTERS: [(&str, &str); 6] = [
     (
         "no_root_traces",
         "Traces whose root span did not arrive within trace_wait (recorded without tags).",
+    ),
+    (
+        "incomplete_traces",
+        "Traces whose root arrived but a span's parent did not within trace_wait (recorded with the spans present).",
     ),
     (
         "expired_series",
@@ -91,11 +95,12 @@ const COUNTERS: [(&str, &str); 6] = [
     ),
 ];
 
-fn counts_vec(c: &Counts) -> [u64; 6] {
+fn counts_vec(c: &Counts) -> [u64; 7] {
     [
         c.overflow_points,
         c.pending_full_spans,
         c.no_root_traces,
+        c.incomplete_traces,
         c.expired_series,
         c.rolled_up_spans,
         c.currency_mismatch_spans,
@@ -107,7 +112,7 @@ struct Telemetry {
     counters: Vec<Counter>,
     series: Gauge,
     pending: Gauge,
-    reported: [u64; 6],
+    reported: [u64; 7],
 }
 
 impl Telemetry {
@@ -139,7 +144,7 @@ impl Telemetry {
             counters,
             series: metrics::gauge!("spanpipe_genai_series", "connector" => id.to_string()),
             pending: metrics::gauge!("spanpipe_genai_pending_spans", "connector" => id.to_string()),
-            reported: [0; 6],
+            reported: [0; 7],
         }
     }
 

@@ -44,6 +44,8 @@ pub struct Counts {
     pub pending_full_spans: u64,
     /// Traces whose root did not arrive within `trace_wait` (their spans recorded without tags).
     pub no_root_traces: u64,
+    /// Traces whose root arrived but some span's parent did not within `trace_wait` (recorded with what came).
+    pub incomplete_traces: u64,
     /// Series dropped after `series_expiration`.
     pub expired_series: u64,
     /// Spans whose usage was not counted because an ancestor carries usage (MLflow's rule).
@@ -66,6 +68,21 @@ pub struct OwnedGenai {
     carried_currency: Option<Arc<str>>,
     duration_s: f64,
     day: i64,
+}
+
+/// Whether every span's parent is among `spans` (the root has none): MLflow's rule can then see every ancestor.
+fn complete(spans: &[Held]) -> bool {
+    if spans.len() > LINEAR_TRACE {
+        let ids: FastSet<[u8; 8]> = spans.iter().map(|h| h.span_id).collect();
+        spans
+            .iter()
+            .all(|h| h.parent_id.is_none_or(|p| ids.contains(&p)))
+    } else {
+        spans.iter().all(|h| {
+            h.parent_id
+                .is_none_or(|p| spans.iter().any(|o| o.span_id == p))
+        })
+    }
 }
 
 /// A span waiting for its trace's root: its place in the tree and, for GenAI spans, what it records.
@@ -95,6 +112,9 @@ pub struct State {
     /// The unit of `gen_ai.client.cost`.
     pub currency: Arc<str>,
     unpriced: HashMap<Box<str>, Counter>,
+    /// Labels of traces whose root arrived while some of their spans' parents had not: they wait on for the
+    /// missing links (only traces with spans in `pending`, so bounded with it).
+    rooted: FastMap<[u8; 16], TraceLabels>,
     component: String,
     pub counts: Counts,
 }
@@ -109,6 +129,7 @@ impl State {
             untagged,
             currency: Arc::from(currency),
             unpriced: HashMap::new(),
+            rooted: FastMap::default(),
             component: component.to_string(),
             settings,
             counts: Counts::default(),
@@ -160,9 +181,12 @@ impl State {
             }
             return;
         }
+        // Traces to look at after the batch: those whose root is in it, and those whose root came earlier but
+        // that still wait for a missing parent.
         let mut roots: Vec<[u8; 16]> = Vec::new();
         for s in &facts.spans {
-            if s.parent_id.is_none() {
+            let root = s.parent_id.is_none();
+            if root || self.rooted.contains_key(&s.trace_id) {
                 roots.push(s.trace_id);
             }
             if let Some(fin) = self.pending.finished(&s.trace_id).cloned() {
@@ -175,7 +199,7 @@ impl State {
                 }
                 continue;
             }
-            if s.genai.is_none() && !self.pending.is_waiting(&s.trace_id) {
+            if s.genai.is_none() && !root && !self.pending.is_waiting(&s.trace_id) {
                 continue;
             }
             let h = self.own(s);
@@ -185,6 +209,7 @@ impl State {
                 self.record_span(&h, &untagged, true, true, prices, now, wall_ns);
             }
         }
+        roots.sort_unstable();
         roots.dedup();
         for trace in roots {
             let labels = facts
@@ -192,9 +217,39 @@ impl State {
                 .iter()
                 .find(|(t, _)| *t == trace)
                 .map(|(_, l)| l.clone())
+                .or_else(|| self.rooted.get(&trace).cloned())
                 .unwrap_or_else(|| self.untagged.clone());
             let fin = match self.pending.take(&trace) {
-                Some(spans) => self.resolve(&spans, &labels, prices, now, wall_ns),
+                Some(spans) if !complete(&spans) => {
+                    // A link is missing (e.g. a tool span exported after its agent): without it MLflow's rule
+                    // would see the calls below it as roots and count rolled-up usage twice. Wait on for it.
+                    let mut left = spans.into_iter();
+                    let mut full = None;
+                    for h in left.by_ref() {
+                        if let Err(h) = self.pending.hold(trace, h, now) {
+                            full = Some(h);
+                            break;
+                        }
+                    }
+                    match full {
+                        None => {
+                            self.rooted.insert(trace, labels);
+                            continue;
+                        }
+                        Some(h) => {
+                            // No room to wait: resolve with what came.
+                            self.rooted.remove(&trace);
+                            let mut spans = self.pending.take(&trace).unwrap_or_default();
+                            spans.push(h);
+                            spans.extend(left);
+                            self.resolve(&spans, &labels, prices, now, wall_ns)
+                        }
+                    }
+                }
+                Some(spans) => {
+                    self.rooted.remove(&trace);
+                    self.resolve(&spans, &labels, prices, now, wall_ns)
+                }
                 // A trace without GenAI spans so far: remembered too, so GenAI spans arriving after its root
                 // (exported later by another process) get its tags at once instead of waiting out trace_wait.
                 None if self.pending.finished(&trace).is_none() => Finished {
@@ -428,8 +483,17 @@ impl State {
                 .iter()
                 .position(|h| h.trace_id != t)
                 .map_or(spans.len(), |n| start + n);
-            self.counts.no_root_traces += 1;
-            self.resolve(&spans[start..end], &untagged, prices, now, wall_ns);
+            let labels = match self.rooted.remove(&t) {
+                Some(l) => {
+                    self.counts.incomplete_traces += 1;
+                    l
+                }
+                None => {
+                    self.counts.no_root_traces += 1;
+                    untagged.clone()
+                }
+            };
+            self.resolve(&spans[start..end], &labels, prices, now, wall_ns);
             start = end;
         }
     }

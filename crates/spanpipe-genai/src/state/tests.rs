@@ -291,3 +291,102 @@ fn genai_spans_after_a_plain_root_get_its_tags_without_waiting() {
         .unwrap();
     assert_eq!(s.trace[0].as_deref(), Some("ml"));
 }
+
+#[test]
+fn a_root_arriving_before_a_linking_span_waits_for_it() {
+    // agent (root, rolled-up usage) → tool (no usage) → calls; the tool span comes last.
+    let agent = span(
+        6,
+        1,
+        0,
+        50.0,
+        0,
+        &[
+            ("gen_ai.operation.name", V::S("invoke_agent")),
+            ("gen_ai.request.model", V::S("gpt-test")),
+            ("gen_ai.usage.input_tokens", V::I(30)),
+            ("gen_ai.usage.output_tokens", V::I(12)),
+        ],
+    );
+    let tool = span(
+        6,
+        2,
+        1,
+        40.0,
+        0,
+        &[
+            ("gen_ai.operation.name", V::S("execute_tool")),
+            ("gen_ai.tool.name", V::S("t")),
+        ],
+    );
+    let s = Arc::new(settings(""));
+    let mut st = State::new(s.clone(), "USD", "t");
+    let md = Metadata::default();
+    let t0 = Instant::now();
+    for r in [
+        request(
+            &[],
+            vec![
+                llm(6, 3, 2, "gpt-test", 10, 4),
+                llm(6, 4, 2, "gpt-test", 20, 8),
+            ],
+        ),
+        request(&[], vec![agent]),
+    ] {
+        st.record_batch(&extract(&s, &r, &md, 0).unwrap(), None, t0, 1);
+    }
+    assert_eq!(
+        st.pending_spans(),
+        3,
+        "the root came, but the calls' parent did not: still waiting"
+    );
+    assert_eq!(token_sum(&st, "gpt-test", TokenType::Input), 0.0);
+    st.record_batch(
+        &extract(&s, &request(&[], vec![tool]), &md, 0).unwrap(),
+        None,
+        t0,
+        1,
+    );
+    assert_eq!(st.pending_spans(), 0);
+    assert_eq!(
+        token_sum(&st, "gpt-test", TokenType::Input),
+        30.0,
+        "counted once, on the agent"
+    );
+
+    // A link that never comes: resolved at the end of the wait with what is there (as MLflow would).
+    let mut st = State::new(s.clone(), "USD", "t");
+    let agent = span(
+        7,
+        1,
+        0,
+        50.0,
+        0,
+        &[
+            ("gen_ai.request.model", V::S("gpt-test")),
+            ("gen_ai.usage.input_tokens", V::I(30)),
+        ],
+    );
+    st.record_batch(
+        &extract(
+            &s,
+            &request(&[], vec![llm(7, 3, 2, "gpt-test", 10, 4), agent]),
+            &md,
+            0,
+        )
+        .unwrap(),
+        None,
+        t0,
+        1,
+    );
+    st.sweep(None, t0 + std::time::Duration::from_secs(31), 2);
+    assert_eq!(
+        (
+            st.pending_spans(),
+            st.counts.incomplete_traces,
+            st.counts.no_root_traces
+        ),
+        (0, 1, 0)
+    );
+    assert_eq!(token_sum(&st, "gpt-test", TokenType::Input), 40.0);
+}
