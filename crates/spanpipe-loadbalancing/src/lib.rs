@@ -12,7 +12,7 @@ pub mod config;
 mod exporter;
 mod resolver;
 pub mod ring;
-mod route;
+pub mod route;
 #[cfg(test)]
 mod test_util;
 

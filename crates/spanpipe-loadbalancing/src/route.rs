@@ -10,9 +10,15 @@ use crate::ring::position;
 /// The ring position of the span in `ctx` under `key`.
 pub fn span_position(key: &RoutingKey, ctx: SpanCtx<'_>) -> Result<u32, WireError> {
     match key {
+        // The trace id is the span's first field as SDKs write it: stop there instead of reading the span.
         RoutingKey::TraceId => {
-            let span = SpanView::read(ctx.raw, |_, _| {})?;
-            Ok(position(span.trace_id))
+            let mut r = wire::Reader::new(ctx.raw);
+            while let Some((n, f)) = r.next_field()? {
+                if n == fields::span::TRACE_ID {
+                    return Ok(position(f.bytes("span.trace_id")?));
+                }
+            }
+            Ok(position(&[]))
         }
         RoutingKey::Service => {
             let name = wire::find_attr(ctx.resource, fields::resource::ATTRIBUTES, "service.name")?
