@@ -32,6 +32,7 @@ pub mod state;
 pub mod store;
 #[cfg(test)]
 mod test_util;
+pub mod tree;
 pub mod usage;
 
 pub use config::{GenaiCostConfig, GenaiMetricsConfig, Settings};

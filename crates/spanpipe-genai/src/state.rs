@@ -22,6 +22,7 @@ use crate::extract::{BatchFacts, CarriedCost, OpKind, SLOTS, SpanFacts, TOOL_NAM
 use crate::labels::{Metric, TokenType};
 use crate::price::{PriceTable, day_of};
 use crate::store::{Outcome, PointRef, Store, intern};
+use crate::tree::ancestry;
 use crate::usage::Usage;
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -284,6 +285,10 @@ impl State {
                 None => spans.iter().position(|h| h.span_id == *id),
             }
         };
+        let parents: Vec<Option<usize>> = spans
+            .iter()
+            .map(|h| h.parent_id.and_then(|p| find(&p)))
+            .collect();
         let has_usage: Vec<bool> = spans
             .iter()
             .map(|h| {
@@ -300,38 +305,26 @@ impl State {
                     .is_some_and(|g| self.span_cost(g, prices).is_some())
             })
             .collect();
-        // Whether an ancestor (among the spans present) has the flag; bounded walk (ids may form cycles).
-        let ancestor = |i: usize, flag: &[bool]| -> bool {
-            let mut p = spans[i].parent_id;
-            for _ in 0..spans.len() {
-                let Some(j) = p.and_then(|p| find(&p)) else {
-                    return false;
-                };
-                if flag[j] {
-                    return true;
-                }
-                p = spans[j].parent_id;
-            }
-            false
-        };
+        let anc = ancestry(&parents, &has_usage, &has_cost);
         let mut fin = Finished {
             labels: labels.clone(),
             usage_cover: FastSet::default(),
             cost_cover: FastSet::default(),
         };
         for (i, h) in spans.iter().enumerate() {
-            let (au, ac) = (ancestor(i, &has_usage), ancestor(i, &has_cost));
-            if has_usage[i] || au {
+            // Usage (cost) counts when MLflow reaches the span and no ancestor carries usage (cost).
+            let (reach, au, ac) = (anc.reachable[i], anc.usage[i], anc.cost[i]);
+            if has_usage[i] || au || !reach {
                 fin.usage_cover.insert(h.span_id);
             }
-            if has_cost[i] || ac {
+            if has_cost[i] || ac || !reach {
                 fin.cost_cover.insert(h.span_id);
             }
             if h.genai.is_some() {
-                if has_usage[i] && au {
+                if has_usage[i] && (au || !reach) {
                     self.counts.rolled_up_spans += 1;
                 }
-                self.record_span(h, labels, !au, !ac, prices, now, wall_ns);
+                self.record_span(h, labels, reach && !au, reach && !ac, prices, now, wall_ns);
             }
         }
         fin
