@@ -19,6 +19,8 @@ const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 const MAX_EVENT_BYTES: usize = 8 << 20;
 /// How long the server keeps one watch open before we resume it.
 const WATCH_SECONDS: u64 = 300;
+/// How long a watch may stay silent before it is given up as dead.
+const WATCH_IDLE: Duration = Duration::from_secs(WATCH_SECONDS + 60);
 
 /// The pod's namespace (`name` without `.namespace`), or `default` outside a pod.
 pub(crate) fn pod_namespace() -> String {
@@ -236,14 +238,19 @@ impl EndpointSliceWatch {
         }
         let mut line: Vec<u8> = Vec::new();
         loop {
+            // The server ends a watch after `timeoutSeconds` and sends bookmarks meanwhile: silence well past
+            // that means the connection is dead.
             let chunk = tokio::select! {
-                c = resp.chunk() => c,
+                c = tokio::time::timeout(WATCH_IDLE, resp.chunk()) => c,
                 _ = stop.cancelled() => return WatchEnd::Stopped,
             };
             let chunk = match chunk {
-                Ok(Some(c)) => c,
-                Ok(None) => return WatchEnd::Closed,
-                Err(e) => return WatchEnd::Failed(format!("watch EndpointSlices: {e}")),
+                Ok(Ok(Some(c))) => c,
+                Ok(Ok(None)) => return WatchEnd::Closed,
+                Ok(Err(e)) => return WatchEnd::Failed(format!("watch EndpointSlices: {e}")),
+                Err(_) => {
+                    return WatchEnd::Failed("watch EndpointSlices: connection silent".into());
+                }
             };
             let mut rest: &[u8] = &chunk;
             while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
