@@ -93,6 +93,10 @@ fn credential_like(name: &str) -> bool {
     if n.ends_with("_file") || n.ends_with("_path") || n == "header" || n == "scheme" {
         return false;
     }
+    // `loadbalancing`'s `routing_key` names what spans are routed by (`traceID`, `service`), not a credential.
+    if n == "routing_key" {
+        return false;
+    }
     n.contains("token")
         || n.contains("password")
         || n.contains("secret")
