@@ -312,7 +312,7 @@ exporters:
 service:
   telemetry: {{ metrics: {{ address: 127.0.0.1:{metrics} }} }}
   pipelines:
-    traces/all: {{ receivers: [otlp], exporters: [mlflow_spanmetrics, forward] }}
+    traces/all: {{ receivers: [otlp], exporters: [forward, mlflow_spanmetrics] }}
     traces/sampled: {{ receivers: [forward], processors: [tail_sampling, batch], exporters: [file] }}
     metrics: {{ receivers: [mlflow_spanmetrics], exporters: [prometheus] }}
 ",
