@@ -97,6 +97,10 @@ fn credential_like(name: &str) -> bool {
     if n == "routing_key" {
         return false;
     }
+    // GenAI token counts and token types (`extra_token_types`, `min_tokens`) are usage, not credentials.
+    if n.contains("token_type") || n.contains("token_count") || n.ends_with("_tokens") {
+        return false;
+    }
     n.contains("token")
         || n.contains("password")
         || n.contains("secret")
