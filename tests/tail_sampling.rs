@@ -2,7 +2,8 @@
 //!
 //! - 10,000 three-span agent traces, each sent in two requests (root + LLM span first, the third span in the
 //!   next request, traces interleaved): 2% have an ERROR span, 1% use more than the token threshold *in total*
-//!   (two LLM spans of 6,000 tokens against a 10,000 threshold; neither alone passes), 1% carry a rolled-up parent
+//!   (two LLM spans of 6,000 tokens — OTel `gen_ai.usage.*` on one, MLflow's `mlflow.chat.tokenUsage` JSON on the
+//!   other — against a 10,000 threshold; neither alone passes), 1% carry a rolled-up parent
 //!   whose children must not be counted twice (6,000 in total: not expensive), the rest are sampled at 10% by the
 //!   `probabilistic` policy. At the `file` backend: every error and expensive trace whole, every other trace
 //!   whole or absent exactly as the Collector's rule (FNV-1a of the salt and trace id ≤ 10% of 2^64, computed
@@ -11,6 +12,8 @@
 //!   has the documented shape: `mlflow_spanmetrics` in a pipeline before sampling (`forward` into the sampling
 //!   one) and its histogram on the `prometheus` scrape counts 100% of the spans, not the kept share.
 //! - A real MLflow behind the same policies (300 traces) holds exactly the kept traces, each with all its spans.
+//! - Held traces count against `service.memory_limit`: full → 503, accepted again once decided; the span metrics
+//!   of the documented shape count only accepted spans.
 
 #[path = "spanmetrics_support.rs"]
 mod support;
@@ -133,7 +136,12 @@ fn span(seed: u64, i: u64, n: u64) -> Span {
         any_value::Value::IntValue(i as i64),
     ));
     attributes.extend(match (c, n) {
-        (Class::Expensive, 1 | 2) => tokens(4_000, 2_000, n == 2),
+        (Class::Expensive, 1) => tokens(4_000, 2_000, false),
+        // MLflow's own attribute: a JSON object, JSON-encoded once more as MLflow's SDK writes every value.
+        (Class::Expensive, 2) => vec![s(
+            "mlflow.chat.tokenUsage",
+            "{\"input_tokens\": 4000, \"output_tokens\": 2000, \"total_tokens\": 6000}",
+        )],
         (Class::RolledUp, 0) => tokens(4_000, 2_000, false),
         (Class::RolledUp, 1 | 2) => tokens(2_000, 1_000, true),
         (_, 1) => tokens(200, 100, false),
@@ -515,7 +523,7 @@ fn padded_trace(i: u64, pad: usize) -> Vec<u8> {
 #[test]
 fn held_traces_count_against_the_memory_budget_503_then_accepted_after_decisions() {
     const PAD: usize = 64 * 1024;
-    let [http, metrics] = free_ports::<2>();
+    let [http, metrics, scrape_port] = free_ports::<3>();
     let dir = tempfile::Builder::new()
         .prefix("spanpipe-tail-sampling-budget-")
         .tempdir()
@@ -527,18 +535,24 @@ processors:
   tail_sampling:
     decision_wait: 2s
     policies: [{{ name: all, type: always_sample }}]
+connectors:
+  mlflow_spanmetrics: {{ flush_interval: 200ms, tags_wait: 100ms }}
+  forward:
 exporters:
   file: {{ path: {out} }}
+  prometheus: {{ endpoint: 127.0.0.1:{scrape_port} }}
 service:
   memory_limit: 1MiB
   telemetry: {{ metrics: {{ address: 127.0.0.1:{metrics} }} }}
   pipelines:
-    traces: {{ receivers: [otlp], processors: [tail_sampling], exporters: [file] }}
+    traces/all: {{ receivers: [otlp], exporters: [forward, mlflow_spanmetrics] }}
+    traces/sampled: {{ receivers: [forward], processors: [tail_sampling], exporters: [file] }}
+    metrics: {{ receivers: [mlflow_spanmetrics], exporters: [prometheus] }}
 ",
         receivers = receivers(http),
         out = out.display()
     );
-    let mut sp = Spanpipe::start(&yaml, &[http, metrics]);
+    let mut sp = Spanpipe::start(&yaml, &[http, metrics, scrape_port]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -591,7 +605,23 @@ service:
         again,
         "requests still refused after the held traces were released"
     );
+    // The span metrics counted each accepted span once and no refused one (here the receiver itself refuses: the
+    // held traces' reservations fill the budget before a request reaches the pipeline).
+    let url = format!("http://127.0.0.1:{scrape_port}/metrics");
+    let want_count = (accepted.len() + 1) as f64;
+    let mut counted = 0.0;
+    wait_until(Duration::from_secs(10), || {
+        counted = histograms(&parse_exposition(&http_get(&url).1), FAMILY)
+            .values()
+            .map(|h| h.count)
+            .sum();
+        counted >= want_count
+    });
     assert!(sp.stop_gracefully().success());
+    assert_eq!(
+        counted, want_count,
+        "span metrics count refused requests' retries once"
+    );
     let got: BTreeSet<u64> = received(&out).keys().copied().collect();
     let want: BTreeSet<u64> = accepted.iter().copied().chain([1000]).collect();
     assert_eq!(got, want, "every accepted trace delivered, none refused");
