@@ -78,7 +78,11 @@ fn per_span(c: &mut Criterion) {
             for s in &mut ss.spans {
                 let t = u64::from_be_bytes(s.trace_id[8..16].try_into().expect("16 bytes"));
                 if let Some(status) = s.status.as_mut() {
-                    status.code = if t % 25 == 3 && status.code == 2 { 2 } else { 1 };
+                    status.code = if t % 25 == 3 && status.code == 2 {
+                        2
+                    } else {
+                        1
+                    };
                 }
                 s.trace_id[8..]
                     .copy_from_slice(&t.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
