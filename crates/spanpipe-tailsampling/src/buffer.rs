@@ -132,7 +132,8 @@ pub struct Buffer {
 impl Buffer {
     pub fn new(limits: Limits, sampler: Sampler, metrics: Arc<Metrics>, expected: usize) -> Self {
         let mut pending = HashMap::default();
-        pending.reserve(expected.min(limits.num_traces));
+        // A sizing hint, not a promise: never more than num_traces, nor a million entries up front.
+        pending.reserve(expected.min(limits.num_traces).min(1 << 20));
         Buffer {
             limits,
             sampler,
