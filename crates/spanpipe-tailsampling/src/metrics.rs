@@ -102,8 +102,72 @@ pub struct Metrics {
     pub unreadable: Count,
 }
 
+/// HELP texts (the Collector's where it has the metric).
+const HELP: &[(&str, &str)] = &[
+    (
+        "count_traces_sampled_total",
+        "Count of traces that were sampled or not per sampling policy",
+    ),
+    (
+        "global_count_traces_sampled_total",
+        "Global count of traces that were sampled or not by at least one policy",
+    ),
+    (
+        "sampling_policy_evaluation_error_total",
+        "Count of sampling policy evaluation errors",
+    ),
+    (
+        "new_trace_id_received_total",
+        "Counts the arrival of new traces",
+    ),
+    (
+        "early_releases_from_cache_decision_total",
+        "Number of spans that were able to be immediately released due to a decision cache hit.",
+    ),
+    (
+        "sampling_trace_dropped_too_early_total",
+        "Count of traces that needed to be dropped before the configured wait time",
+    ),
+    (
+        "sampling_trace_decided_early_total",
+        "Count of traces decided before the configured wait time to stay within num_traces or the byte bounds",
+    ),
+    (
+        "release_failed_spans_total",
+        "Kept spans the pipeline never took (rejected, or refused past the shutdown limit)",
+    ),
+    (
+        "unreadable_batches_total",
+        "Batches that could not be cut per trace, passed on unsampled",
+    ),
+    (
+        "sampling_traces_on_memory",
+        "Tracks the number of traces current on memory",
+    ),
+    ("buffered_bytes", "Bytes of undecided traces held"),
+    (
+        "sampling_late_span_age",
+        "Time (in seconds) from the sampling decision was taken and the arrival of a late span",
+    ),
+];
+
+/// Registers the HELP texts (once the recorder is installed; repeating is harmless).
+fn describe() {
+    for (name, help) in HELP {
+        let full = format!("{PREFIX}{name}");
+        match *name {
+            "sampling_traces_on_memory" | "buffered_bytes" => metrics::describe_gauge!(full, *help),
+            "sampling_late_span_age" => {
+                metrics::describe_histogram!(full, metrics::Unit::Seconds, *help)
+            }
+            _ => metrics::describe_counter!(full, *help),
+        }
+    }
+}
+
 impl Metrics {
     pub fn new(processor: &str, policies: &[String]) -> Self {
+        describe();
         let base = vec![("processor", processor.to_string())];
         let with = |k: &'static str, v: &str| {
             let mut l = base.clone();
