@@ -105,16 +105,71 @@ struct Hints<'a> {
     error_type: Option<RawValue<'a>>,
     tool_name: Option<RawValue<'a>>,
     oi_tool_name: Option<RawValue<'a>>,
-    cost_amount: Option<RawValue<'a>>,
-    cost_currency: Option<RawValue<'a>>,
-    oi_cost_total: Option<RawValue<'a>>,
-    mlflow_cost: Option<RawValue<'a>>,
+    cost: CostHints<'a>,
+}
+
+/// The cost attributes of a span, gathered in the one pass over its attributes: the one reading of a carried
+/// cost (`genai_metrics`, `genai_cost` and `tail_sampling`'s `genai_usage` policy share it).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CostHints<'a> {
+    amount: Option<RawValue<'a>>,
+    currency: Option<RawValue<'a>>,
+    oi_total: Option<RawValue<'a>>,
+    mlflow: Option<RawValue<'a>>,
+}
+
+impl<'a> CostHints<'a> {
+    /// Looks at one attribute; false when it is not a cost attribute.
+    #[inline]
+    pub fn offer(&mut self, key: &[u8], v: RawValue<'a>) -> bool {
+        let slot = match key {
+            b"gen_ai.usage.cost.amount" => &mut self.amount,
+            b"gen_ai.usage.cost.currency" => &mut self.currency,
+            b"llm.cost.total" => &mut self.oi_total,
+            b"mlflow.llm.cost" => &mut self.mlflow,
+            _ => return false,
+        };
+        *slot = Some(v);
+        true
+    }
+
+    /// A carried cost: `gen_ai.usage.cost.amount`, else OpenInference `llm.cost.total`, else MLflow's
+    /// `mlflow.llm.cost` `total_cost`. Negative or non-finite amounts are no cost.
+    pub fn carried(&self) -> Option<CarriedCost> {
+        let num = |v: Option<RawValue<'_>>| -> Option<f64> {
+            match v?.get() {
+                AnyValueRef::Double(d) => Some(d),
+                AnyValueRef::Int(i) => Some(i as f64),
+                AnyValueRef::Str(s) => json_str(s).trim().parse().ok(),
+                _ => None,
+            }
+            .filter(|d| d.is_finite() && *d >= 0.0)
+        };
+        let mlflow = || -> Option<f64> {
+            let AnyValueRef::Str(s) = self.mlflow?.get() else {
+                return None;
+            };
+            let j: serde_json::Value = serde_json::from_str(s).ok()?;
+            j.get("total_cost")?
+                .as_f64()
+                .filter(|d| d.is_finite() && *d >= 0.0)
+        };
+        num(self.amount)
+            .or_else(|| num(self.oi_total))
+            .or_else(mlflow)
+            .map(|amount| CarriedCost { amount })
+    }
+
+    /// The currency the carried cost says it is in (`gen_ai.usage.cost.currency`), if any.
+    pub fn currency(&self) -> Option<Cow<'a, str>> {
+        text(self.currency)
+    }
 }
 
 impl<'a> Hints<'a> {
     #[inline]
     fn offer(&mut self, k: &[u8], v: RawValue<'a>) -> bool {
-        if self.usage.offer(k, v) {
+        if self.usage.offer(k, v) || self.cost.offer(k, v) {
             return true;
         }
         let slot = match k {
@@ -133,10 +188,6 @@ impl<'a> Hints<'a> {
             b"error.type" => &mut self.error_type,
             b"gen_ai.tool.name" => &mut self.tool_name,
             b"tool.name" => &mut self.oi_tool_name,
-            b"gen_ai.usage.cost.amount" => &mut self.cost_amount,
-            b"gen_ai.usage.cost.currency" => &mut self.cost_currency,
-            b"llm.cost.total" => &mut self.oi_cost_total,
-            b"mlflow.llm.cost" => &mut self.mlflow_cost,
             b"gen_ai.request.model" => {
                 // Also a span-type hint (LiveKit).
                 self.types.offer(k, v);
@@ -206,33 +257,6 @@ fn op_kind(op: &str) -> OpKind {
     }
 }
 
-/// A carried cost: `gen_ai.usage.cost.amount`, else OpenInference `llm.cost.total`, else MLflow's
-/// `mlflow.llm.cost` `total_cost`.
-fn carried_cost(h: &Hints<'_>) -> Option<CarriedCost> {
-    let num = |v: Option<RawValue<'_>>| -> Option<f64> {
-        match v?.get() {
-            AnyValueRef::Double(d) => Some(d),
-            AnyValueRef::Int(i) => Some(i as f64),
-            AnyValueRef::Str(s) => json_str(s).trim().parse().ok(),
-            _ => None,
-        }
-        .filter(|d| d.is_finite() && *d >= 0.0)
-    };
-    let mlflow = || -> Option<f64> {
-        let AnyValueRef::Str(s) = h.mlflow_cost?.get() else {
-            return None;
-        };
-        let j: serde_json::Value = serde_json::from_str(s).ok()?;
-        j.get("total_cost")?
-            .as_f64()
-            .filter(|d| d.is_finite() && *d >= 0.0)
-    };
-    num(h.cost_amount)
-        .or_else(|| num(h.oi_cost_total))
-        .or_else(mlflow)
-        .map(|amount| CarriedCost { amount })
-}
-
 fn span_facts<'a>(
     s: &'a Settings,
     raw: &'a [u8],
@@ -279,7 +303,7 @@ fn span_facts<'a>(
         genai: None,
     };
     let usage = h.usage.resolve();
-    let carried = carried_cost(&h);
+    let carried = h.cost.carried();
     let op: Option<Cow<'a, str>> = h
         .types
         .gen_ai_operation
@@ -338,7 +362,7 @@ fn span_facts<'a>(
         price_model,
         usage,
         carried_cost: carried,
-        carried_currency: text(h.cost_currency),
+        carried_currency: h.cost.currency(),
     });
     Ok(facts)
 }
@@ -367,8 +391,8 @@ pub fn cost_inputs(raw: &[u8]) -> Result<CostInputs<'_>, WireError> {
         price_model: price_model(&h),
         provider: provider(&h),
         start_unix_nano: span.start_time_unix_nano,
-        has_cost: h.cost_amount.is_some() || h.oi_cost_total.is_some(),
-        has_mlflow_cost: h.mlflow_cost.is_some(),
+        has_cost: h.cost.amount.is_some() || h.cost.oi_total.is_some(),
+        has_mlflow_cost: h.cost.mlflow.is_some(),
     })
 }
 

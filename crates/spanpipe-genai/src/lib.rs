@@ -28,6 +28,7 @@ pub mod labels;
 pub mod price;
 pub mod price_source;
 pub mod processor;
+pub mod rollup;
 pub mod state;
 pub mod store;
 #[cfg(test)]
