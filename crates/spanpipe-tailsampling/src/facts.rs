@@ -2,21 +2,13 @@
 //! decision: the time span, which statuses occur, and the total GenAI usage. Policies that look for configured
 //! keys or values (attributes, span types, finish reasons) walk the spans themselves.
 
-use std::collections::HashMap;
-
 use spanpipe_core::wire::WireError;
+use spanpipe_genai::rollup::{Node, SpanHints, trace_total};
 
 use crate::trace::TraceData;
-use crate::usage::{SpanUsage, Usage};
 
-/// A trace's total usage.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct TraceUsage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub total_tokens: u64,
-    pub cost: f64,
-}
+/// A trace's total usage: what `genai_metrics` would count for it (see [`spanpipe_genai::rollup`]).
+pub use spanpipe_genai::rollup::TraceTotal as TraceUsage;
 
 /// One walk's findings.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -37,26 +29,16 @@ impl Facts {
 
     /// Walks the trace once.
     pub fn gather(t: &TraceData<'_>) -> Result<Facts, WireError> {
-        struct Node {
-            parent: u64,
-            usage: Usage,
-        }
-        let id = |b: &[u8]| -> u64 {
-            let mut x = [0u8; 8];
-            let n = b.len().min(8);
-            x[..n].copy_from_slice(&b[..n]);
-            u64::from_be_bytes(x)
-        };
         let mut f = Facts {
             start: u64::MAX,
             ..Facts::default()
         };
-        let mut nodes: HashMap<u64, Node, foldhash::fast::RandomState> = HashMap::default();
+        let mut nodes: Vec<Node> = Vec::with_capacity(t.span_count);
         t.for_each_span_with(
-            |u: &mut SpanUsage, k, v| {
-                u.offer(k, v);
+            |h: &mut SpanHints<'_>, k, v| {
+                h.offer(k, v);
             },
-            |u, s| {
+            |h, s| {
                 let v = &s.view;
                 f.start = f.start.min(v.start_time_unix_nano);
                 f.end = f.end.max(v.end_time_unix_nano);
@@ -65,50 +47,16 @@ impl Facts {
                 } else {
                     0
                 }] = true;
-                let usage = u.finish();
-                let parent = if v.parent_span_id.is_empty() {
-                    0
-                } else {
-                    id(v.parent_span_id)
-                };
-                // A span id seen twice (a retried export) counts once.
-                nodes.insert(id(v.span_id), Node { parent, usage });
+                // Ids as `genai_metrics` reads them (a malformed id reads as zeros).
+                let span_id = <[u8; 8]>::try_from(v.span_id).unwrap_or_default();
+                let parent_id = (!v.parent_span_id.is_empty())
+                    .then(|| <[u8; 8]>::try_from(v.parent_span_id).unwrap_or_default());
+                nodes.push(h.node(span_id, parent_id));
             },
         )?;
-        // MLflow's rule against double counting (`_aggregate_from_nodes` in mlflow/tracing/utils/__init__.py): a
-        // span's tokens count only when no ancestor in the trace carries tokens (frameworks rolling children's
-        // usage up onto a parent are counted once); the same, separately, for cost. A span whose parent is not
-        // in the trace is a root.
-        for node in nodes.values() {
-            if !node.usage.is_present() {
-                continue;
-            }
-            // Walk up at most as many steps as there are spans (a cycle in hostile input ends there).
-            let (mut tokens_above, mut cost_above) = (false, false);
-            let mut at = node.parent;
-            for _ in 0..nodes.len() {
-                let Some(p) = nodes.get(&at).filter(|_| at != 0) else {
-                    break;
-                };
-                tokens_above |= p.usage.convention.is_some();
-                cost_above |= p.usage.cost.is_some();
-                if tokens_above && cost_above {
-                    break;
-                }
-                at = p.parent;
-            }
-            let u = &mut f.usage;
-            if node.usage.convention.is_some() && !tokens_above {
-                u.input_tokens = u.input_tokens.saturating_add(node.usage.input_tokens);
-                u.output_tokens = u.output_tokens.saturating_add(node.usage.output_tokens);
-                u.total_tokens = u.total_tokens.saturating_add(node.usage.total_tokens);
-            }
-            if let Some(c) = node.usage.cost
-                && !cost_above
-            {
-                u.cost += c;
-            }
-        }
+        // Each span's tokens and cost read, and summed by MLflow's rule against double counting, exactly as
+        // `genai_metrics` does (docs/genai-token-usage.md).
+        f.usage = trace_total(&nodes);
         Ok(f)
     }
 }

@@ -7,7 +7,8 @@
 //! - [`config`]: the Collector's options and validation; [`policy`]: the policies and how verdicts combine;
 //! - [`trace`]: a buffered trace's pieces and span walks; [`facts`]: what most policies ask, in one walk; [`buffer`]: the trace table, its bounds and the
 //!   decision caches; [`processor`]: the consumer, the decision task and the drain on shutdown;
-//! - [`usage`]: token and cost attributes of every GenAI convention (shareable); [`metrics`]: its telemetry.
+//! - [`metrics`]: its telemetry. Token usage and cost are read and summed by `spanpipe_genai::rollup`, exactly
+//!   as the `genai_metrics` connector counts them.
 
 pub mod buffer;
 pub mod config;
@@ -17,7 +18,6 @@ pub mod metrics;
 pub mod policy;
 pub mod processor;
 pub mod trace;
-pub mod usage;
 
 #[cfg(test)]
 mod tests;

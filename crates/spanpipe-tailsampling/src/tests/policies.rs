@@ -382,6 +382,53 @@ fn genai_usage_reads_every_convention_once_and_skips_rolled_up_children() {
 }
 
 #[test]
+fn genai_usage_reads_a_span_as_genai_metrics_does() {
+    let int = any_value::Value::IntValue;
+    // One span, three conventions: MLflow's JSON wins, then OpenInference before OTel (MLflow's server order,
+    // `spanpipe_genai::usage`), so the 1000 OTel tokens are not the span's.
+    let both = span(
+        1,
+        0,
+        0,
+        1,
+        vec![
+            kv("gen_ai.usage.input_tokens", int(1000)),
+            kv("llm.token_count.prompt", int(100)),
+            kv("llm.token_count.completion", int(1)),
+            kv(
+                "mlflow.chat.tokenUsage",
+                v_str("{\"input_tokens\": 10, \"output_tokens\": 5}"),
+            ),
+        ],
+    );
+    // OpenInference before OTel, and its own total kept (not input + output).
+    let mut oi = span(
+        1,
+        1,
+        0,
+        1,
+        vec![
+            kv("gen_ai.usage.input_tokens", int(1000)),
+            kv("llm.token_count.prompt", int(100)),
+            kv("llm.token_count.completion", int(1)),
+            kv("llm.token_count.total", int(120)),
+        ],
+    );
+    oi.parent_span_id = 77u64.to_be_bytes().to_vec();
+    // A parent-id cycle is never reached from a root: MLflow does not count it.
+    let mut cycle = span(1, 4, 0, 1, vec![kv("gen_ai.usage.input_tokens", int(7))]);
+    cycle.parent_span_id = 5u64.to_be_bytes().to_vec();
+    let p = [piece(request(vec![], vec![both, oi, cycle]))];
+    let id = tid(1);
+    let u = trace_usage(&TraceData::new(&id, &p, 3)).unwrap();
+    assert_eq!(
+        (u.input_tokens, u.output_tokens, u.total_tokens),
+        (10 + 100, 5 + 1, 15 + 120),
+        "{u:?}"
+    );
+}
+
+#[test]
 fn span_type_and_finish_reason() {
     let llm_error = span(1, 1, 0, 2, vec![kv("mlflow.spanType", v_str("\"LLM\""))]);
     let tool_ok = span(

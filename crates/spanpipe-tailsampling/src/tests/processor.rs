@@ -244,13 +244,36 @@ async fn hostile_bytes_never_panic_and_nothing_is_lost() {
 
 #[test]
 fn usage_numbers_from_hostile_values_are_ignored_not_wrapped() {
-    use crate::usage::count;
-    use spanpipe_core::wire::AnyValueRef;
-    assert_eq!(count(AnyValueRef::Int(-1)), None);
-    assert_eq!(count(AnyValueRef::Double(f64::NAN)), None);
-    assert_eq!(count(AnyValueRef::Double(-3.0)), None);
-    assert_eq!(count(AnyValueRef::Str("12")), Some(12));
-    assert_eq!(count(AnyValueRef::Str("\"12\"")), Some(12));
-    assert_eq!(count(AnyValueRef::Str("x")), None);
-    assert_eq!(count(AnyValueRef::Kvlist(b"\xff")), None);
+    use crate::policy::trace_usage;
+    use crate::trace::TraceData;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let hostile = [
+        ("gen_ai.usage.input_tokens", Value::IntValue(-1)),
+        ("gen_ai.usage.output_tokens", Value::DoubleValue(f64::NAN)),
+        ("llm.token_count.prompt", Value::DoubleValue(-3.0)),
+        ("llm.token_count.completion", v_str("x")),
+        ("gen_ai.usage.prompt_tokens", Value::DoubleValue(1e300)),
+        (
+            "gen_ai.usage.cost.amount",
+            Value::DoubleValue(f64::INFINITY),
+        ),
+        ("llm.cost.total", v_str("-0.5")),
+        ("mlflow.llm.cost", v_str("{\"total_cost\": -1}")),
+    ];
+    let attrs = hostile.into_iter().map(|(k, v)| kv(k, v)).collect();
+    let p = [piece(request(vec![], vec![span(1, 0, 0, 1, attrs)]))];
+    let id = tid(1);
+    let u = trace_usage(&TraceData::new(&id, &p, 1)).unwrap();
+    assert_eq!(u, crate::facts::TraceUsage::default());
+    // Counts read as strings (MLflow JSON-encodes values) are counts.
+    let attrs = vec![
+        kv("gen_ai.usage.input_tokens", v_str("12")),
+        kv("gen_ai.usage.output_tokens", v_str("\"3\"")),
+    ];
+    let p = [piece(request(vec![], vec![span(1, 0, 0, 1, attrs)]))];
+    let u = trace_usage(&TraceData::new(&id, &p, 1)).unwrap();
+    assert_eq!(
+        (u.input_tokens, u.output_tokens, u.total_tokens),
+        (12, 3, 15)
+    );
 }
