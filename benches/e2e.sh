@@ -17,6 +17,7 @@
 #   KEEP=0                   1: keep the temp dir (config, logs, reports)
 #   PERF=0                   1: sample spanpipe with `perf record -e cpu-clock` while it works; top symbols on stderr
 #   RSS_LOG=0                1: print spanpipe's VmRSS once a second during the run (stderr), to tell growth from a plateau
+#   NO_SPANMETRICS=0         1: leave mlflow_spanmetrics/prometheus out of the pipeline (to see their share)
 #   PERF_OPTS="-F 1999 -g"   e.g. "-F 499 --call-graph dwarf,16384" for user-space callers (KEEP=1, then perf report)
 #
 # Output: progress on stderr, ONE result line on stdout.
@@ -81,7 +82,7 @@ has_component() { # kind name
     awk -v kind="$1:" -v name="  - $2" '$0 ~ /^[a-z]+:/ { cur = $0 } cur == kind && $0 == name { found = 1 } END { exit !found }' <<<"$COMPONENTS"
 }
 SPANMETRICS=0
-if has_component connectors mlflow_spanmetrics && has_component exporters prometheus; then
+if [[ "${NO_SPANMETRICS:-0}" != 1 ]] && has_component connectors mlflow_spanmetrics && has_component exporters prometheus; then
     SPANMETRICS=1
 fi
 

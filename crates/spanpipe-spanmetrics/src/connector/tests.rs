@@ -116,21 +116,25 @@ async fn flushes_on_its_interval_and_on_shutdown_with_waiting_points_untagged() 
 async fn rejects_other_signals_and_malformed_traces_and_nothing_to_send_sends_nothing() {
     let down = Arc::new(Capture::default());
     let c = build("flush_interval: 50ms\n", down.clone());
-    c.start().await.unwrap();
     let metrics = Batch::new(Signal::Metrics, bytes::Bytes::new(), 0);
-    assert!(matches!(
-        c.consume(metrics).await,
-        Err(ConsumeError::Rejected { .. })
-    ));
     let bad = Batch::new(
         Signal::Traces,
         bytes::Bytes::from_static(b"\x0a\x05\x12"),
         1,
     );
+    // Not started: recorded on the caller's path, so a malformed batch is refused to the caller.
     assert!(matches!(
-        c.consume(bad).await,
+        c.consume(bad.clone()).await,
         Err(ConsumeError::Rejected { .. })
     ));
+    c.start().await.unwrap();
+    assert!(matches!(
+        c.consume(metrics).await,
+        Err(ConsumeError::Rejected { .. })
+    ));
+    // Started: the worker records; a batch it cannot read (only a broken component could hand one over, the
+    // receiver's door refuses it) is logged and records nothing.
+    assert!(c.consume(bad).await.is_ok());
     tokio::time::sleep(Duration::from_millis(200)).await;
     c.shutdown().await;
     assert_eq!(down.batches(), 0);
