@@ -7,116 +7,15 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use spanpipe_e2e::process::terminate;
+use spanpipe_e2e::prometheus::PrometheusServer;
 use spanpipe_e2e::{SendSpans, Spanpipe, free_ports, tail, wait_until};
-use support::http_get;
-
-/// A Prometheus server in a temp dir, terminated on drop.
-struct Prometheus {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(port: u16, scrape_port: u16) -> Prometheus {
-        let dir = tempfile::Builder::new()
-            .prefix("spanpipe-prom-")
-            .tempdir()
-            .expect("tempdir");
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
-                 scrape_configs:\n  - job_name: spanpipe\n    static_configs:\n      - targets: ['127.0.0.1:{scrape_port}']\n"
-            ),
-        )
-        .expect("write prometheus.yml");
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--web.enable-remote-write-receiver")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(dir.path().join("stderr")).expect("stderr file"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run prometheus ({e}): apt-get install prometheus"));
-        let p = Prometheus { child, port, dir };
-        let ready = wait_until(Duration::from_secs(60), || {
-            http_get(&format!("http://127.0.0.1:{port}/-/ready")).0 == 200
-        });
-        assert!(ready, "prometheus not ready within 60 s:\n{}", p.log());
-        p
-    }
-
-    fn log(&self) -> String {
-        tail(
-            &std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default(),
-            4000,
-        )
-        .to_string()
-    }
-
-    /// An instant query's vector result as (labels, value).
-    fn query(&self, promql: &str) -> Vec<(BTreeMap<String, String>, String)> {
-        let url = reqwest::Url::parse_with_params(
-            &format!("http://127.0.0.1:{}/api/v1/query", self.port),
-            &[("query", promql)],
-        )
-        .expect("url");
-        let (status, body) = http_get(url.as_str());
-        assert_eq!(status, 200, "query {promql}: {body}");
-        let doc: serde_json::Value = serde_json::from_str(&body).expect("json");
-        doc["data"]["result"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| {
-                let labels = r["metric"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect();
-                (
-                    labels,
-                    r["value"][1].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect()
-    }
-
-    /// `sum by (...)` of a query, as label set → value.
-    fn sums(&self, promql: &str) -> BTreeMap<BTreeMap<String, String>, f64> {
-        self.query(promql)
-            .into_iter()
-            .map(|(l, v)| (l, v.parse().unwrap_or(f64::NAN)))
-            .collect()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = terminate(&mut self.child, Duration::from_secs(10));
-        if std::thread::panicking() {
-            eprintln!("---- prometheus stderr ----\n{}", self.log());
-        }
-    }
-}
 
 #[test]
 fn prometheus_scrapes_and_receives_remote_write_of_the_same_histograms() {
     let [http, scrape, prom] = free_ports::<3>();
-    let prometheus = Prometheus::start(prom, scrape);
+    let prometheus = PrometheusServer::start(prom, &[scrape], true);
     let mut sp = Spanpipe::start(
         &format!(
             "\

@@ -18,6 +18,7 @@ pub mod ids;
 pub mod mlflow;
 pub mod otlp;
 pub mod process;
+pub mod prometheus;
 pub mod python;
 pub mod wire;
 pub mod yaml;
