@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use spanpipe_core::wire::{Field, Reader, WireError, put_bytes_field};
+use spanpipe_core::wire::{Reader, WireError, each_raw_field, put_bytes_field};
 
 /// Encoded overhead of one wrapper field (tag + length varint) we budget for: a tag byte and up to 5 length bytes.
 const WRAPPER: usize = 6;
@@ -55,30 +55,11 @@ pub struct Chunk {
     pub traces: usize,
 }
 
-/// Calls `f(number, raw field bytes, payload)` for each field; the payload is empty for non-bytes fields.
-fn fields<'a>(
-    buf: &'a [u8],
-    mut f: impl FnMut(u32, &'a [u8], &'a [u8]) -> Result<(), WireError>,
-) -> Result<(), WireError> {
-    let mut r = Reader::new(buf);
-    loop {
-        let start = r.position();
-        let Some((n, field)) = r.next_field()? else {
-            return Ok(());
-        };
-        let payload = match field {
-            Field::Bytes(b) => b,
-            _ => &[],
-        };
-        f(n, &buf[start..r.position()], payload)?;
-    }
-}
-
 impl<'a> Plan<'a> {
     /// Walks the request once, remembering where every resource, scope and span is.
     pub fn parse(buf: &'a [u8]) -> Result<Plan<'a>, WireError> {
         let mut plan = Plan::default();
-        fields(buf, |n, _, rs| {
+        each_raw_field(buf, |n, _, rs| {
             if n != 1 {
                 return Ok(());
             }
@@ -87,7 +68,7 @@ impl<'a> Plan<'a> {
                 resource: &[],
                 header: Vec::new(),
             };
-            fields(rs, |n, raw, payload| {
+            each_raw_field(rs, |n, raw, payload| {
                 match n {
                     2 => plan.parse_scope(resource, payload)?,
                     1 => {
@@ -107,7 +88,7 @@ impl<'a> Plan<'a> {
     fn parse_scope(&mut self, resource: usize, ss: &'a [u8]) -> Result<(), WireError> {
         let scope = self.scopes.len();
         let mut header = Vec::new();
-        fields(ss, |n, raw, span| {
+        each_raw_field(ss, |n, raw, span| {
             if n != 2 {
                 header.push(raw);
                 return Ok(());

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use super::fields::{request as rq, resource_spans as rsf, scope_spans as ssf};
-use super::{Field, Reader, SpanCtx, WireError, put_bytes_field, walk_spans};
+use super::{Reader, SpanCtx, WireError, each_raw_field, put_bytes_field, walk_spans};
 
 /// One group's spans as a request of their own.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,13 +62,13 @@ pub fn split_traces_by<'a>(
         }
         let rs = f.bytes("resource_spans")?;
         let mut rs_header: Vec<u8> = Vec::new();
-        each_raw(rs, |n, raw, payload| {
+        each_raw_field(rs, |n, raw, payload| {
             if n != rsf::SCOPE_SPANS {
                 rs_header.extend_from_slice(raw);
                 return Ok(());
             }
             let mut ss_header: Vec<u8> = Vec::new();
-            each_raw(payload, |n, raw, _| {
+            each_raw_field(payload, |n, raw, _| {
                 if n != ssf::SPANS {
                     ss_header.extend_from_slice(raw);
                     return Ok(());
@@ -116,25 +116,6 @@ pub fn split_traces_by<'a>(
             spans: o.spans,
         })
         .collect())
-}
-
-/// Calls `f(number, raw field with its tag, payload of a length-delimited field or empty)` for every field.
-fn each_raw<'a>(
-    msg: &'a [u8],
-    mut f: impl FnMut(u32, &'a [u8], &'a [u8]) -> Result<(), WireError>,
-) -> Result<(), WireError> {
-    let mut r = Reader::new(msg);
-    loop {
-        let start = r.position();
-        let Some((n, field)) = r.next_field()? else {
-            return Ok(());
-        };
-        let payload = match field {
-            Field::Bytes(b) => b,
-            _ => &[],
-        };
-        f(n, &msg[start..r.position()], payload)?;
-    }
 }
 
 #[cfg(test)]

@@ -146,6 +146,26 @@ fn too_long() -> WireError {
 }
 
 /// Appends a varint.
+/// Calls `f(field number, the whole encoded field with its tag, payload)` for every field of `msg`; the payload
+/// is empty for fields that are not length-delimited. The one walk behind the splitters that copy fields verbatim.
+pub fn each_raw_field<'a>(
+    msg: &'a [u8],
+    mut f: impl FnMut(u32, &'a [u8], &'a [u8]) -> Result<(), WireError>,
+) -> Result<(), WireError> {
+    let mut r = Reader::new(msg);
+    loop {
+        let start = r.position();
+        let Some((n, field)) = r.next_field()? else {
+            return Ok(());
+        };
+        let payload = match field {
+            Field::Bytes(b) => b,
+            _ => &[],
+        };
+        f(n, msg.get(start..r.position()).unwrap_or_default(), payload)?;
+    }
+}
+
 pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);

@@ -2,7 +2,7 @@
 //! by copying the raw field bytes (resource and scope headers are repeated in each piece). No decode, no re-encode
 //! of spans.
 
-use super::{Reader, WireError, put_bytes_field};
+use super::{Reader, WireError, each_raw_field, put_bytes_field};
 
 struct Scope<'a> {
     header: Vec<&'a [u8]>,
@@ -14,29 +14,9 @@ struct Resource<'a> {
     scopes: Vec<Scope<'a>>,
 }
 
-/// Splits the message into `(field number, raw encoded field)` pieces, keeping field 2 payloads apart.
-fn fields<'a>(
-    buf: &'a [u8],
-    mut on_field: impl FnMut(u32, &'a [u8], &'a [u8]) -> Result<(), WireError>,
-) -> Result<(), WireError> {
-    let mut r = Reader::new(buf);
-    loop {
-        let start = r.position();
-        let Some((n, f)) = r.next_field()? else {
-            return Ok(());
-        };
-        let raw = &buf[start..r.position()];
-        let payload = match f {
-            super::Field::Bytes(b) => b,
-            _ => &[],
-        };
-        on_field(n, raw, payload)?;
-    }
-}
-
 fn parse(buf: &[u8]) -> Result<Vec<Resource<'_>>, WireError> {
     let mut resources = Vec::new();
-    fields(buf, |n, _, rs| {
+    each_raw_field(buf, |n, _, rs| {
         if n != 1 {
             return Ok(());
         }
@@ -44,7 +24,7 @@ fn parse(buf: &[u8]) -> Result<Vec<Resource<'_>>, WireError> {
             header: Vec::new(),
             scopes: Vec::new(),
         };
-        fields(rs, |n, raw, ss| {
+        each_raw_field(rs, |n, raw, ss| {
             if n != 2 {
                 res.header.push(raw);
                 return Ok(());
@@ -53,7 +33,7 @@ fn parse(buf: &[u8]) -> Result<Vec<Resource<'_>>, WireError> {
                 header: Vec::new(),
                 spans: Vec::new(),
             };
-            fields(ss, |n, raw, _| {
+            each_raw_field(ss, |n, raw, _| {
                 if n == 2 {
                     scope.spans.push(raw);
                 } else {
