@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
 use spanpipe_benches::agent_request;
@@ -59,7 +58,7 @@ fn buffer(cfg: &TailSamplingConfig, bytes: &[u8], now: Instant) -> Buffer {
     let mut b = table(cfg);
     for t in split_by_trace(bytes).expect("valid") {
         let piece = Piece {
-            bytes: Bytes::from(t.request),
+            bytes: t.request.into(),
             spans: t.spans,
             metadata: Metadata::default(),
             held: Held::none(),

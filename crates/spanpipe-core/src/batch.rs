@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-
 use crate::Signal;
 use crate::budget::Held;
+pub use crate::payload::Payload;
 
 /// Request metadata a receiver kept (with `include_metadata`): lower-cased header names and their values.
 /// Shared, because every exporter of a pipeline sees the same batch.
@@ -25,13 +24,13 @@ impl Metadata {
 
 /// A batch of telemetry kept as an encoded OTLP `Export*ServiceRequest`.
 ///
-/// Protobuf concatenation means appending two payloads gives a valid request holding both, so batching is a
-/// memcpy and fan-out shares the same [`Bytes`] with every exporter. Components that need fields scan the bytes
+/// Protobuf concatenation means appending two payloads gives a valid request holding both, so batching joins the
+/// requests' buffers as [`Payload`] parts without copying, and fan-out shares them with every exporter. Components that need fields scan the bytes
 /// ([`crate::wire`]); only those that change spans or must emit JSON decode.
 #[derive(Clone, Debug)]
 pub struct Batch {
     pub signal: Signal,
-    pub payload: Bytes,
+    pub payload: Payload,
     /// Spans, metric data points or log records in `payload`.
     pub items: usize,
     pub metadata: Metadata,
@@ -41,17 +40,18 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn new(signal: Signal, payload: Bytes, items: usize) -> Self {
+    pub fn new(signal: Signal, payload: impl Into<Payload>, items: usize) -> Self {
         Batch {
             signal,
-            payload,
+            payload: payload.into(),
             items,
             metadata: Metadata::default(),
             held: Held::none(),
         }
     }
 
-    /// Joins batches of one signal into one (their metadata must be equal; the first one's is kept).
+    /// Joins batches of one signal into one (their metadata must be equal; the first one's is kept). The
+    /// payloads' buffers are shared, not copied ([`Payload::join`]).
     pub fn concat(parts: Vec<Batch>) -> Option<Batch> {
         let mut iter = parts.into_iter();
         let first = iter.next()?;
@@ -59,18 +59,14 @@ impl Batch {
         if rest.is_empty() {
             return Some(first);
         }
-        let len = first.payload.len() + rest.iter().map(|b| b.payload.len()).sum::<usize>();
-        let mut buf = BytesMut::with_capacity(len);
-        buf.extend_from_slice(&first.payload);
-        let mut items = first.items;
-        for b in &rest {
-            buf.extend_from_slice(&b.payload);
-            items += b.items;
-        }
+        let items = first.items + rest.iter().map(|b| b.items).sum::<usize>();
+        let payload = Payload::join(
+            std::iter::once(first.payload).chain(rest.iter().map(|b| b.payload.clone())),
+        );
         let held = Held::merge(std::iter::once(first.held).chain(rest.into_iter().map(|b| b.held)));
         Some(Batch {
             signal: first.signal,
-            payload: buf.freeze(),
+            payload,
             items,
             metadata: first.metadata,
             held,
@@ -84,10 +80,11 @@ mod tests {
 
     #[test]
     fn concat_appends_payloads_and_counts() {
-        let a = Batch::new(Signal::Traces, Bytes::from_static(b"ab"), 2);
-        let b = Batch::new(Signal::Traces, Bytes::from_static(b"cde"), 3);
+        let a = Batch::new(Signal::Traces, &b"ab"[..], 2);
+        let b = Batch::new(Signal::Traces, &b"cde"[..], 3);
         let c = Batch::concat(vec![a, b]).unwrap();
-        assert_eq!(&c.payload[..], b"abcde");
+        assert_eq!(c.payload.to_vec(), b"abcde");
+        assert_eq!(c.payload.parts().len(), 2);
         assert_eq!(c.items, 5);
         assert!(Batch::concat(vec![]).is_none());
     }

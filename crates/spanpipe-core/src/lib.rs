@@ -14,6 +14,7 @@ pub mod fanout;
 pub mod graph;
 pub mod invalid;
 pub mod listen;
+pub mod payload;
 pub mod queue;
 pub mod registry;
 pub mod reload;
@@ -35,6 +36,7 @@ pub use component::{
 };
 pub use consumer::{ConsumeError, Consumer};
 pub use invalid::{Invalid, Key};
+pub use payload::{Payload, WireParts};
 pub use queue::{BatchSettings, BatchSizer, OnFull, QueueSettings, Sizer};
 pub use registry::Registry;
 pub use retry::RetrySettings;

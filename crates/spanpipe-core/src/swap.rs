@@ -136,7 +136,7 @@ mod tests {
             if let Some(g) = &self.gate {
                 g.acquire().await.unwrap().forget();
             }
-            self.got.lock().unwrap().push(batch.payload);
+            self.got.lock().unwrap().push(batch.payload.to_bytes());
             Ok(())
         }
     }

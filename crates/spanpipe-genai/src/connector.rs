@@ -196,7 +196,7 @@ impl Inner {
         let Some((request, points)) = request else {
             return;
         };
-        let batch = Batch::new(Signal::Metrics, request.encode_to_vec().into(), points);
+        let batch = Batch::new(Signal::Metrics, request.encode_to_vec(), points);
         if let Err(e) = self.downstream.consume(batch).await {
             tracing::warn!(connector = %self.id, error = %e, "metrics pipeline did not take the GenAI metrics; the next flush resends them");
         }

@@ -5,8 +5,8 @@
 
 use std::borrow::Cow;
 
-use spanpipe_core::Metadata;
 use spanpipe_core::wire::{AnyValueRef, RawValue, SpanView, WireError, walk_spans};
+use spanpipe_core::{Metadata, WireParts};
 use spanpipe_spanmetrics::config::MAX_EXPERIMENT_SOURCES;
 use spanpipe_spanmetrics::extract::{
     ResourceFacts, RootAttrs, experiment, offer_experiment, resource_facts, root_labels,
@@ -204,7 +204,7 @@ impl<'a> Hints<'a> {
 /// absent.
 pub fn extract<'a>(
     s: &'a Settings,
-    payload: &'a [u8],
+    payload: &'a (impl WireParts + ?Sized),
     metadata: &'a Metadata,
     items_hint: usize,
 ) -> Result<BatchFacts<'a>, WireError> {

@@ -6,7 +6,7 @@
 //! unchanged (counted in `spanpipe_genai_unpriced_spans_total{processor, model}`).
 //!
 //! Put it before the exporters and before `genai_metrics`: the connector then counts the written cost as the
-//! span's own. Edits go through the shared copy-on-write rewriter (`spanpipe_core::wire::rewrite_spans`).
+//! span's own. Edits go through the shared copy-on-write rewriter (`spanpipe_core::wire::rewrite_payload`, part by part).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use metrics::Counter;
 use spanpipe_core::wire::{
-    SpanCtx, SpanEdit, SpanEditor, WireError, put_bytes_field, put_varint, rewrite_spans,
+    SpanCtx, SpanEdit, SpanEditor, WireError, put_bytes_field, put_varint, rewrite_payload,
 };
 use spanpipe_core::{
     Batch, BuildContext, ComponentError, ConfigError, ConsumeError, Consumer, Node, Processor,
@@ -196,14 +196,14 @@ impl Consumer for GenaiCost {
             priced: 0,
         };
         let outcome =
-            rewrite_spans(&batch.payload, &mut editor).map_err(|e| ConsumeError::Rejected {
+            rewrite_payload(&batch.payload, &mut editor).map_err(|e| ConsumeError::Rejected {
                 reason: format!("malformed traces: {e}"),
             })?;
         if !editor.unpriced.is_empty() {
             self.count_unpriced(&editor.unpriced);
         }
         if let Some(p) = outcome.payload {
-            batch.payload = p.into();
+            batch.payload = p;
         }
         self.next.consume(batch).await
     }

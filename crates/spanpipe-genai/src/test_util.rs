@@ -118,7 +118,7 @@ pub fn points(c: &Arc<Capture>) -> BTreeMap<String, (f64, f64)> {
     let Some(last) = batches.last() else {
         return out;
     };
-    let req = ExportMetricsServiceRequest::decode(last.payload.clone()).unwrap();
+    let req = ExportMetricsServiceRequest::decode(last.payload.to_bytes()).unwrap();
     for m in req
         .resource_metrics
         .iter()

@@ -11,7 +11,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use spanpipe_core::queue::{OnFull, SendingQueue};
 use spanpipe_core::wire::split_traces_by;
 use spanpipe_core::{Batch, ExportError};
@@ -231,7 +230,9 @@ impl Balancer {
             if m.ring.is_empty() {
                 return Err(ExportError::retryable("loadbalancing: no backends"));
             }
-            let pieces = split_traces_by(&batch.payload, |ctx| {
+            // One contiguous request to cut (a copy only for a batch of several parts; cutting copies anyway).
+            let whole = batch.payload.to_bytes();
+            let pieces = split_traces_by(&whole, |ctx| {
                 let pos = span_position(&self.routing, ctx)?;
                 Ok(m.ring.owner(pos).unwrap_or(0) as u64)
             })
@@ -245,7 +246,7 @@ impl Balancer {
                     std::borrow::Cow::Borrowed(_) => batch.clone(),
                     std::borrow::Cow::Owned(v) => Batch {
                         signal: batch.signal,
-                        payload: Bytes::from(v),
+                        payload: v.into(),
                         items: p.spans,
                         metadata: batch.metadata.clone(),
                         held: batch.held.clone(),

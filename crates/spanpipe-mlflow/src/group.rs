@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use spanpipe_core::WireParts;
 use spanpipe_core::wire::{Reader, WireError, each_raw_field, put_bytes_field};
 
 /// Encoded overhead of one wrapper field (tag + length varint) we budget for: a tag byte and up to 5 length bytes.
@@ -56,21 +57,29 @@ pub struct Chunk {
 }
 
 impl<'a> Plan<'a> {
-    /// Walks the request once, remembering where every resource, scope and span is.
-    pub fn parse(buf: &'a [u8]) -> Result<Plan<'a>, WireError> {
+    /// Walks the request once (a batch of parts part by part, in place), remembering where every resource, scope
+    /// and span is.
+    pub fn parse(buf: &'a (impl WireParts + ?Sized)) -> Result<Plan<'a>, WireError> {
         let mut plan = Plan::default();
+        for part in buf.wire_parts() {
+            plan.parse_request(part)?;
+        }
+        Ok(plan)
+    }
+
+    fn parse_request(&mut self, buf: &'a [u8]) -> Result<(), WireError> {
         each_raw_field(buf, |n, _, rs| {
             if n != 1 {
                 return Ok(());
             }
-            let resource = plan.resources.len();
+            let resource = self.resources.len();
             let mut part = ResourcePart {
                 resource: &[],
                 header: Vec::new(),
             };
             each_raw_field(rs, |n, raw, payload| {
                 match n {
-                    2 => plan.parse_scope(resource, payload)?,
+                    2 => self.parse_scope(resource, payload)?,
                     1 => {
                         part.resource = payload;
                         part.header.push(raw);
@@ -79,10 +88,9 @@ impl<'a> Plan<'a> {
                 }
                 Ok(())
             })?;
-            plan.resources.push(part);
+            self.resources.push(part);
             Ok(())
-        })?;
-        Ok(plan)
+        })
     }
 
     fn parse_scope(&mut self, resource: usize, ss: &'a [u8]) -> Result<(), WireError> {

@@ -90,26 +90,44 @@ pub fn decompress(c: Compression, body: &[u8], limit: usize) -> Result<Vec<u8>, 
 
 /// Compresses `body` (gzip and deflate at level 1: the fastest, and compression is the costliest stage).
 pub fn compress(c: Compression, body: &[u8]) -> std::io::Result<Vec<u8>> {
+    compress_parts(c, &[body])
+}
+
+/// Compresses the parts as one body, one after another, without joining them first.
+pub fn compress_parts<P: AsRef<[u8]>>(c: Compression, parts: &[P]) -> std::io::Result<Vec<u8>> {
     use std::io::Write;
+    let len: usize = parts.iter().map(|p| p.as_ref().len()).sum();
+    let write_all = |w: &mut dyn Write| parts.iter().try_for_each(|p| w.write_all(p.as_ref()));
     match c {
-        Compression::None => Ok(body.to_vec()),
+        Compression::None => {
+            let mut v = Vec::with_capacity(len);
+            write_all(&mut v)?;
+            Ok(v)
+        }
         Compression::Gzip => {
             let mut e = flate2::write::GzEncoder::new(
-                Vec::with_capacity(body.len() / 4),
+                Vec::with_capacity(len / 4),
                 flate2::Compression::fast(),
             );
-            e.write_all(body)?;
+            write_all(&mut e)?;
             e.finish()
         }
         Compression::Deflate => {
             let mut e = flate2::write::ZlibEncoder::new(
-                Vec::with_capacity(body.len() / 4),
+                Vec::with_capacity(len / 4),
                 flate2::Compression::fast(),
             );
-            e.write_all(body)?;
+            write_all(&mut e)?;
             e.finish()
         }
-        Compression::Zstd => zstd::bulk::compress(body, 1),
+        Compression::Zstd => match parts {
+            [one] => zstd::bulk::compress(one.as_ref(), 1),
+            _ => {
+                let mut e = zstd::stream::Encoder::new(Vec::with_capacity(len / 4), 1)?;
+                write_all(&mut e)?;
+                e.finish()
+            }
+        },
     }
 }
 
@@ -132,6 +150,21 @@ mod tests {
                 decompress(c, &z, body.len() - 1),
                 Err(DecompressError::TooLarge(_))
             ));
+        }
+    }
+
+    #[test]
+    fn parts_compress_as_one_body() {
+        let parts = [b"hello ".repeat(50), Vec::new(), b"world".repeat(70)];
+        let whole = parts.concat();
+        for c in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Zstd,
+            Compression::Deflate,
+        ] {
+            let z = compress_parts(c, &parts).unwrap();
+            assert_eq!(decompress(c, &z, whole.len()).unwrap(), whole, "{c:?}");
         }
     }
 

@@ -373,7 +373,9 @@ impl Exporter for RemoteWriteExporter {
                 batch.signal
             )));
         }
-        let req = ExportMetricsServiceRequest::decode(batch.payload.as_ref())
+        let req = batch
+            .payload
+            .decode::<ExportMetricsServiceRequest>()
             .map_err(|e| ExportError::undecodable(format!("malformed metrics: {e}")))?;
         for w in write_requests(&req, &self.options, self.target_info, self.max_bytes) {
             self.send(client, &w).await?;

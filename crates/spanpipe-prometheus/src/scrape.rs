@@ -12,7 +12,6 @@ use http::{Method, Request, Response, StatusCode, header::CONTENT_TYPE};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use prost::Message;
 use serde::Deserialize;
 use spanpipe_config::Duration as ConfigDuration;
 use spanpipe_core::{
@@ -200,7 +199,9 @@ impl Exporter for PrometheusExporter {
                 batch.signal
             )));
         }
-        let req = ExportMetricsServiceRequest::decode(batch.payload.as_ref())
+        let req = batch
+            .payload
+            .decode::<ExportMetricsServiceRequest>()
             .map_err(|e| ExportError::undecodable(format!("malformed metrics: {e}")))?;
         let now = Instant::now();
         // Applied point by point under the lock, so a large request is never held twice.

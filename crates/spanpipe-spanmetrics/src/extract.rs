@@ -4,11 +4,11 @@
 
 use std::borrow::Cow;
 
-use spanpipe_core::Metadata;
 use spanpipe_core::wire::fields::resource::ATTRIBUTES as RESOURCE_ATTRIBUTES;
 use spanpipe_core::wire::{
     AnyValueRef as AttrValue, RawValue, SpanView, WireError, for_each_attr, walk_spans,
 };
+use spanpipe_core::{Metadata, WireParts};
 
 use crate::config::{ExperimentSource, MAX_EXPERIMENT_SOURCES, MetaKey, Settings};
 use crate::labels::{SCHEMA_VERSION, Status, TraceLabels};
@@ -52,7 +52,7 @@ pub struct ResourceFacts<'a> {
 /// so only another feeder could send one); a malformed attribute is skipped and the span still counts.
 pub fn extract<'a>(
     s: &'a Settings,
-    payload: &'a [u8],
+    payload: &'a (impl WireParts + ?Sized),
     metadata: &'a Metadata,
     items_hint: usize,
 ) -> Result<BatchFacts<'a>, WireError> {

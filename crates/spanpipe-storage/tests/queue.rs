@@ -36,7 +36,7 @@ impl Exporter for Backend {
         if self.down.load(Ordering::SeqCst) {
             return Err(ExportError::retryable("connection refused"));
         }
-        self.got.lock().unwrap().push(batch.payload.clone());
+        self.got.lock().unwrap().push(batch.payload.to_bytes());
         Ok(())
     }
 }

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use spanpipe_core::budget::MemoryBudget;
 use spanpipe_core::wire::split_by_trace;
 use spanpipe_core::{Batch, ComponentError, ConsumeError, Consumer, Processor, Signal};
@@ -211,7 +210,9 @@ impl Consumer for TailSampling {
         if inner.stalled.load(Ordering::Relaxed) {
             return Err(inner.refused("downstream is saturated"));
         }
-        let traces = match split_by_trace(&batch.payload) {
+        // One contiguous request to cut (a copy only for a batch of several parts; cutting copies anyway).
+        let whole = batch.payload.to_bytes();
+        let traces = match split_by_trace(&whole) {
             Ok(t) => t,
             Err(e) => {
                 // After the receiver's door this is a bug; pass the data on rather than lose it.
@@ -243,7 +244,7 @@ impl Consumer for TailSampling {
                 pieces.push((
                     t.trace_id,
                     Piece {
-                        bytes: Bytes::from(t.request),
+                        bytes: t.request.into(),
                         spans: t.spans,
                         metadata: batch.metadata.clone(),
                         held,

@@ -4,18 +4,17 @@
 use std::cell::OnceCell;
 
 use crate::facts::Facts;
-use bytes::Bytes;
-use spanpipe_core::Metadata;
 use spanpipe_core::budget::Held;
 use spanpipe_core::wire::{
     Field, RawValue, Reader, SpanCtx, SpanView, WireError, fields, for_each_attr, walk_spans,
 };
+use spanpipe_core::{Metadata, Payload};
 
 /// One request's worth of a trace's spans, with what travels with it downstream.
 #[derive(Clone, Debug)]
 pub struct Piece {
     /// An encoded `ExportTraceServiceRequest` of this trace's spans only.
-    pub bytes: Bytes,
+    pub bytes: Payload,
     pub spans: usize,
     /// The request metadata the receiver kept (pieces with different metadata are never merged).
     pub metadata: Metadata,

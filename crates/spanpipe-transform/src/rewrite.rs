@@ -58,12 +58,12 @@ pub fn rewrite_batch(
     mut batch: spanpipe_core::Batch,
     editor: &mut impl Editor,
 ) -> Result<spanpipe_core::Batch, spanpipe_core::ConsumeError> {
-    let outcome =
-        rewrite(&batch.payload, editor).map_err(|e| spanpipe_core::ConsumeError::Rejected {
+    let outcome = spanpipe_core::wire::rewrite_payload(&batch.payload, &mut Adapter(editor))
+        .map_err(|e| spanpipe_core::ConsumeError::Rejected {
             reason: format!("{id}: malformed traces: {e}"),
         })?;
     if let Some(p) = outcome.payload {
-        batch.payload = bytes::Bytes::from(p);
+        batch.payload = p;
     }
     Ok(batch)
 }

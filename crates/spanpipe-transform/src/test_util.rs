@@ -153,5 +153,5 @@ pub fn batch(payload: Vec<u8>) -> spanpipe_core::Batch {
     let n = spanpipe_core::wire::scan_traces(&payload, |_, _| {})
         .unwrap()
         .spans;
-    spanpipe_core::Batch::new(spanpipe_core::Signal::Traces, payload.into(), n)
+    spanpipe_core::Batch::new(spanpipe_core::Signal::Traces, payload, n)
 }

@@ -44,7 +44,7 @@ impl Exporter for LogExporter {
         self.1
             .lock()
             .unwrap()
-            .push((self.0.clone(), batch.payload.clone()));
+            .push((self.0.clone(), batch.payload.to_bytes()));
         Ok(())
     }
 }

@@ -55,7 +55,9 @@ pub fn encode(batch: &Batch) -> Vec<u8> {
             }
         }
     }
-    out.extend_from_slice(&batch.payload);
+    for part in batch.payload.parts() {
+        out.extend_from_slice(part);
+    }
     out
 }
 
@@ -122,7 +124,7 @@ pub fn decode(record: Vec<u8>) -> Result<Batch, String> {
     // Read back from disk: not part of the memory budget until it is (the persistent queue bounds its reads).
     Ok(Batch {
         signal,
-        payload,
+        payload: payload.into(),
         items,
         metadata,
         held: crate::budget::Held::none(),
@@ -140,7 +142,7 @@ mod tests {
         assert_eq!(enc.len(), encoded_len(&b));
         let d = decode(enc).unwrap();
         assert_eq!(
-            (d.signal, d.items, &d.payload[..]),
+            (d.signal, d.items, &d.payload.to_vec()[..]),
             (Signal::Logs, 7, &b"\x0a\x03abc"[..])
         );
         assert_eq!(d.metadata, Metadata(None));

@@ -5,19 +5,21 @@
 //! batch is cut back into its requests' resources ([`crate::wire::resource_parts`]), each is decoded on its own,
 //! those that decode are exported together (with the normal retries) and only the others are counted as failed.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::{Outcome, SendingQueue};
-use crate::Batch;
 use crate::telemetry::item_noun;
 use crate::wire::{count_items, full_decode, resource_parts};
+use crate::{Batch, Payload};
 
 impl SendingQueue {
     /// Exports the decodable part of `batch` once more; counts the rest as failed. Logged as the bug it is.
     pub(super) async fn salvage(&self, batch: &Batch, reason: &str) -> Outcome {
-        let (good, good_items) = match resource_parts(&batch.payload) {
-            Ok(parts) => keep_decodable(batch, parts),
-            Err(_) => (Bytes::new(), 0),
+        let parts: Result<Vec<Vec<Bytes>>, _> =
+            batch.payload.parts().iter().map(resource_parts).collect();
+        let (good, good_items) = match parts {
+            Ok(parts) => keep_decodable(batch, parts.into_iter().flatten()),
+            Err(_) => (Payload::default(), 0),
         };
         let lost = batch.items.saturating_sub(good_items);
         tracing::error!(exporter = %self.id, error = %reason, lost, kept = good_items,
@@ -42,17 +44,17 @@ impl SendingQueue {
     }
 }
 
-/// The parts a full decode accepts, appended, and their item count.
-fn keep_decodable(batch: &Batch, parts: Vec<Bytes>) -> (Bytes, usize) {
-    let mut good = BytesMut::new();
+/// The parts a full decode accepts, joined, and their item count.
+fn keep_decodable(batch: &Batch, parts: impl Iterator<Item = Bytes>) -> (Payload, usize) {
+    let mut good = Vec::new();
     let mut items = 0;
     for part in parts {
         if full_decode(batch.signal, &part).is_ok() {
             items += count_items(batch.signal, &part).unwrap_or(0);
-            good.extend_from_slice(&part);
+            good.push(part);
         }
     }
-    (good.freeze(), items)
+    (Payload::from_parts(good), items)
 }
 
 #[cfg(test)]
@@ -77,10 +79,11 @@ mod tests {
     #[async_trait]
     impl Exporter for DecodingExporter {
         async fn export(&self, batch: &Batch) -> Result<(), ExportError> {
-            if full_decode(batch.signal, &batch.payload).is_err() {
+            let payload = batch.payload.to_bytes();
+            if full_decode(batch.signal, &payload).is_err() {
                 return Err(ExportError::undecodable("invalid protobuf traces request"));
             }
-            let n = count_items(batch.signal, &batch.payload).unwrap_or(0);
+            let n = count_items(batch.signal, &payload).unwrap_or(0);
             self.got.lock().unwrap_or_else(|e| e.into_inner()).push(n);
             Ok(())
         }

@@ -40,7 +40,7 @@ impl Exporter for TestExporter {
         self.got
             .lock()
             .unwrap()
-            .push((Instant::now(), batch.payload.clone()));
+            .push((Instant::now(), batch.payload.to_bytes()));
         Ok(())
     }
 }

@@ -120,7 +120,7 @@ impl Exporter for LogExporter {
             .log
             .lock()
             .unwrap()
-            .push((self.0.clone(), batch.payload.clone()));
+            .push((self.0.clone(), batch.payload.to_bytes()));
         Ok(())
     }
 }

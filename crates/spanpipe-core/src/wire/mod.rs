@@ -40,7 +40,10 @@ pub use parts::{full_decode, resource_parts};
 pub use reader::{
     Field, Reader, bytes_field, bytes_field_len, each_raw_field, put_bytes_field, put_varint,
 };
-pub use rewrite::{Edit, Outcome, SpanEdit, SpanEditor, rewrite_fields, rewrite_spans};
+pub use rewrite::{
+    Edit, Outcome, PayloadOutcome, SpanEdit, SpanEditor, rewrite_fields, rewrite_payload,
+    rewrite_spans,
+};
 pub use split::{TracePiece, split_by_trace, split_traces};
 pub use traces::{SpanCtx, SpanView, TracesSummary, scan_traces, walk_spans};
 pub use value::{

@@ -8,6 +8,7 @@
 use super::fields::{request as rq, resource_spans as rsf, scope_spans as ssf};
 use super::traces::first_bytes;
 use super::{Field, Reader, SpanCtx, WireError, bytes_field, put_bytes_field};
+use crate::Payload;
 
 /// What to do with one field.
 #[derive(Debug, PartialEq, Eq)]
@@ -111,6 +112,30 @@ pub fn rewrite_spans(buf: &[u8], editor: &mut impl SpanEditor) -> Result<Outcome
         _ => Ok(Edit::Keep),
     })?;
     Ok(Outcome { payload, dropped })
+}
+
+/// The result of [`rewrite_payload`].
+#[derive(Debug, Default)]
+pub struct PayloadOutcome {
+    /// The new payload; `None` when nothing changed (the original parts stand).
+    pub payload: Option<Payload>,
+    /// Spans dropped.
+    pub dropped: usize,
+}
+
+/// [`rewrite_spans`] over every part of a batch: the parts an edit left alone are kept as they are (shared, not
+/// copied), so a batch of many requests costs a copy only of what changed.
+pub fn rewrite_payload(
+    payload: &Payload,
+    editor: &mut impl SpanEditor,
+) -> Result<PayloadOutcome, WireError> {
+    let mut dropped = 0;
+    let payload = payload.try_map_parts(|part| {
+        let out = rewrite_spans(part, editor)?;
+        dropped += out.dropped;
+        Ok(out.payload)
+    })?;
+    Ok(PayloadOutcome { payload, dropped })
 }
 
 fn resource_spans(

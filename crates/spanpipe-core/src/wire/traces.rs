@@ -5,6 +5,7 @@ use super::fields::{
     request as rq, resource_spans as rsf, scope_spans as ssf, span as sf, status as stf,
 };
 use super::{Field, RawValue, Reader, WireError, key_value};
+use crate::payload::WireParts;
 
 /// The fields of one span a component may need, borrowed from the encoded request.
 #[derive(Clone, Copy, Debug, Default)]
@@ -61,12 +62,26 @@ pub(crate) fn first_bytes<'a>(
 
 /// Calls `visit` for every span, resource → scope → span in wire order, with the encoded resource and scope of
 /// its parents (each may come after the spans on the wire; they are found first). Iterative: the request's
-/// nesting is fixed, nothing here recurses.
+/// nesting is fixed, nothing here recurses. A [`Payload`](crate::Payload) of several parts is walked part by part,
+/// in place.
 pub fn walk_spans<'a>(
-    request: &'a [u8],
+    request: &'a (impl WireParts + ?Sized),
     mut visit: impl FnMut(SpanCtx<'a>) -> Result<(), WireError>,
 ) -> Result<TracesSummary, WireError> {
     let mut summary = TracesSummary::default();
+    for part in request.wire_parts() {
+        walk_request(part, &mut visit, &mut summary)?;
+    }
+    Ok(summary)
+}
+
+/// [`walk_spans`] over one encoded request.
+#[inline]
+fn walk_request<'a>(
+    request: &'a [u8],
+    visit: &mut impl FnMut(SpanCtx<'a>) -> Result<(), WireError>,
+    summary: &mut TracesSummary,
+) -> Result<(), WireError> {
     let mut r = Reader::new(request);
     while let Some((n, f)) = r.next_field()? {
         if n != rq::RESOURCE_SPANS {
@@ -96,7 +111,7 @@ pub fn walk_spans<'a>(
             }
         }
     }
-    Ok(summary)
+    Ok(())
 }
 
 impl<'a> SpanView<'a> {
@@ -183,7 +198,7 @@ impl<'a> SpanView<'a> {
 /// Walks every span of an encoded `ExportTraceServiceRequest`, validating the structure and the id lengths
 /// (trace id 16 bytes, span id 8, parent span id empty or 8), and calls `visit(resource_bytes, span)`.
 pub fn scan_traces<'a>(
-    buf: &'a [u8],
+    buf: &'a (impl WireParts + ?Sized),
     mut visit: impl FnMut(&'a [u8], &SpanView<'a>),
 ) -> Result<TracesSummary, WireError> {
     let mut index = 0;
@@ -242,8 +257,21 @@ mod tests {
     fn concatenated_requests_scan_as_one() {
         let a = request(2, 3).encode_to_vec();
         let b = request(1, 5).encode_to_vec();
-        let joined = [a, b].concat();
+        let joined = [a.clone(), b.clone()].concat();
         assert_eq!(scan_traces(&joined, |_, _| {}).unwrap().spans, 11);
+        // The same two requests as a batch of parts: walked in place, part by part, in the same order.
+        let parts = crate::Payload::from_parts(vec![a.into(), b.into()]);
+        let (mut whole, mut in_parts) = (Vec::new(), Vec::new());
+        scan_traces(&joined, |_, s| whole.push(s.span_id.to_vec())).unwrap();
+        let summary = scan_traces(&parts, |_, s| in_parts.push(s.span_id.to_vec())).unwrap();
+        assert_eq!(
+            summary,
+            TracesSummary {
+                resources: 3,
+                spans: 11
+            }
+        );
+        assert_eq!(in_parts, whole);
     }
 
     #[test]

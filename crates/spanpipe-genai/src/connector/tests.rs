@@ -33,7 +33,7 @@ async fn flushes_semconv_metrics_with_cost_in_the_tables_currency() {
     );
     let batch = Batch::new(
         Signal::Traces,
-        request(&[], vec![llm(1, "gpt-test"), llm(2, "nope")]).into(),
+        request(&[], vec![llm(1, "gpt-test"), llm(2, "nope")]),
         2,
     );
     c.consume(batch).await.unwrap();
@@ -61,7 +61,7 @@ async fn flushes_semconv_metrics_with_cost_in_the_tables_currency() {
     assert_eq!(c.counts().unpriced_spans, 1);
     let req =
         opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::decode(
-            cap.0.lock().unwrap().last().unwrap().payload.clone(),
+            cap.0.lock().unwrap().last().unwrap().payload.to_bytes(),
         )
         .unwrap();
     let m = &req.resource_metrics[0].scope_metrics[0].metrics;

@@ -3,6 +3,7 @@ use crate::test_util::{PRICES, V, request, span};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use prost::Message;
+use spanpipe_core::wire::rewrite_spans;
 
 fn attrs(payload: &[u8]) -> Vec<Vec<(String, Option<Value>)>> {
     let r = ExportTraceServiceRequest::decode(payload).unwrap();

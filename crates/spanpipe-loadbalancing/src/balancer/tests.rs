@@ -23,7 +23,10 @@ struct Sink(Mutex<Vec<(Vec<u8>, Vec<u8>)>>);
 #[async_trait]
 impl Consumer for Sink {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
-        let req = ExportTraceServiceRequest::decode(batch.payload.as_ref()).expect("decodes");
+        let req = batch
+            .payload
+            .decode::<ExportTraceServiceRequest>()
+            .expect("decodes");
         let mut got = self.0.lock().unwrap();
         for rs in req.resource_spans {
             for ss in rs.scope_spans {
@@ -85,7 +88,7 @@ fn batch(first: u64, traces: u64, spans: u64) -> Batch {
             ..Default::default()
         }],
     };
-    Batch::new(Signal::Traces, req.encode_to_vec().into(), n)
+    Batch::new(Signal::Traces, req.encode_to_vec(), n)
 }
 
 async fn wait_for(total: usize, sinks: &[&Arc<Sink>]) -> bool {

@@ -151,7 +151,7 @@ pub fn render(id: &str, verbosity: Verbosity, batch: &Batch) -> Result<String, E
         }
         Verbosity::Normal => {}
         Verbosity::Detailed => {
-            let json = protobuf_to_json_pretty(batch.signal, &batch.payload)
+            let json = protobuf_to_json_pretty(batch.signal, &batch.payload.to_bytes())
                 .map_err(|e| e.into_export_error())?;
             out.push_str(&String::from_utf8_lossy(&json));
             out.push('\n');

@@ -112,9 +112,8 @@ impl Inner {
     /// One batch as the bytes written for it.
     fn record(&self, batch: &Batch) -> Result<Vec<u8>, ExportError> {
         let body = match self.cfg.format {
-            FileFormat::Json => {
-                protobuf_to_json(batch.signal, &batch.payload).map_err(|e| e.into_export_error())?
-            }
+            FileFormat::Json => protobuf_to_json(batch.signal, &batch.payload.to_bytes())
+                .map_err(|e| e.into_export_error())?,
             FileFormat::Proto => batch.payload.to_vec(),
         };
         let body = match self.cfg.compression {

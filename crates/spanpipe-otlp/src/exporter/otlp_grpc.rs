@@ -240,7 +240,7 @@ impl Exporter for OtlpGrpcExporter {
             let response = super::grpc_unary::unary_raw(
                 channel,
                 export_path(batch.signal),
-                batch.payload.clone(),
+                &batch.payload,
                 &metadata,
                 timeout,
             )
@@ -260,7 +260,7 @@ impl Exporter for OtlpGrpcExporter {
         grpc.ready()
             .await
             .map_err(|e| ExportError::retryable(format!("grpc connection: {e}")))?;
-        let mut request = tonic::Request::new(batch.payload.clone());
+        let mut request = tonic::Request::new(batch.payload.to_bytes());
         *request.metadata_mut() = metadata.into_owned();
         if !self.timeout.is_zero() {
             request.set_timeout(self.timeout);

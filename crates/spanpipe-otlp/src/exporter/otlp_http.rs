@@ -15,8 +15,8 @@ use spanpipe_core::{
     Batch, BuildContext, BuiltExporter, ComponentError, ConfigError, ExportError, Exporter,
     ExporterFactory, ExporterSettings, Node, QueueSettings, RetrySettings, Signal, StartOnce,
 };
-use spanpipe_net::client::{TlsSettings, check_http_url, http_headers};
-use spanpipe_net::compression::{Compression, compress};
+use spanpipe_net::client::{PartsBody, TlsSettings, check_http_url, http_headers};
+use spanpipe_net::compression::{Compression, compress_parts};
 
 use super::client_auth::{ClientAuthSettings, http_header};
 use super::endpoint::join_signal_path;
@@ -232,27 +232,29 @@ impl OtlpHttpExporter {
         self.tls.http_client(self.headers.clone(), self.timeout)
     }
 
-    /// The request body: encoded as configured, then compressed.
-    async fn body(&self, batch: &Batch) -> Result<Bytes, ExportError> {
-        let encoded = match self.encoding {
-            Encoding::Proto => batch.payload.clone(),
-            Encoding::Json => protobuf_to_json(batch.signal, &batch.payload)
-                .map(Bytes::from)
-                .map_err(|e| e.into_export_error())?,
+    /// The request body: encoded as configured, then compressed. Uncompressed protobuf is the batch's own parts.
+    async fn body(&self, batch: &Batch) -> Result<reqwest::Body, ExportError> {
+        let parts: Vec<Bytes> = match self.encoding {
+            Encoding::Proto => batch.payload.parts().to_vec(),
+            Encoding::Json => vec![
+                protobuf_to_json(batch.signal, &batch.payload.to_bytes())
+                    .map(Bytes::from)
+                    .map_err(|e| e.into_export_error())?,
+            ],
         };
         let c = self.compression;
         if c == Compression::None {
-            return Ok(encoded);
+            return Ok(reqwest::Body::wrap(PartsBody::new(parts)));
         }
-        let compressed = if encoded.len() > BLOCKING_COMPRESS_ABOVE {
-            tokio::task::spawn_blocking(move || compress(c, &encoded))
+        let compressed = if batch.payload.len() > BLOCKING_COMPRESS_ABOVE {
+            tokio::task::spawn_blocking(move || compress_parts(c, &parts))
                 .await
                 .map_err(|e| ExportError::permanent(format!("compression task: {e}")))?
         } else {
-            compress(c, &encoded)
+            compress_parts(c, &parts)
         };
         compressed
-            .map(Bytes::from)
+            .map(reqwest::Body::from)
             .map_err(|e| ExportError::permanent(format!("compression: {e}")))
     }
 }

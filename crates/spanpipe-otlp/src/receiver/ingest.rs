@@ -239,7 +239,7 @@ impl Ingest {
         };
         let batch = Batch {
             signal,
-            payload,
+            payload: payload.into(),
             items,
             metadata,
             held,

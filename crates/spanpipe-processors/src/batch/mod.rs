@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use spanpipe_core::wire::split_traces;
 use spanpipe_core::{
     Batch, BuildContext, ComponentError, ConfigError, ConsumeError, Consumer, Metadata, Node,
@@ -115,14 +114,16 @@ impl Inner {
         if max == 0 || batch.items <= max || self.signal != Signal::Traces {
             return Ok(vec![batch]);
         }
-        let pieces = split_traces(&batch.payload, max).map_err(|e| ConsumeError::Rejected {
-            reason: format!("cannot split batch: {e}"),
-        })?;
+        // Cutting copies anyway: one contiguous request to cut.
+        let pieces =
+            split_traces(&batch.payload.to_bytes(), max).map_err(|e| ConsumeError::Rejected {
+                reason: format!("cannot split batch: {e}"),
+            })?;
         Ok(pieces
             .into_iter()
             .map(|(bytes, items)| Batch {
                 signal: batch.signal,
-                payload: Bytes::from(bytes),
+                payload: bytes.into(),
                 items,
                 metadata: batch.metadata.clone(),
                 // Pieces share the whole request's reservation until the last one is gone.

@@ -55,7 +55,7 @@ fn spans_batch(first_id: u64, n: u64) -> Batch {
             ..Default::default()
         }],
     };
-    Batch::new(Signal::Traces, req.encode_to_vec().into(), n as usize)
+    Batch::new(Signal::Traces, req.encode_to_vec(), n as usize)
 }
 
 fn build(yaml: &str, sink: Arc<Sink>) -> Result<Arc<dyn Processor>, ConfigError> {

@@ -16,7 +16,6 @@ pub mod tracestate;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use metrics::Counter;
 use spanpipe_core::wire::{Field, Reader, WireError, put_bytes_field};
 use spanpipe_core::{
@@ -180,10 +179,16 @@ impl Consumer for ProbabilisticSampler {
             return self.next.consume(batch).await;
         }
         let mut counts = Counts::default();
-        match Self::filter(&self.sampler, &batch.payload, &mut counts) {
-            Ok(Filtered::Unchanged) => {}
-            Ok(Filtered::Changed(bytes)) => {
-                batch.payload = Bytes::from(bytes);
+        let filtered = batch.payload.try_map_parts(|part| {
+            Ok::<_, WireError>(match Self::filter(&self.sampler, part, &mut counts)? {
+                Filtered::Unchanged => None,
+                Filtered::Changed(bytes) => Some(bytes),
+            })
+        });
+        match filtered {
+            Ok(None) => {}
+            Ok(Some(payload)) => {
+                batch.payload = payload;
                 batch.items = counts.kept;
             }
             Err(e) => {

@@ -305,11 +305,11 @@ async fn the_processor_updates_counts_and_forwards_nothing_when_all_dropped() {
     let cap = Arc::new(Capture(Mutex::new(Vec::new())));
     let p = build("sampling_percentage: 50\n", cap.clone()).expect("builds");
     let keep = request(&[(0x90 << 48, 3), (0x10 << 48, 2)]).encode_to_vec();
-    p.consume(Batch::new(Signal::Traces, Bytes::from(keep), 5))
+    p.consume(Batch::new(Signal::Traces, bytes::Bytes::from(keep), 5))
         .await
         .expect("ok");
     let drop = request(&[(0x10 << 48, 2)]).encode_to_vec();
-    p.consume(Batch::new(Signal::Traces, Bytes::from(drop), 2))
+    p.consume(Batch::new(Signal::Traces, bytes::Bytes::from(drop), 2))
         .await
         .expect("ok");
     let got = cap.0.lock().expect("lock");

@@ -157,11 +157,7 @@ async fn exporter(url: &str) -> Arc<dyn Exporter> {
 }
 
 fn batch() -> Batch {
-    Batch::new(
-        Signal::Metrics,
-        duration_request().encode_to_vec().into(),
-        1,
-    )
+    Batch::new(Signal::Metrics, duration_request().encode_to_vec(), 1)
 }
 
 #[tokio::test]

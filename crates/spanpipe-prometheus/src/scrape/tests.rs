@@ -1,3 +1,4 @@
+use prost::Message;
 use spanpipe_core::ComponentId;
 
 use super::*;
@@ -58,7 +59,7 @@ async fn serves_what_it_received_at_metrics() {
             gauge(vec![number(1.0, vec![s("a", "b")], 1)]),
         )],
     );
-    e.export(&Batch::new(Signal::Metrics, req.encode_to_vec().into(), 1))
+    e.export(&Batch::new(Signal::Metrics, req.encode_to_vec(), 1))
         .await
         .unwrap();
     let (status, ctype, body) = get(port, "/metrics").await;

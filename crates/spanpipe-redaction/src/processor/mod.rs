@@ -12,7 +12,6 @@ mod tests;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use metrics::Counter;
 use spanpipe_core::{
     Batch, BuildContext, ConfigError, ConsumeError, Consumer, Node, Processor, ProcessorFactory,
@@ -77,9 +76,9 @@ impl Consumer for RedactionProcessor {
             return self.next.consume(batch).await;
         }
         let mut stats = Stats::default();
-        match self.redactor.redact_request(&batch.payload, &mut stats) {
+        match (batch.payload).try_map_parts(|part| self.redactor.redact_request(part, &mut stats)) {
             Ok(None) => {}
-            Ok(Some(bytes)) => batch.payload = Bytes::from(bytes),
+            Ok(Some(payload)) => batch.payload = payload,
             Err(e) => {
                 return Err(ConsumeError::Rejected {
                     reason: format!("{}: malformed request: {e}", self.id),

@@ -28,7 +28,7 @@ impl Capture {
             return vec![];
         };
         assert_eq!(b.signal, Signal::Metrics);
-        let req = ExportMetricsServiceRequest::decode(&b.payload[..]).unwrap();
+        let req = ExportMetricsServiceRequest::decode(&b.payload.to_vec()[..]).unwrap();
         let Some(Data::Histogram(h)) = &req.resource_metrics[0].scope_metrics[0].metrics[0].data
         else {
             panic!("histogram")
@@ -72,7 +72,7 @@ fn build(yaml: &str, downstream: Arc<Capture>) -> Arc<dyn Connector> {
 }
 
 fn traces(bytes: Vec<u8>) -> Batch {
-    Batch::new(Signal::Traces, bytes.into(), 1)
+    Batch::new(Signal::Traces, bytes, 1)
 }
 
 #[tokio::test]

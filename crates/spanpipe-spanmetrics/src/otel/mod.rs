@@ -107,7 +107,7 @@ impl Inner {
                 _ => 0,
             })
             .sum();
-        let batch = Batch::new(Signal::Metrics, req.encode_to_vec().into(), items);
+        let batch = Batch::new(Signal::Metrics, req.encode_to_vec(), items);
         if let Err(e) = self.downstream.consume(batch).await {
             tracing::warn!(connector = %self.id, error = %e, "span metrics not delivered");
         }

@@ -5,6 +5,7 @@
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
+use spanpipe_core::WireParts;
 use spanpipe_core::wire::{SpanView, WireError, walk_spans};
 
 use super::config::Settings;
@@ -47,7 +48,10 @@ fn service_name(attrs: &[KeyValue]) -> Option<String> {
 }
 
 /// Every span of `payload` whose resource has a `service.name` (the Collector skips the others).
-pub fn read<'a>(s: &Settings, payload: &'a [u8]) -> Result<ReadBatch<'a>, WireError> {
+pub fn read<'a>(
+    s: &Settings,
+    payload: &'a (impl WireParts + ?Sized),
+) -> Result<ReadBatch<'a>, WireError> {
     let dims = s.dimensions.len();
     let mut out = ReadBatch {
         resources: Vec::new(),

@@ -7,7 +7,6 @@ mod table;
 
 use std::time::Instant;
 
-use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -84,7 +83,7 @@ pub(super) fn piece(bytes: Vec<u8>) -> Piece {
         .map(|s| s.spans)
         .unwrap_or(1);
     Piece {
-        bytes: Bytes::from(bytes),
+        bytes: bytes.into(),
         spans,
         metadata: Metadata::default(),
         held: Held::none(),

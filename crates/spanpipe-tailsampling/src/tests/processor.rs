@@ -41,7 +41,9 @@ impl Sink {
         let mut out = Vec::new();
         for b in self.got.lock().unwrap().iter() {
             // Per resource: garbage passed on unread (hostile-input test) is not counted.
-            for part in spanpipe_core::wire::resource_parts(&b.payload).unwrap_or_default() {
+            for part in
+                spanpipe_core::wire::resource_parts(&b.payload.to_bytes()).unwrap_or_default()
+            {
                 let mut ids = Vec::new();
                 let scan = spanpipe_core::wire::scan_traces(&part, |_, s| {
                     let t = u64::from_be_bytes(s.trace_id[8..16].try_into().unwrap_or([0; 8]));

@@ -32,7 +32,7 @@ async fn include_selects_the_spans_actions_apply_to() {
     let out = cap.take();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].items, 3);
-    let got = spans(&decode(&out[0].payload));
+    let got = spans(&decode(&out[0].payload.to_vec()));
     assert_eq!(attr(&got[0].attributes, "user.email"), None);
     assert_eq!(
         attr(&got[0].attributes, "team"),
@@ -56,10 +56,10 @@ async fn exclude_and_untouched_batches_keep_their_buffer() {
     )
     .unwrap();
     let b = batch(sample());
-    let ptr = b.payload.as_ptr();
+    let ptr = b.payload.parts()[0].as_ptr();
     p.consume(b).await.unwrap();
     assert_eq!(
-        cap.take()[0].payload.as_ptr(),
+        cap.take()[0].payload.parts()[0].as_ptr(),
         ptr,
         "nothing changed: same bytes"
     );
@@ -70,7 +70,7 @@ async fn exclude_and_untouched_batches_keep_their_buffer() {
     )
     .unwrap();
     p.consume(batch(sample())).await.unwrap();
-    let got = spans(&decode(&cap.take()[0].payload));
+    let got = spans(&decode(&cap.take()[0].payload.to_vec()));
     assert_ne!(
         attr(&got[0].attributes, "user.email"),
         Some(&Value::StringValue("a@b.c".into()))
@@ -96,7 +96,7 @@ async fn from_context_uses_batch_metadata_and_malformed_is_rejected() {
     p.consume(b).await.unwrap();
     let out = cap.take();
     assert_eq!(out[0].metadata.get("x-tenant"), Some("acme"));
-    for sp in spans(&decode(&out[0].payload)) {
+    for sp in spans(&decode(&out[0].payload.to_vec())) {
         assert_eq!(
             attr(&sp.attributes, "tenant"),
             Some(&Value::StringValue("acme".into()))

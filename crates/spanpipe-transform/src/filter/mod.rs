@@ -15,7 +15,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use metrics::Counter;
 use spanpipe_core::wire::WireError;
 use spanpipe_core::{
@@ -155,23 +154,24 @@ impl FilterProcessor {
         let rejected = |e: &dyn std::fmt::Display| ConsumeError::Rejected {
             reason: format!("{}: malformed {}: {e}", self.id, batch.signal),
         };
+        // One contiguous request: a trace-level condition needs every part's spans at once (a copy only for a
+        // batch of several parts).
+        let whole = batch.payload.to_bytes();
         let applied = match (batch.signal, &self.settings.metrics, &self.settings.logs) {
             (Signal::Traces, _, _) => None,
-            (Signal::Metrics, Some(f), _) => {
-                Some(f.apply(&batch.payload).map_err(|e| rejected(&e))?)
-            }
-            (Signal::Logs, _, Some(f)) => Some(f.apply(&batch.payload).map_err(|e| rejected(&e))?),
+            (Signal::Metrics, Some(f), _) => Some(f.apply(&whole).map_err(|e| rejected(&e))?),
+            (Signal::Logs, _, Some(f)) => Some(f.apply(&whole).map_err(|e| rejected(&e))?),
             _ => return Ok(Some(batch)),
         };
         let outcome = match applied {
             Some((payload, dropped)) => Outcome { payload, dropped },
-            None => self.walk(&batch.payload).map_err(|e| rejected(&e))?,
+            None => self.walk(&whole).map_err(|e| rejected(&e))?,
         };
         if outcome.dropped > 0 {
             self.filtered.increment(outcome.dropped as u64);
         }
         if let Some(p) = outcome.payload {
-            batch.payload = Bytes::from(p);
+            batch.payload = p.into();
             batch.items = batch.items.saturating_sub(outcome.dropped);
         }
         Ok((batch.items > 0 && !batch.payload.is_empty()).then_some(batch))

@@ -24,7 +24,7 @@ fn sample() -> Vec<u8> {
 }
 
 fn names(b: &Batch) -> Vec<String> {
-    spans(&decode(&b.payload))
+    spans(&decode(&b.payload.to_vec()))
         .into_iter()
         .map(|s| s.name)
         .collect()
@@ -44,7 +44,7 @@ async fn ottl_conditions_are_ored() {
     .await;
     assert_eq!(names(&out[0]), ["root", "llm"]);
     assert_eq!(out[0].items, 2);
-    let req = decode(&out[0].payload);
+    let req = decode(&out[0].payload.to_vec());
     assert_eq!(
         req.resource_spans.len(),
         1,
@@ -107,10 +107,10 @@ async fn nothing_matching_keeps_the_buffer() {
     )
     .unwrap();
     let b = batch(sample());
-    let ptr = b.payload.as_ptr();
+    let ptr = b.payload.parts()[0].as_ptr();
     p.consume(b).await.unwrap();
     let out = cap.take();
-    assert_eq!(out[0].payload.as_ptr(), ptr);
+    assert_eq!(out[0].payload.parts()[0].as_ptr(), ptr);
     assert_eq!(out[0].items, 4);
     let (p, cap) = build(&FilterProcessorFactory, "").unwrap();
     p.consume(batch(sample())).await.unwrap();

@@ -23,7 +23,7 @@ async fn actions_change_resources_and_leave_spans_alone() {
     p.consume(batch(req.clone())).await.unwrap();
     let out = cap.take();
     assert_eq!(out[0].items, 2);
-    let got = decode(&out[0].payload);
+    let got = decode(&out[0].payload.to_vec());
     let want = decode(&req);
     let r0 = &got.resource_spans[0].resource.as_ref().unwrap().attributes;
     assert_eq!(
@@ -60,7 +60,7 @@ async fn a_resource_spans_without_resource_gets_one() {
     }
     .encode_to_vec();
     p.consume(batch(req)).await.unwrap();
-    let got = decode(&cap.take()[0].payload);
+    let got = decode(&cap.take()[0].payload.to_vec());
     let r = &got.resource_spans[0].resource.as_ref().unwrap().attributes;
     assert_eq!(attr(r, "team"), Some(&Value::StringValue("ml".into())));
     assert_eq!(got.resource_spans[0].scope_spans[0].spans.len(), 1);

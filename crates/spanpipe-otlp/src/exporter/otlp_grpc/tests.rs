@@ -301,6 +301,12 @@ async fn zstd_and_none_reach_the_server() {
         let last = seen.lock().unwrap().pop().unwrap();
         assert_eq!(last.encoding.as_deref(), want);
         assert_eq!(last.body, trace_batch(2).payload);
+        // A batch of parts (what `batch` and the queue's batching make) arrives as the one request they form.
+        let parts = Batch::concat(vec![trace_batch(2), trace_batch(3), trace_batch(1)]).unwrap();
+        assert_eq!(parts.payload.parts().len(), 3);
+        exporter.export(&parts).await.unwrap();
+        let last = seen.lock().unwrap().pop().unwrap();
+        assert_eq!(last.body, parts.payload.to_vec());
     }
 }
 

@@ -142,6 +142,7 @@ struct Recorded {
     content_type: String,
     encoding: Option<String>,
     api_key: Option<String>,
+    content_length: Option<String>,
     body: Bytes,
 }
 
@@ -155,10 +156,11 @@ async fn handle(req: Request<Incoming>, log: Log) -> Result<Response<Full<Bytes>
             .and_then(|v| v.to_str().ok())
             .map(String::from)
     };
-    let (content_type, encoding, api_key) = (
+    let (content_type, encoding, api_key, content_length) = (
         header("content-type").unwrap_or_default(),
         header("content-encoding"),
         header("x-api-key"),
+        header("content-length"),
     );
     let body = req
         .into_body()
@@ -171,6 +173,7 @@ async fn handle(req: Request<Incoming>, log: Log) -> Result<Response<Full<Bytes>
         content_type,
         encoding,
         api_key,
+        content_length,
         body,
     });
     let answer = |code: u16, body: Bytes| {
@@ -303,7 +306,7 @@ async fn proto_bodies_are_the_payload_and_json_is_otlp_json() {
     assert_eq!(log[0].api_key.as_deref(), Some("k"));
     assert_eq!(
         decompress(Compression::Gzip, &log[0].body, 1 << 20).unwrap(),
-        batch.payload
+        batch.payload.to_vec()
     );
     assert_eq!(log[1].path, "/s200/raw");
     assert_eq!(log[1].content_type, "application/json");
@@ -313,10 +316,40 @@ async fn proto_bodies_are_the_payload_and_json_is_otlp_json() {
         v["resourceSpans"][0]["scopeSpans"][0]["spans"][2]["spanId"],
         "00000000000000ac"
     );
-    let decoded = ExportTraceServiceRequest::decode(batch.payload.clone()).unwrap();
+    let decoded = ExportTraceServiceRequest::decode(batch.payload.to_bytes()).unwrap();
     assert_eq!(
         v["resourceSpans"].as_array().unwrap().len(),
         decoded.resource_spans.len()
+    );
+}
+
+#[tokio::test]
+async fn a_batch_of_parts_goes_out_as_one_body_with_its_length() {
+    let (addr, log) = serve().await;
+    let batch = Batch::concat(vec![trace_batch(3), trace_batch(2)]).unwrap();
+    assert_eq!(batch.payload.parts().len(), 2);
+    let plain = started(&format!(
+        "endpoint: http://{addr}/s200/
+compression: none"
+    ))
+    .await;
+    plain.export(&batch).await.unwrap();
+    let zipped = started(&format!(
+        "endpoint: http://{addr}/s200/
+compression: zstd"
+    ))
+    .await;
+    zipped.export(&batch).await.unwrap();
+
+    let log = log.lock().unwrap();
+    let whole = batch.payload.to_vec();
+    assert_eq!(log[0].body, whole);
+    assert_eq!(log[0].content_length, Some(whole.len().to_string()));
+    let req = ExportTraceServiceRequest::decode(log[0].body.clone()).unwrap();
+    assert_eq!(req.resource_spans.len(), 2);
+    assert_eq!(
+        decompress(Compression::Zstd, &log[1].body, 1 << 20).unwrap(),
+        whole
     );
 }
 

@@ -172,7 +172,7 @@ async fn drop_keeps_the_valid_spans_and_answers_partial_success() {
     for b in &batches {
         let req =
             opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
-                &b.payload[..],
+                &b.payload.to_vec()[..],
             )
             .expect("what passed the door decodes");
         let names: Vec<_> = req.resource_spans[0].scope_spans[0]

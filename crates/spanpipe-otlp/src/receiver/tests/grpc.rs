@@ -56,7 +56,10 @@ async fn export_with_gzip_passes_bytes_and_metadata() {
     assert!(answer.is_empty());
     let batches = rec.batches();
     assert_eq!(batches.len(), 2);
-    assert_eq!((batches[0].items, &batches[0].payload[..]), (4, &body[..]));
+    assert_eq!(
+        (batches[0].items, &batches[0].payload.to_vec()[..]),
+        (4, &body[..])
+    );
     assert_eq!(batches[0].metadata.get("x-tenant"), Some("acme"));
     // Empty requests are fine and consume nothing.
     call(addr, TRACES, Vec::new(), false).await.unwrap();

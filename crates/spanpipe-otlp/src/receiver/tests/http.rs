@@ -83,12 +83,12 @@ async fn protobuf_json_and_every_encoding_are_accepted() {
     for b in &batches[..5] {
         assert_eq!(b.items, 3);
         assert_eq!(
-            &b.payload[..],
+            &b.payload.to_vec()[..],
             &body[..],
             "protobuf bodies pass through unchanged"
         );
     }
-    let from_json = ExportTraceServiceRequest::decode(&batches[5].payload[..]).unwrap();
+    let from_json = ExportTraceServiceRequest::decode(&batches[5].payload.to_vec()[..]).unwrap();
     let span = &from_json.resource_spans[0].scope_spans[0].spans[0];
     assert_eq!((batches[5].items, span.kind, span.span_id.len()), (1, 2, 8));
     assert_eq!(batches[5].metadata.get("x-tenant"), Some("acme"));
