@@ -8,6 +8,7 @@ mod auth;
 pub mod config;
 pub mod cors;
 mod grpc;
+mod grpc_raw;
 mod http;
 mod ingest;
 mod status;
