@@ -106,6 +106,23 @@ impl<'a> Reader<'a> {
         if self.pos >= self.buf.len() {
             return Ok(None);
         }
+        // Fast path: a length-delimited field with a one-byte tag and a one-byte length (most OTLP attributes,
+        // keys, values and ids), read without the wire-type dispatch.
+        if let Some(&[tag, len]) = self
+            .buf
+            .get(self.pos..self.pos + 2)
+            .and_then(|b| b.first_chunk())
+            && tag & 0x87 == 0x02
+            && len < 0x80
+            && tag >= 0x08
+        {
+            let start = self.pos + 2;
+            let end = start + usize::from(len);
+            if let Some(b) = self.buf.get(start..end) {
+                self.pos = end;
+                return Ok(Some((u32::from(tag >> 3), Field::Bytes(b))));
+            }
+        }
         let key = self.varint()?;
         let number = key >> 3;
         if number == 0 || number > u64::from(u32::MAX >> 3) {
