@@ -18,6 +18,8 @@
 #   PERF=0                   1: sample spanpipe with `perf record -e cpu-clock` while it works; top symbols on stderr
 #   RSS_LOG=0                1: print spanpipe's VmRSS once a second during the run (stderr), to tell growth from a plateau
 #   NO_SPANMETRICS=0         1: leave mlflow_spanmetrics/prometheus out of the pipeline (to see their share)
+#   SINK_NICE=0              nice level of the two sinks; e.g. 10 so their bursts of decoding (a whole batch at a
+#                            time) take less CPU from spanpipe, as backends on other machines would
 #   PERF_OPTS="-F 1999 -g"   e.g. "-F 499 --call-graph dwarf,16384" for user-space callers (KEEP=1, then perf report)
 #
 # Output: progress on stderr, ONE result line on stdout.
@@ -36,6 +38,7 @@ KEEP=${KEEP:-0}
 PERF=${PERF:-0}
 PERF_OPTS=${PERF_OPTS:--F 1999 -g}
 RSS_LOG=${RSS_LOG:-0}
+SINK_NICE=${SINK_NICE:-0}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
@@ -144,7 +147,7 @@ log "$EXTRA"
 SINK_TIMEOUT=300
 for i in 1 2; do
     port_var="P_SINK$i"
-    "$BIN/spanpipe-loadgen" --threads 1 sink --grpc "127.0.0.1:${!port_var}" --report "$TMP/sink$i.json" \
+    nice -n "$SINK_NICE" "$BIN/spanpipe-loadgen" --threads 1 sink --grpc "127.0.0.1:${!port_var}" --report "$TMP/sink$i.json" \
         --idle-exit "$SINK_IDLE" --max-duration "${SINK_TIMEOUT}s" --expect "$TOTAL" \
         >"$TMP/sink$i.out" 2>"$TMP/sink$i.err" &
     PIDS+=($!)
@@ -218,9 +221,9 @@ for _ in $(seq 50); do
 done
 
 python3 - "$TMP" "$CPU0" "$CPU1" "$CLK_TCK" "$HWM_KB" "$TOTAL" "$SPANS_PER_REQUEST" "$CONNECTIONS" "${RATE:-max}" \
-    "$COMPRESSION" "$EXPORT_COMPRESSION" "$SPANMETRICS" <<'EOF'
+    "$COMPRESSION" "$EXPORT_COMPRESSION" "$SPANMETRICS" "$SINK_NICE" <<'EOF'
 import json, sys
-tmp, cpu0, cpu1, tck, hwm_kb, total, spr, conns, rate, comp, ecomp, sm = sys.argv[1:]
+tmp, cpu0, cpu1, tck, hwm_kb, total, spr, conns, rate, comp, ecomp, sm, sink_nice = sys.argv[1:]
 def last_json(path):
     try:
         lines = [l for l in open(path) if l.startswith("{")]
@@ -250,5 +253,6 @@ print(f"e2e total={total} spans/req={spr} conns={conns} rate={rate} in={comp} ou
       f" | spanpipe CPU-s per M spans={per_m} ({per_cpu_s} spans per CPU-s, {cpu_s:.2f} CPU-s)"
       f" | peak RSS={int(hwm_kb) / 1024:.0f} MiB"
       f" | loadgen acked={acked} failed={failed} p99 ack={p99:.1f} ms"
+      f"{'' if sink_nice == '0' else f' | sinks at nice {sink_nice}'}"
       f" | lost sink1={lost[0]} sink2={lost[1]} | duplicated sink1={dups[0]} sink2={dups[1]}")
 EOF
