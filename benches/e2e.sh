@@ -206,6 +206,19 @@ for _ in $(seq $((SINK_TIMEOUT * 10))); do
 done
 CPU1=$(cpu_ticks "$SPANPIPE_PID" 2>/dev/null || echo "$CPU0")
 HWM_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SPANPIPE_PID/status" 2>/dev/null || echo 0)
+# spanpipe's own share of the ack latency (headers to answer, from its request-duration summary), p50/p99 in ms.
+SERVER_MS=$(python3 - "$P_TELEM" <<'EOF' 2>/dev/null || echo "n/a n/a"
+import sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
+q = {}
+for line in text.splitlines():
+    if line.startswith("spanpipe_receiver_request_duration_seconds{") and 'transport="grpc"' in line:
+        for want in ("0.5", "0.99"):
+            if f'quantile="{want}"' in line:
+                q[want] = float(line.rsplit(" ", 1)[1]) * 1000
+print(f"{q.get('0.5', float('nan')):.2f} {q.get('0.99', float('nan')):.2f}")
+EOF
+)
 for pid in "$SINK1_PID" "$SINK2_PID"; do kill "$pid" 2>/dev/null || true; done
 [[ "$RSS_LOG" == 1 ]] && log "spanpipe VmRSS MiB, once a second: $(cat "$TMP/rss.log")"
 if [[ -n "$PERF_PID" ]]; then
@@ -221,9 +234,9 @@ for _ in $(seq 50); do
 done
 
 python3 - "$TMP" "$CPU0" "$CPU1" "$CLK_TCK" "$HWM_KB" "$TOTAL" "$SPANS_PER_REQUEST" "$CONNECTIONS" "${RATE:-max}" \
-    "$COMPRESSION" "$EXPORT_COMPRESSION" "$SPANMETRICS" "$SINK_NICE" <<'EOF'
+    "$COMPRESSION" "$EXPORT_COMPRESSION" "$SPANMETRICS" "$SINK_NICE" $SERVER_MS <<'EOF'
 import json, sys
-tmp, cpu0, cpu1, tck, hwm_kb, total, spr, conns, rate, comp, ecomp, sm, sink_nice = sys.argv[1:]
+tmp, cpu0, cpu1, tck, hwm_kb, total, spr, conns, rate, comp, ecomp, sm, sink_nice, srv50, srv99 = sys.argv[1:]
 def last_json(path):
     try:
         lines = [l for l in open(path) if l.startswith("{")]
@@ -252,7 +265,7 @@ print(f"e2e total={total} spans/req={spr} conns={conns} rate={rate} in={comp} ou
       f" | delivered spans/s sink1={rates[0]} sink2={rates[1]}"
       f" | spanpipe CPU-s per M spans={per_m} ({per_cpu_s} spans per CPU-s, {cpu_s:.2f} CPU-s)"
       f" | peak RSS={int(hwm_kb) / 1024:.0f} MiB"
-      f" | loadgen acked={acked} failed={failed} p99 ack={p99:.1f} ms"
+      f" | loadgen acked={acked} failed={failed} p99 ack={p99:.1f} ms (spanpipe's share p50 {srv50} / p99 {srv99} ms)"
       f"{'' if sink_nice == '0' else f' | sinks at nice {sink_nice}'}"
       f" | lost sink1={lost[0]} sink2={lost[1]} | duplicated sink1={dups[0]} sink2={dups[1]}")
 EOF

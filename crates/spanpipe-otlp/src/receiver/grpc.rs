@@ -144,6 +144,7 @@ impl<K: ExportKind> Service<http::Request<tonic::body::Body>> for ExportService<
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
         let state = self.state.clone();
+        let started = std::time::Instant::now();
         Box::pin(async move {
             if let Some(auth) = &state.auth
                 && let Err(e) = auth.check(req.headers(), req.extensions().get::<PeerAddr>())
@@ -160,18 +161,22 @@ impl<K: ExportKind> Service<http::Request<tonic::body::Body>> for ExportService<
                     Ok(payload) => export(&state, K::SIGNAL, parts.headers, payload).await,
                     Err(status) => Err(status),
                 };
-                return Ok(answer.map_or_else(|s| s.into_http(), grpc_raw::ok_response));
+                let response = answer.map_or_else(|s| s.into_http(), grpc_raw::ok_response);
+                state.ingest.observe(started);
+                return Ok(response);
             }
             let mut grpc = Grpc::new(RawCodec)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(state.max_recv);
+            let ingest = state.ingest.clone();
             let method = Export {
                 state,
                 signal: K::SIGNAL,
             };
             let mut response = grpc.unary(method, req).await;
             too_large_is_resource_exhausted(&mut response);
+            ingest.observe(started);
             Ok(response)
         })
     }

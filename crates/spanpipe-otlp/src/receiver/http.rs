@@ -182,7 +182,8 @@ where
     {
         return error_response(&e, request_format == Some(Format::Json));
     }
-    match process(state, req).await {
+    let started = std::time::Instant::now();
+    let answer = match process(state, req).await {
         Ok((format, signal, partial)) => {
             let body = match format {
                 Format::Protobuf => Bytes::from(partial.encode()),
@@ -191,7 +192,9 @@ where
             response(StatusCode::OK, format, body)
         }
         Err(e) => error_response(&e, request_format == Some(Format::Json)),
-    }
+    };
+    state.ingest.observe(started);
+    answer
 }
 
 async fn process<B>(

@@ -137,6 +137,23 @@ impl Door {
     }
 }
 
+/// The request-duration histogram of one receiver transport (a summary with quantiles on `/metrics`).
+fn request_duration(labels: &[(&'static str, &str); 2]) -> metrics::Histogram {
+    static DESCRIBED: std::sync::Once = std::sync::Once::new();
+    DESCRIBED.call_once(|| {
+        metrics::describe_histogram!(
+            "spanpipe_receiver_request_duration_seconds",
+            metrics::Unit::Seconds,
+            "Time from a request's headers to its answer: body read, checks and hand-over to the pipeline."
+        );
+    });
+    let labels: Vec<metrics::Label> = labels
+        .iter()
+        .map(|(k, v)| metrics::Label::new(*k, v.to_string()))
+        .collect();
+    metrics::histogram!("spanpipe_receiver_request_duration_seconds", labels)
+}
+
 /// What a client refused for the memory budget is told to wait: queues drain in about that time.
 const BUDGET_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -146,6 +163,10 @@ pub struct Ingest {
     consumers: SignalConsumers,
     accepted: SignalCounter,
     refused: SignalCounter,
+    /// `spanpipe_receiver_request_duration_seconds`: from the request's headers to its answer, body read, door
+    /// and hand-over included (the collector's own share of a client's Export latency; the batch timeout is
+    /// never in it, a request is answered once appended).
+    duration: metrics::Histogram,
     /// The checks every request passes first.
     pub door: Door,
 }
@@ -164,7 +185,13 @@ impl Ingest {
             consumers,
             accepted: SignalCounter::with_labels("receiver", "accepted", &labels),
             refused: SignalCounter::with_labels("receiver", "refused", &labels),
+            duration: request_duration(&labels),
         })
+    }
+
+    /// Records how long one request took to answer.
+    pub fn observe(&self, since: std::time::Instant) {
+        self.duration.record(since.elapsed().as_secs_f64());
     }
 
     /// Fails with [`ReceiveError::NoPipeline`] when no pipeline takes `signal` from this receiver.
