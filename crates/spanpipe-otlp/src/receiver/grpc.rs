@@ -242,11 +242,6 @@ async fn export(
     }
 }
 
-/// The HTTP/2 frame size we let clients send (the protocol's default is 16 KiB). Clients that honour it send an
-/// OTLP request of a few hundred KiB in a few DATA frames instead of dozens: fewer syscalls and frames on both
-/// sides.
-const MAX_FRAME_SIZE: u32 = 1 << 20;
-
 /// Serves the three services on `listener` (TLS with `tls`) until `stop`, then lets in-flight calls finish for up
 /// to `grace`.
 pub async fn serve(
@@ -260,8 +255,7 @@ pub async fn serve(
     {
         let mut h2 = builder.http2();
         h2.timer(TokioTimer::new())
-            .max_concurrent_streams(state.server.max_concurrent_streams)
-            .max_frame_size(MAX_FRAME_SIZE);
+            .max_concurrent_streams(state.server.max_concurrent_streams);
         if let Some(interval) = state.server.keepalive_time {
             h2.keep_alive_interval(interval)
                 .keep_alive_timeout(state.server.keepalive_timeout);

@@ -80,11 +80,6 @@ where
     if have > need {
         return Err(Status::internal("more than one message in a unary request"));
     }
-    if need - 5 >= SHARE_ABOVE
-        && let Some(whole) = in_one_chunk(&chunks, 5, need)
-    {
-        return Ok(whole);
-    }
     let mut message = BytesMut::with_capacity(need - 5);
     let mut skip = 5usize;
     for c in &chunks {
@@ -93,27 +88,6 @@ where
         message.extend_from_slice(&c[from..]);
     }
     Ok(message.freeze())
-}
-
-/// A message at least this big that arrived inside one DATA frame is passed on as a slice of that frame, not
-/// copied: a frame that large is most of the read-buffer allocation it lives in, so keeping the slice alive keeps
-/// little else alive (a small message is copied: its frame may share an allocation with many others).
-const SHARE_ABOVE: usize = 64 << 10;
-
-/// Bytes `from..to` of the gathered chunks, when one chunk holds them all.
-fn in_one_chunk(chunks: &[Bytes], from: usize, to: usize) -> Option<Bytes> {
-    let mut start = 0;
-    for c in chunks {
-        let end = start + c.len();
-        if from >= start && to <= end {
-            return Some(c.slice(from - start..to - start));
-        }
-        if end > from {
-            return None;
-        }
-        start = end;
-    }
-    None
 }
 
 /// The first five bytes of the gathered chunks (the caller made sure there are five).
@@ -171,30 +145,17 @@ mod tests {
         assert!(got.is_empty());
     }
 
-    #[test]
-    fn a_big_message_in_one_frame_is_shared_not_copied() {
-        let prefix = Bytes::from_static(b"\x00\x00\x01\x00\x00");
-        let frame = Bytes::from(vec![7u8; SHARE_ABOVE]);
-        let got = in_one_chunk(&[prefix.clone(), frame.clone()], 5, 5 + SHARE_ABOVE).unwrap();
-        assert_eq!(got.as_ptr(), frame.as_ptr());
-        let joined = Bytes::from([&prefix[..], &frame[..]].concat());
-        let got = in_one_chunk(std::slice::from_ref(&joined), 5, 5 + SHARE_ABOVE).unwrap();
-        assert_eq!(got.as_ptr(), joined[5..].as_ptr());
-        let halves = [joined.slice(..100), joined.slice(100..)];
-        assert!(in_one_chunk(&halves, 5, 5 + SHARE_ABOVE).is_none());
-    }
-
     #[tokio::test]
     async fn a_big_message_over_many_frames_is_joined() {
         let mut whole = vec![0u8, 0, 1, 0, 0];
-        whole.extend((0..SHARE_ABOVE).map(|i| i as u8));
+        whole.extend((0..1usize << 16).map(|i| i as u8));
         let frames: Vec<Bytes> = whole.chunks(16 << 10).map(Bytes::copy_from_slice).collect();
         let body = StreamBody::new(futures::stream::iter(
             frames
                 .into_iter()
                 .map(|c| Ok::<_, Infallible>(Frame::data(c))),
         ));
-        let got = read_message(body, SHARE_ABOVE).await.unwrap();
+        let got = read_message(body, 1 << 16).await.unwrap();
         assert_eq!(&got[..], &whole[5..]);
     }
 
