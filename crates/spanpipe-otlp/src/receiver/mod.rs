@@ -5,6 +5,7 @@
 //! Building has no side effects, so `validate` can build every component: ports are bound in `start`.
 
 mod auth;
+mod buffer_pool;
 pub mod config;
 pub mod cors;
 mod grpc;
