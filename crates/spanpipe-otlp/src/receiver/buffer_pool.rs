@@ -173,4 +173,21 @@ mod tests {
             "one 256 KiB buffer kept, two freed"
         );
     }
+
+    #[test]
+    fn idle_buffers_hold_budget_and_a_full_budget_keeps_none() {
+        let budget = MemoryBudget::new(300 << 10);
+        let pool = BufferPool::new(8 << 20, budget.clone());
+        let big = vec![1u8; 200 << 10];
+        drop(pool.copy(big.len(), [&big[..]]));
+        assert_eq!((pool.idle_bytes(), budget.used()), (256 << 10, 256 << 10));
+        // Reusing it gives the reservation back (the request makes its own).
+        let again = pool.copy(big.len(), [&big[..]]);
+        assert_eq!(budget.used(), 0);
+        // With the budget taken by queued data, a freed buffer is not kept.
+        let queued = budget.try_reserve(200 << 10).unwrap();
+        drop(again);
+        assert_eq!(pool.idle_bytes(), 0);
+        drop(queued);
+    }
 }
