@@ -242,24 +242,28 @@ service:
         );
     }
 
-    // Every family is described and typed; counters end in `_total` exactly once, gauges do not.
+    // Every family is described and typed; counters end in `_total` exactly once, gauges do not; a summary
+    // (request durations) has its `_sum` and `_count` series besides the quantiles.
     for s in &samples {
         assert!(!s.name.contains("_total_total"), "{}", s.name);
-        assert!(
-            text.contains(&format!("# HELP {} ", s.name)),
-            "no HELP for {}",
-            s.name
-        );
-        let typed = ["counter", "gauge"]
+        let summary_of = |base: &str| text.contains(&format!("# TYPE {base} summary\n"));
+        let family = ["_sum", "_count"]
             .iter()
-            .find(|t| text.contains(&format!("# TYPE {} {t}\n", s.name)))
-            .unwrap_or_else(|| panic!("no TYPE for {}", s.name));
-        assert_eq!(
-            *typed == "counter",
-            s.name.ends_with("_total"),
-            "{}",
-            s.name
+            .filter_map(|suffix| s.name.strip_suffix(suffix))
+            .find(|base| summary_of(base))
+            .unwrap_or(&s.name);
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "no HELP for {family}"
         );
+        let typed = ["counter", "gauge", "summary"]
+            .iter()
+            .find(|t| text.contains(&format!("# TYPE {family} {t}\n")))
+            .unwrap_or_else(|| panic!("no TYPE for {family}"));
+        match *typed {
+            "summary" => assert!(family.ends_with("_seconds"), "{family}"),
+            t => assert_eq!(t == "counter", family.ends_with("_total"), "{family}"),
+        }
     }
     let uptime = value(&samples, "otelcol_process_uptime_seconds_total", &[]);
     assert!(uptime.is_some(), "uptime missing; /metrics:\n{text}");
