@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 /// One or more encoded requests of one signal, concatenated.
 #[derive(Clone, Default)]
@@ -45,14 +45,7 @@ impl Payload {
     pub fn join<I: IntoIterator<Item = Payload>>(payloads: I) -> Self {
         let mut parts: Vec<Bytes> = Vec::new();
         for p in payloads {
-            match p.repr {
-                Repr::One(b) => {
-                    if !b.is_empty() {
-                        parts.push(b)
-                    }
-                }
-                Repr::Many(many) => parts.extend(many.iter().cloned()),
-            }
+            parts.extend_from_slice(p.parts());
         }
         Self::from_parts(parts)
     }
@@ -90,23 +83,13 @@ impl Payload {
     pub fn to_bytes(&self) -> Bytes {
         match &self.repr {
             Repr::One(b) => b.clone(),
-            Repr::Many(parts) => {
-                let mut buf = BytesMut::with_capacity(self.len);
-                for p in parts.iter() {
-                    buf.extend_from_slice(p);
-                }
-                buf.freeze()
-            }
+            Repr::Many(_) => Bytes::from(self.to_vec()),
         }
     }
 
     /// The payload copied into a `Vec`.
     pub fn to_vec(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(self.len);
-        for p in self.parts() {
-            v.extend_from_slice(p);
-        }
-        v
+        self.parts().concat()
     }
 
     /// Applies a rewrite to every part; `edit` returns `None` for a part it left alone. The untouched parts are

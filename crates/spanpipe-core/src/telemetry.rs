@@ -108,6 +108,10 @@ impl ExporterCounters {
     }
 }
 
+/// Receivers' request durations (a summary per `receiver` and `transport`): spanpipe's own share of a client's
+/// Export latency.
+pub const RECEIVER_REQUEST_DURATION: &str = "spanpipe_receiver_request_duration_seconds";
+
 /// Registers the HELP text of every `otelcol_*` metric the core and receivers record. Call once after the
 /// recorder is installed (descriptions given before that are lost).
 pub fn describe() {
@@ -145,4 +149,9 @@ pub fn describe() {
         }
     }
     crate::counting::describe();
+    metrics::describe_histogram!(
+        RECEIVER_REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "Time from a request's headers to its answer: body read, checks and hand-over to the pipeline."
+    );
 }

@@ -135,15 +135,17 @@ pub fn compress_parts<P: AsRef<[u8]>>(c: Compression, parts: &[P]) -> std::io::R
 mod tests {
     use super::*;
 
+    const EVERY: [Compression; 4] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Zstd,
+        Compression::Deflate,
+    ];
+
     #[test]
     fn round_trips_each_encoding() {
         let body = b"hello hello hello hello".repeat(100);
-        for c in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Zstd,
-            Compression::Deflate,
-        ] {
+        for c in EVERY {
             let z = compress(c, &body).unwrap();
             assert_eq!(decompress(c, &z, body.len()).unwrap(), body, "{c:?}");
             assert!(matches!(
@@ -157,12 +159,7 @@ mod tests {
     fn parts_compress_as_one_body() {
         let parts = [b"hello ".repeat(50), Vec::new(), b"world".repeat(70)];
         let whole = parts.concat();
-        for c in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Zstd,
-            Compression::Deflate,
-        ] {
+        for c in EVERY {
             let z = compress_parts(c, &parts).unwrap();
             assert_eq!(decompress(c, &z, whole.len()).unwrap(), whole, "{c:?}");
         }

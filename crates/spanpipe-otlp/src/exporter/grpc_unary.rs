@@ -9,6 +9,8 @@ use http::uri::PathAndQuery;
 use http_body_util::BodyExt;
 use spanpipe_core::Payload;
 use spanpipe_net::client::PartsBody;
+
+use crate::grpc_codec::message_prefix;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -22,12 +24,10 @@ pub async fn unary_raw(
     metadata: &MetadataMap,
     timeout: Option<std::time::Duration>,
 ) -> Result<Bytes, Status> {
-    let len = u32::try_from(payload.len())
-        .map_err(|_| Status::new(Code::ResourceExhausted, "message larger than 4 GiB"))?;
-    let mut header = [0u8; 5];
-    header[1..].copy_from_slice(&len.to_be_bytes());
+    let prefix = message_prefix(payload.len())
+        .ok_or_else(|| Status::new(Code::ResourceExhausted, "message larger than 4 GiB"))?;
     let mut frames = Vec::with_capacity(payload.parts().len() + 1);
-    frames.push(Bytes::copy_from_slice(&header));
+    frames.push(prefix);
     frames.extend(payload.parts().iter().cloned());
     let body = PartsBody::new(frames);
     let mut request = http::Request::builder()

@@ -1,14 +1,15 @@
 //! The uncompressed unary call read straight off the HTTP/2 body: the DATA frames are gathered and the message
-//! is copied once into a buffer of its size, recycled through [`BufferPool`]. tonic's codec path grows a decode buffer frame by frame
-//! (reallocating, on fresh pages the kernel zeroes), which profiling showed at ~6.5% of the collector's CPU flat
-//! out. Compressed requests (`grpc-encoding` other than `identity`) keep tonic's path: decompression copies anyway.
+//! is copied once into a buffer of its size, recycled through [`BufferPool`]. tonic's codec path grows a decode
+//! buffer frame by frame (reallocating, on fresh pages the kernel zeroes), which profiling showed at ~6.5% of the
+//! collector's CPU flat out. Compressed requests (`grpc-encoding` other than `identity`) keep tonic's path:
+//! decompression copies anyway.
 //!
 //! Errors are the ones tonic gives for the same request, except an over-limit message, which is
 //! RESOURCE_EXHAUSTED as the Go collector answers (see [`super::grpc`]).
 
 use std::convert::Infallible;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http_body_util::{BodyExt, StreamBody};
@@ -16,6 +17,7 @@ use hyper::body::Frame;
 use tonic::Status;
 
 use super::buffer_pool::BufferPool;
+use crate::grpc_codec::message_prefix;
 
 /// Whether the request's messages are uncompressed, so [`read_message`] can take it.
 pub fn is_identity(headers: &HeaderMap) -> bool {
@@ -100,15 +102,18 @@ fn prefix(chunks: &[Bytes]) -> [u8; 5] {
     out
 }
 
-/// A successful unary response: the message in one DATA frame, then `grpc-status: 0` trailers.
+/// A successful unary response: the message (prefix, then its bytes), then `grpc-status: 0` trailers.
 pub fn ok_response(message: Bytes) -> http::Response<tonic::body::Body> {
-    let mut framed = BytesMut::with_capacity(5 + message.len());
-    framed.extend_from_slice(&[0]);
-    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&message);
+    let Some(prefix) = message_prefix(message.len()) else {
+        return Status::internal("response message larger than 4 GiB").into_http();
+    };
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
-    let frames = [Frame::data(framed.freeze()), Frame::trailers(trailers)];
+    let frames = [
+        Frame::data(prefix),
+        Frame::data(message),
+        Frame::trailers(trailers),
+    ];
     let body = StreamBody::new(futures::stream::iter(frames.map(Ok::<_, Infallible>)));
     let mut response = http::Response::new(tonic::body::Body::new(body));
     response
@@ -127,10 +132,16 @@ mod tests {
     fn body(
         chunks: Vec<&'static [u8]>,
     ) -> impl hyper::body::Body<Data = Bytes, Error = Infallible> + Unpin {
+        frames(chunks.into_iter().map(Bytes::from_static).collect())
+    }
+
+    fn frames(
+        chunks: Vec<Bytes>,
+    ) -> impl hyper::body::Body<Data = Bytes, Error = Infallible> + Unpin {
         StreamBody::new(futures::stream::iter(
             chunks
                 .into_iter()
-                .map(|c| Ok::<_, Infallible>(Frame::data(Bytes::from_static(c)))),
+                .map(|c| Ok::<_, Infallible>(Frame::data(c))),
         ))
     }
 
@@ -150,13 +161,8 @@ mod tests {
     async fn a_big_message_over_many_frames_is_joined() {
         let mut whole = vec![0u8, 0, 1, 0, 0];
         whole.extend((0..1usize << 16).map(|i| i as u8));
-        let frames: Vec<Bytes> = whole.chunks(16 << 10).map(Bytes::copy_from_slice).collect();
-        let body = StreamBody::new(futures::stream::iter(
-            frames
-                .into_iter()
-                .map(|c| Ok::<_, Infallible>(Frame::data(c))),
-        ));
-        let got = read_message(body, 1 << 16).await.unwrap();
+        let chunks: Vec<Bytes> = whole.chunks(16 << 10).map(Bytes::copy_from_slice).collect();
+        let got = read_message(frames(chunks), 1 << 16).await.unwrap();
         assert_eq!(&got[..], &whole[5..]);
     }
 

@@ -137,23 +137,6 @@ impl Door {
     }
 }
 
-/// The request-duration histogram of one receiver transport (a summary with quantiles on `/metrics`).
-fn request_duration(labels: &[(&'static str, &str); 2]) -> metrics::Histogram {
-    static DESCRIBED: std::sync::Once = std::sync::Once::new();
-    DESCRIBED.call_once(|| {
-        metrics::describe_histogram!(
-            "spanpipe_receiver_request_duration_seconds",
-            metrics::Unit::Seconds,
-            "Time from a request's headers to its answer: body read, checks and hand-over to the pipeline."
-        );
-    });
-    let labels: Vec<metrics::Label> = labels
-        .iter()
-        .map(|(k, v)| metrics::Label::new(*k, v.to_string()))
-        .collect();
-    metrics::histogram!("spanpipe_receiver_request_duration_seconds", labels)
-}
-
 /// What a client refused for the memory budget is told to wait: queues drain in about that time.
 const BUDGET_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -185,7 +168,11 @@ impl Ingest {
             consumers,
             accepted: SignalCounter::with_labels("receiver", "accepted", &labels),
             refused: SignalCounter::with_labels("receiver", "refused", &labels),
-            duration: request_duration(&labels),
+            duration: metrics::histogram!(
+                spanpipe_core::telemetry::RECEIVER_REQUEST_DURATION,
+                "receiver" => receiver.to_string(),
+                "transport" => transport.to_string()
+            ),
         })
     }
 

@@ -154,18 +154,21 @@ impl FilterProcessor {
         let rejected = |e: &dyn std::fmt::Display| ConsumeError::Rejected {
             reason: format!("{}: malformed {}: {e}", self.id, batch.signal),
         };
-        // One contiguous request: a trace-level condition needs every part's spans at once (a copy only for a
-        // batch of several parts).
-        let whole = batch.payload.to_bytes();
+        // One contiguous request (a copy only for a batch of several parts): a trace-level condition needs every
+        // part's spans at once. A signal without conditions passes untouched.
         let applied = match (batch.signal, &self.settings.metrics, &self.settings.logs) {
             (Signal::Traces, _, _) => None,
-            (Signal::Metrics, Some(f), _) => Some(f.apply(&whole).map_err(|e| rejected(&e))?),
-            (Signal::Logs, _, Some(f)) => Some(f.apply(&whole).map_err(|e| rejected(&e))?),
+            (Signal::Metrics, Some(f), _) => Some(f.apply(&batch.payload.to_bytes())),
+            (Signal::Logs, _, Some(f)) => Some(f.apply(&batch.payload.to_bytes())),
             _ => return Ok(Some(batch)),
         };
         let outcome = match applied {
-            Some((payload, dropped)) => Outcome { payload, dropped },
-            None => self.walk(&whole).map_err(|e| rejected(&e))?,
+            Some(r) => r
+                .map(|(payload, dropped)| Outcome { payload, dropped })
+                .map_err(|e| rejected(&e))?,
+            None => self
+                .walk(&batch.payload.to_bytes())
+                .map_err(|e| rejected(&e))?,
         };
         if outcome.dropped > 0 {
             self.filtered.increment(outcome.dropped as u64);
