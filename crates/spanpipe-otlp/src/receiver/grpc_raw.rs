@@ -102,7 +102,9 @@ fn prefix(chunks: &[Bytes]) -> [u8; 5] {
     out
 }
 
-/// A successful unary response: the message (prefix, then its bytes), then `grpc-status: 0` trailers.
+/// A successful unary response: the message in one DATA frame (prefix and bytes; the answer is empty or a short
+/// partial success, and an empty DATA frame per request would trip clients' HTTP/2 flood protection), then
+/// `grpc-status: 0` trailers.
 pub fn ok_response(message: Bytes) -> http::Response<tonic::body::Body> {
     let Some(prefix) = message_prefix(message.len()) else {
         return Status::internal("response message larger than 4 GiB").into_http();
@@ -110,8 +112,7 @@ pub fn ok_response(message: Bytes) -> http::Response<tonic::body::Body> {
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
     let frames = [
-        Frame::data(prefix),
-        Frame::data(message),
+        Frame::data(Bytes::from([&prefix[..], &message[..]].concat())),
         Frame::trailers(trailers),
     ];
     let body = StreamBody::new(futures::stream::iter(frames.map(Ok::<_, Infallible>)));
@@ -191,6 +192,19 @@ mod tests {
             code(read_message(body(vec![b"\x00\x00\x00\x00\x0b"]), 10).await),
             Code::ResourceExhausted
         );
+    }
+
+    #[tokio::test]
+    async fn an_empty_answer_is_one_data_frame_then_trailers() {
+        let mut body = ok_response(Bytes::new()).into_body();
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(
+            first.into_data().unwrap(),
+            Bytes::from_static(&[0, 0, 0, 0, 0])
+        );
+        let second = body.frame().await.unwrap().unwrap();
+        assert_eq!(second.trailers_ref().unwrap()["grpc-status"], "0");
+        assert!(body.frame().await.is_none());
     }
 
     #[test]
