@@ -5,6 +5,7 @@
 //! as factories in a [`Registry`] by the binary, and [`Service`] builds the graph from the configuration.
 
 pub mod auth;
+pub mod background;
 pub mod batch;
 pub mod budget;
 pub mod component;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use metrics::{Counter, Gauge};
 use prost::Message;
+use spanpipe_core::background::BackgroundWorker;
 use spanpipe_core::{
     Batch, BuildContext, ComponentError, ConfigError, ConnectorFactory, ConsumeError, Consumer,
     Node, Processor, Signal, component::Connector,
@@ -202,6 +203,19 @@ impl Inner {
         }
     }
 
+    /// Reads a batch's spans into the metrics (or the spans waiting for their roots).
+    fn record(&self, batch: &Batch) -> Result<(), ConsumeError> {
+        let facts =
+            extract(&self.settings, &batch.payload, &batch.metadata, batch.items).map_err(|e| {
+                ConsumeError::Rejected {
+                    reason: format!("malformed traces: {e}"),
+                }
+            })?;
+        let table = self.prices.as_ref().map(|p| p.table());
+        lock(&self.state).record_batch(&facts, table.as_deref(), Instant::now(), wall_ns());
+        Ok(())
+    }
+
     fn sweep(&self) {
         let table = self.prices.as_ref().map(|p| p.table());
         lock(&self.state).sweep(table.as_deref(), Instant::now(), wall_ns());
@@ -213,6 +227,9 @@ pub struct GenaiMetricsConnector {
     inner: Arc<Inner>,
     cancel: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Once started, batches are recorded on a background thread, not on the path of the request that filled a
+    /// batch (as in `mlflow_spanmetrics`). Waiting batches keep their share of the memory budget.
+    worker: Mutex<Option<BackgroundWorker>>,
 }
 
 impl GenaiMetricsConnector {
@@ -237,6 +254,7 @@ impl GenaiMetricsConnector {
             }),
             cancel: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
+            worker: Mutex::new(None),
         }
     }
 
@@ -254,15 +272,14 @@ impl Consumer for GenaiMetricsConnector {
                 reason: format!("{} takes traces, got {}", self.inner.id, batch.signal),
             });
         }
-        let s = &self.inner.settings;
-        let facts = extract(s, &batch.payload, &batch.metadata, batch.items).map_err(|e| {
-            ConsumeError::Rejected {
-                reason: format!("malformed traces: {e}"),
-            }
-        })?;
-        let table = self.inner.prices.as_ref().map(|p| p.table());
-        lock(&self.inner.state).record_batch(&facts, table.as_deref(), Instant::now(), wall_ns());
-        Ok(())
+        let batch = match lock(&self.worker).as_ref() {
+            Some(w) => match w.send(batch) {
+                Ok(()) => return Ok(()),
+                Err(unsent) => unsent,
+            },
+            None => batch,
+        };
+        self.inner.record(&batch)
     }
 }
 
@@ -273,6 +290,18 @@ impl Processor for GenaiMetricsConnector {
         let cancel = self.cancel.clone();
         let flush_every = inner.settings.flush_interval;
         let tick = flush_every.min(MAX_SWEEP_INTERVAL);
+        let recorder = inner.clone();
+        let worker = BackgroundWorker::spawn("spanpipe-genai", move |batch| {
+            // The receiver's door let these bytes in: only a broken component could hand over unreadable ones.
+            if let Err(e) = recorder.record(&batch) {
+                tracing::error!(connector = %recorder.id, error = %e, spans = batch.items,
+                    "BUG: GenAI metrics could not read a batch the receiver accepted");
+            }
+        })
+        .map_err(|e| {
+            ComponentError::new(&inner.id, format!("cannot start its recording thread: {e}"))
+        })?;
+        *lock(&self.worker) = Some(worker);
         let mut tasks = Vec::new();
         if let (Some(p), Some((_, every))) = (&inner.prices, &inner.settings.cost) {
             tasks.push(p.watch(*every, cancel.clone()));
@@ -304,6 +333,11 @@ impl Processor for GenaiMetricsConnector {
         let tasks = std::mem::take(&mut *lock(&self.tasks));
         for t in tasks {
             let _ = t.await;
+        }
+        // Everything handed over is recorded before the last flush.
+        let worker = lock(&self.worker).take();
+        if let Some(w) = worker {
+            w.finish().await;
         }
         {
             let table = self.inner.prices.as_ref().map(|p| p.table());

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use metrics::{Counter, Gauge};
+use spanpipe_core::background::BackgroundWorker;
 use spanpipe_core::{
     Batch, BuildContext, ComponentError, ConfigError, ConnectorFactory, ConsumeError, Consumer,
     Metadata, Node, Processor, Signal, WireParts, component::Connector,
@@ -146,16 +147,11 @@ pub struct SpanMetricsConnector {
     inner: Arc<Inner>,
     cancel: CancellationToken,
     task: Mutex<Option<JoinHandle<()>>>,
-    /// Once started, batches are recorded by a worker task, not on the caller's path: a batch processor's flush
+    /// Once started, batches are recorded by a background thread, not on the caller's path: a batch processor's flush
     /// (and with it the acknowledgement of the request that filled the batch) does not wait for ~2 ms of
     /// histogram work per 8,192 spans. The queue is unbounded in count but not in bytes: every batch carries
     /// its share of the process memory budget until recorded, so a slow worker makes receivers refuse, not grow.
-    worker: Mutex<Option<Worker>>,
-}
-
-struct Worker {
-    tx: tokio::sync::mpsc::UnboundedSender<Batch>,
-    task: JoinHandle<()>,
+    worker: Mutex<Option<BackgroundWorker>>,
 }
 
 fn truncated_labels_counter(id: &str) -> Counter {
@@ -262,9 +258,9 @@ impl Consumer for SpanMetricsConnector {
             });
         }
         let batch = match lock(&self.worker).as_ref() {
-            Some(w) => match w.tx.send(batch) {
+            Some(w) => match w.send(batch) {
                 Ok(()) => return Ok(()),
-                Err(unsent) => unsent.0,
+                Err(unsent) => unsent,
             },
             None => batch,
         };
@@ -275,27 +271,27 @@ impl Consumer for SpanMetricsConnector {
 #[async_trait]
 impl Processor for SpanMetricsConnector {
     async fn start(&self) -> Result<(), ComponentError> {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Batch>();
         let recorder = self.inner.clone();
-        let task = tokio::spawn(async move {
-            while let Some(batch) = rx.recv().await {
-                // One part (one received request, ~0.1 ms of work) at a time, yielding in between: a batch of
-                // 8,192 spans is ~2 ms of work, which would otherwise hold one of the runtime's threads while
-                // requests wait to be read and acknowledged.
-                let parts = batch.payload.parts();
-                let hint = batch.items / parts.len().max(1) + 1;
-                for part in parts {
-                    // The receiver's door let these bytes in, so extraction cannot fail unless a component
-                    // broke them: counted as a bug in the log, never a panic.
-                    if let Err(e) = recorder.record_spans(part, &batch.metadata, hint) {
-                        tracing::error!(connector = %recorder.id, error = %e, spans = batch.items,
-                            "BUG: span metrics could not read a batch the receiver accepted");
-                    }
-                    tokio::task::yield_now().await;
+        let worker = BackgroundWorker::spawn("spanpipe-spanmet", move |batch| {
+            // The receiver's door let these bytes in, so extraction cannot fail unless a component broke them:
+            // counted as a bug in the log, never a panic. One part (one received request) at a time keeps the
+            // facts of one request, not of a whole batch, in memory.
+            let parts = batch.payload.parts();
+            let hint = batch.items / parts.len().max(1) + 1;
+            for part in parts {
+                if let Err(e) = recorder.record_spans(part, &batch.metadata, hint) {
+                    tracing::error!(connector = %recorder.id, error = %e, spans = batch.items,
+                        "BUG: span metrics could not read a batch the receiver accepted");
                 }
             }
-        });
-        *lock(&self.worker) = Some(Worker { tx, task });
+        })
+        .map_err(|e| {
+            ComponentError::new(
+                &self.inner.id,
+                format!("cannot start its recording thread: {e}"),
+            )
+        })?;
+        *lock(&self.worker) = Some(worker);
         let inner = self.inner.clone();
         let cancel = self.cancel.clone();
         let flush_every = inner.settings.flush_interval;
@@ -331,9 +327,8 @@ impl Processor for SpanMetricsConnector {
         // Everything handed over is recorded before the last flush: closing the channel ends the worker once
         // it has drained it.
         let worker = lock(&self.worker).take();
-        if let Some(Worker { tx, task }) = worker {
-            drop(tx);
-            let _ = task.await;
+        if let Some(w) = worker {
+            w.finish().await;
         }
         {
             let mut state = lock(&self.inner.state);
