@@ -38,6 +38,14 @@ impl<'a> AnyValueRef<'a> {
     /// error: after the receiver's check it cannot occur, and no caller may guess.
     #[inline]
     pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
+        match short_string(buf) {
+            Some(string) => Ok(AnyValueRef::Str(utf8(string)?)),
+            None => Self::parse_fields(buf),
+        }
+    }
+
+    /// [`AnyValueRef::parse`] field by field: any shape.
+    fn parse_fields(buf: &'a [u8]) -> Result<Self, WireError> {
         let mut v = AnyValueRef::Empty;
         let mut r = Reader::new(buf);
         while let Some((n, f)) = r.next_field()? {
@@ -104,9 +112,43 @@ impl<'a> RawValue<'a> {
     }
 }
 
+/// The usual shape of an attribute, `KeyValue { key, value: AnyValue { string_value } }` with every length
+/// under 128 (one-byte varints, no other field): its key, its encoded `AnyValue` and the string. Read without the
+/// general field loop, because every span carries about ten of these and every reader of attributes meets them;
+/// `None` for any other shape, which the general path reads to the same result.
+#[inline(always)]
+pub(crate) fn short_string_kv(kv: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let (&[0x0a, klen], rest) = kv.split_first_chunk::<2>()? else {
+        return None;
+    };
+    let (key, rest) = rest.split_at_checked(usize::from(klen))?;
+    let (&[0x12, vlen], value) = rest.split_first_chunk::<2>()? else {
+        return None;
+    };
+    let string = short_string(value)?;
+    (klen < 0x80 && vlen < 0x80 && value.len() == usize::from(vlen)).then_some((key, value, string))
+}
+
+/// The string of an encoded `AnyValue` that is exactly one `string_value` field with a one-byte length.
+#[inline(always)]
+fn short_string(value: &[u8]) -> Option<&[u8]> {
+    let (&[0x0a, slen], string) = value.split_first_chunk::<2>()? else {
+        return None;
+    };
+    (slen < 0x80 && string.len() == usize::from(slen)).then_some(string)
+}
+
 /// The key bytes and value of an encoded `KeyValue` (the last occurrence of each field wins).
 #[inline]
 pub fn key_value(kv: &[u8]) -> Result<(&[u8], RawValue<'_>), WireError> {
+    match short_string_kv(kv) {
+        Some((key, value, _)) => Ok((key, RawValue(value))),
+        None => key_value_fields(kv),
+    }
+}
+
+/// [`key_value`] field by field: any shape.
+fn key_value_fields(kv: &[u8]) -> Result<(&[u8], RawValue<'_>), WireError> {
     let (mut key, mut value) = (&[][..], &[][..]);
     let mut r = Reader::new(kv);
     while let Some((n, f)) = r.next_field()? {
@@ -227,6 +269,15 @@ pub(crate) fn check_key_value(kv: &[u8], limit: usize) -> Result<(), WireError> 
     if limit == 0 {
         return Err(too_deep(limit));
     }
+    if let Some((key, _, string)) = short_string_kv(kv) {
+        check_utf8(key)?;
+        return check_utf8(string);
+    }
+    check_key_value_fields(kv, limit)
+}
+
+/// [`check_key_value`] field by field: any shape.
+fn check_key_value_fields(kv: &[u8], limit: usize) -> Result<(), WireError> {
     let mut r = Reader::new(kv);
     while let Some((n, f)) = r.next_field()? {
         match (n, f) {

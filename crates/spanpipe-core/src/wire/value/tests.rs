@@ -153,3 +153,97 @@ fn depth_is_checked_iteratively_at_any_depth() {
     put_bytes_field(&mut v, 6, &list);
     assert!(check_value(RawValue::new(&v), 32).is_err());
 }
+
+/// Attributes of the shapes the short-string fast path must take or leave to the field-by-field path.
+fn kv_shapes() -> Vec<Vec<u8>> {
+    let long = "x".repeat(130);
+    let mut shapes: Vec<Vec<u8>> = [
+        kv("gen_ai.request.model", Value::StringValue("gpt-4o".into())),
+        kv("", Value::StringValue(String::new())),
+        kv("k", Value::StringValue(long.clone())),
+        kv(&long, Value::StringValue("v".into())),
+        kv("n", Value::IntValue(7)),
+        kv("b", Value::BoolValue(true)),
+        kv("d", Value::DoubleValue(1.5)),
+        kv("é", Value::StringValue("ü".into())),
+        KeyValue {
+            key: "none".into(),
+            value: None,
+            ..Default::default()
+        },
+    ]
+    .iter()
+    .map(|k| k.encode_to_vec())
+    .collect();
+    // Hand-made: a second value, a string plus an int in one AnyValue, a trailing unknown field, a key index.
+    shapes.push(b"\x0a\x01k\x12\x03\x0a\x01a\x12\x03\x0a\x01b".to_vec());
+    shapes.push(b"\x0a\x01k\x12\x05\x0a\x01a\x18\x01".to_vec());
+    shapes.push(b"\x0a\x01k\x12\x03\x0a\x01a\x28\x01".to_vec());
+    shapes.push(b"\x0a\x01k\x12\x03\x0a\x01a\x18\x02".to_vec());
+    shapes.push(b"\x0a\x01\xff\x12\x03\x0a\x01a".to_vec());
+    shapes.push(b"\x0a\x01k\x12\x03\x0a\x01\xff".to_vec());
+    shapes
+}
+
+/// Every prefix, every single-byte change and every truncation of `enc`, plus `enc` itself: deterministic, and
+/// dense around the one-byte lengths the fast path trusts.
+fn mutations(enc: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![enc.to_vec()];
+    for cut in 0..enc.len() {
+        out.push(enc[..cut].to_vec());
+    }
+    for i in 0..enc.len().min(24) {
+        for b in [0x00, 0x01, 0x02, 0x0a, 0x12, 0x7f, 0x80, 0x81, 0xff] {
+            let mut m = enc.to_vec();
+            m[i] = b;
+            out.push(m);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_short_string_fast_path_answers_as_the_field_by_field_path_does() {
+    let mut fast_taken = 0;
+    for shape in kv_shapes() {
+        for m in mutations(&shape) {
+            if short_string_kv(&m).is_some() {
+                fast_taken += 1;
+            }
+            assert_eq!(
+                key_value(&m).map_err(|e| e.to_string()),
+                key_value_fields(&m).map_err(|e| e.to_string()),
+                "key_value of {m:02x?}"
+            );
+            assert_eq!(
+                check_key_value(&m, MAX_DEPTH).map_err(|e| e.to_string()),
+                check_key_value_fields(&m, MAX_DEPTH).map_err(|e| e.to_string()),
+                "check_key_value of {m:02x?}"
+            );
+            if let Ok((_, v)) = key_value_fields(&m) {
+                // Compared as printed: a NaN double is not equal to itself.
+                assert_eq!(
+                    format!("{:?}", AnyValueRef::parse(v.bytes())),
+                    format!("{:?}", AnyValueRef::parse_fields(v.bytes())),
+                    "AnyValue of {m:02x?}"
+                );
+            }
+        }
+    }
+    // The comparison means something only if the fast path ran on many of the inputs.
+    assert!(fast_taken > 20, "fast path taken {fast_taken} times");
+}
+
+#[test]
+fn the_fast_path_takes_the_usual_attribute_and_leaves_the_rest() {
+    let usual = kv("mlflow.spanType", Value::StringValue("\"LLM\"".into())).encode_to_vec();
+    let (k, v, s) = short_string_kv(&usual).unwrap();
+    assert_eq!((k, s), (&b"mlflow.spanType"[..], &b"\"LLM\""[..]));
+    assert_eq!(v, &usual[usual.len() - v.len()..]);
+    for other in [
+        kv("k", Value::IntValue(1)),
+        kv("k", Value::StringValue("x".repeat(200))),
+    ] {
+        assert!(short_string_kv(&other.encode_to_vec()).is_none());
+    }
+}
