@@ -291,7 +291,7 @@ impl Processor for GenaiMetricsConnector {
         let flush_every = inner.settings.flush_interval;
         let tick = flush_every.min(MAX_SWEEP_INTERVAL);
         let recorder = inner.clone();
-        let worker = BackgroundWorker::spawn("spanpipe-genai", move |batch| {
+        let worker = BackgroundWorker::spawn("genai-metrics", move |batch| {
             // The receiver's door let these bytes in: only a broken component could hand over unreadable ones.
             if let Err(e) = recorder.record(&batch) {
                 tracing::error!(connector = %recorder.id, error = %e, spans = batch.items,

@@ -272,7 +272,7 @@ impl Consumer for SpanMetricsConnector {
 impl Processor for SpanMetricsConnector {
     async fn start(&self) -> Result<(), ComponentError> {
         let recorder = self.inner.clone();
-        let worker = BackgroundWorker::spawn("spanpipe-spanmet", move |batch| {
+        let worker = BackgroundWorker::spawn("spanmetrics", move |batch| {
             // The receiver's door let these bytes in, so extraction cannot fail unless a component broke them:
             // counted as a bug in the log, never a panic. One part (one received request) at a time keeps the
             // facts of one request, not of a whole batch, in memory.
