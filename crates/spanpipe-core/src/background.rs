@@ -61,6 +61,38 @@ impl BackgroundWorker {
     }
 }
 
+/// Where a component keeps its worker: empty before `start` and after `shutdown`, when the caller does the work
+/// itself.
+#[derive(Default)]
+pub struct WorkerSlot(std::sync::Mutex<Option<BackgroundWorker>>);
+
+impl WorkerSlot {
+    /// Installs the worker `start` spawned.
+    pub fn set(&self, worker: BackgroundWorker) {
+        *self.lock() = Some(worker);
+    }
+
+    /// Hands `batch` to the worker; gives it back when there is none or its thread is gone.
+    pub fn offer(&self, batch: Batch) -> Option<Batch> {
+        match self.lock().as_ref() {
+            Some(w) => w.send(batch).err(),
+            None => Some(batch),
+        }
+    }
+
+    /// Empties the slot and waits until everything handed over is done.
+    pub async fn finish(&self) {
+        let worker = self.lock().take();
+        if let Some(w) = worker {
+            w.finish().await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<BackgroundWorker>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Puts the calling thread under `SCHED_BATCH` (Linux): it keeps its share of the CPU, but waking it never
 /// preempts a running thread. Elsewhere a no-op.
 #[cfg(target_os = "linux")]
@@ -105,6 +137,25 @@ mod tests {
         }
         w.finish().await;
         assert_eq!(*seen.lock().unwrap(), (1..=50).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn an_empty_slot_gives_the_batch_back_and_a_filled_one_takes_it() {
+        let slot = WorkerSlot::default();
+        assert_eq!(slot.offer(batch(3)).map(|b| b.items), Some(3));
+        let seen = Arc::new(Mutex::new(0));
+        let s = seen.clone();
+        slot.set(
+            BackgroundWorker::spawn("bg-slot", move |b| *s.lock().unwrap() += b.items).unwrap(),
+        );
+        assert!(slot.offer(batch(4)).is_none());
+        slot.finish().await;
+        assert_eq!(*seen.lock().unwrap(), 4);
+        assert_eq!(
+            slot.offer(batch(5)).map(|b| b.items),
+            Some(5),
+            "empty again after finish"
+        );
     }
 
     #[cfg(target_os = "linux")]

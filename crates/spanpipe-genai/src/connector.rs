@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use metrics::{Counter, Gauge};
 use prost::Message;
-use spanpipe_core::background::BackgroundWorker;
+use spanpipe_core::background::{BackgroundWorker, WorkerSlot};
 use spanpipe_core::{
     Batch, BuildContext, ComponentError, ConfigError, ConnectorFactory, ConsumeError, Consumer,
     Node, Processor, Signal, component::Connector,
@@ -229,7 +229,7 @@ pub struct GenaiMetricsConnector {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Once started, batches are recorded on a background thread, not on the path of the request that filled a
     /// batch (as in `mlflow_spanmetrics`). Waiting batches keep their share of the memory budget.
-    worker: Mutex<Option<BackgroundWorker>>,
+    worker: WorkerSlot,
 }
 
 impl GenaiMetricsConnector {
@@ -254,7 +254,7 @@ impl GenaiMetricsConnector {
             }),
             cancel: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
-            worker: Mutex::new(None),
+            worker: WorkerSlot::default(),
         }
     }
 
@@ -272,14 +272,10 @@ impl Consumer for GenaiMetricsConnector {
                 reason: format!("{} takes traces, got {}", self.inner.id, batch.signal),
             });
         }
-        let batch = match lock(&self.worker).as_ref() {
-            Some(w) => match w.send(batch) {
-                Ok(()) => return Ok(()),
-                Err(unsent) => unsent,
-            },
-            None => batch,
-        };
-        self.inner.record(&batch)
+        match self.worker.offer(batch) {
+            Some(batch) => self.inner.record(&batch),
+            None => Ok(()),
+        }
     }
 }
 
@@ -301,7 +297,7 @@ impl Processor for GenaiMetricsConnector {
         .map_err(|e| {
             ComponentError::new(&inner.id, format!("cannot start its recording thread: {e}"))
         })?;
-        *lock(&self.worker) = Some(worker);
+        self.worker.set(worker);
         let mut tasks = Vec::new();
         if let (Some(p), Some((_, every))) = (&inner.prices, &inner.settings.cost) {
             tasks.push(p.watch(*every, cancel.clone()));
@@ -335,10 +331,7 @@ impl Processor for GenaiMetricsConnector {
             let _ = t.await;
         }
         // Everything handed over is recorded before the last flush.
-        let worker = lock(&self.worker).take();
-        if let Some(w) = worker {
-            w.finish().await;
-        }
+        self.worker.finish().await;
         {
             let table = self.inner.prices.as_ref().map(|p| p.table());
             lock(&self.inner.state).drain_pending(table.as_deref(), Instant::now(), wall_ns());

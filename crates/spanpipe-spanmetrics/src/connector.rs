@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use metrics::{Counter, Gauge};
-use spanpipe_core::background::BackgroundWorker;
+use spanpipe_core::background::{BackgroundWorker, WorkerSlot};
 use spanpipe_core::{
     Batch, BuildContext, ComponentError, ConfigError, ConnectorFactory, ConsumeError, Consumer,
     Metadata, Node, Processor, Signal, WireParts, component::Connector,
@@ -151,7 +151,7 @@ pub struct SpanMetricsConnector {
     /// (and with it the acknowledgement of the request that filled the batch) does not wait for ~2 ms of
     /// histogram work per 8,192 spans. The queue is unbounded in count but not in bytes: every batch carries
     /// its share of the process memory budget until recorded, so a slow worker makes receivers refuse, not grow.
-    worker: Mutex<Option<BackgroundWorker>>,
+    worker: WorkerSlot,
 }
 
 fn truncated_labels_counter(id: &str) -> Counter {
@@ -239,7 +239,7 @@ impl SpanMetricsConnector {
             }),
             cancel: CancellationToken::new(),
             task: Mutex::new(None),
-            worker: Mutex::new(None),
+            worker: WorkerSlot::default(),
         }
     }
 
@@ -257,14 +257,10 @@ impl Consumer for SpanMetricsConnector {
                 reason: format!("{} takes traces, got {}", self.inner.id, batch.signal),
             });
         }
-        let batch = match lock(&self.worker).as_ref() {
-            Some(w) => match w.send(batch) {
-                Ok(()) => return Ok(()),
-                Err(unsent) => unsent,
-            },
-            None => batch,
-        };
-        self.inner.record(&batch)
+        match self.worker.offer(batch) {
+            Some(batch) => self.inner.record(&batch),
+            None => Ok(()),
+        }
     }
 }
 
@@ -291,7 +287,7 @@ impl Processor for SpanMetricsConnector {
                 format!("cannot start its recording thread: {e}"),
             )
         })?;
-        *lock(&self.worker) = Some(worker);
+        self.worker.set(worker);
         let inner = self.inner.clone();
         let cancel = self.cancel.clone();
         let flush_every = inner.settings.flush_interval;
@@ -326,10 +322,7 @@ impl Processor for SpanMetricsConnector {
         }
         // Everything handed over is recorded before the last flush: closing the channel ends the worker once
         // it has drained it.
-        let worker = lock(&self.worker).take();
-        if let Some(w) = worker {
-            w.finish().await;
-        }
+        self.worker.finish().await;
         {
             let mut state = lock(&self.inner.state);
             state.drain_pending(Instant::now(), wall_ns());
