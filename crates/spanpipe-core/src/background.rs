@@ -57,6 +57,7 @@ impl BackgroundWorker {
         drop(tx);
         // Err: the thread ended without signalling (its closure panicked); nothing is left to wait for.
         let _ = done.await;
+        // The thread has signalled (or unwound) by now: joining only reaps it, it does not block the runtime.
         let _ = thread.join();
     }
 }
