@@ -205,6 +205,26 @@ impl Reservation {
     }
 }
 
+/// Waits for `tasks` until `deadline`: `Ok` once all have finished, else the ones still running. A finished task
+/// is dropped from the list at once: polling its handle again panics ("JoinHandle polled after completion"),
+/// which a shutdown hit when some workers ended before the deadline and another did not.
+async fn join_until(
+    mut tasks: Vec<JoinHandle<()>>,
+    deadline: Instant,
+) -> Result<(), Vec<JoinHandle<()>>> {
+    let all = tokio::time::timeout_at(deadline, async {
+        while let Some(h) = tasks.last_mut() {
+            let _ = h.await;
+            tasks.pop();
+        }
+    })
+    .await;
+    match all {
+        Ok(()) => Ok(()),
+        Err(_) => Err(tasks),
+    }
+}
+
 /// A full queue, with the policy that applies.
 #[derive(Debug)]
 pub struct QueueFull {
@@ -347,21 +367,17 @@ impl SendingQueue {
     /// what it holds on disk for the next start.
     pub async fn shutdown(&self, deadline: Instant) {
         self.closing.cancel();
-        let mut handles: Vec<JoinHandle<()>> =
-            std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
-        let drained = tokio::time::timeout_at(deadline, async {
-            for h in handles.iter_mut() {
-                let _ = h.await;
+        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        let drained = match join_until(workers, deadline).await {
+            Ok(()) => true,
+            Err(running) => {
+                self.hard_stop.cancel();
+                for h in running {
+                    let _ = h.await;
+                }
+                false
             }
-        })
-        .await
-        .is_ok();
-        if !drained {
-            self.hard_stop.cancel();
-            for h in handles {
-                let _ = h.await;
-            }
-        }
+        };
         let carried = self.carry.lock().await.take();
         self.backend.close(self, carried, drained).await;
         self.exporter.shutdown().await;

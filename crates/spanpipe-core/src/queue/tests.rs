@@ -402,3 +402,38 @@ fn batch_key_alone_enables_the_defaults_and_absent_leaves_it_off() {
 }
 
 mod persistent;
+
+#[tokio::test(start_paused = true)]
+async fn join_until_returns_only_the_unfinished_tasks_and_never_repolls_a_finished_one() {
+    // Both orders: a finished task before and after the stuck one.
+    for stuck_first in [false, true] {
+        let done = tokio::spawn(async {});
+        let stuck = tokio::spawn(std::future::pending::<()>());
+        tokio::task::yield_now().await;
+        let tasks = if stuck_first {
+            vec![stuck, done]
+        } else {
+            vec![done, stuck]
+        };
+        let running = join_until(tasks, Instant::now() + Duration::from_secs(1))
+            .await
+            .expect_err("one task never ends");
+        // Polled from the back: a finished task after the stuck one was awaited and left out; one before it was
+        // never polled. Awaiting every returned handle must not panic.
+        assert_eq!(running.len(), if stuck_first { 1 } else { 2 });
+        let mut cancelled = 0;
+        for h in running {
+            h.abort();
+            if h.await.is_err_and(|e| e.is_cancelled()) {
+                cancelled += 1;
+            }
+        }
+        assert_eq!(cancelled, 1, "stuck first: {stuck_first}");
+    }
+    let finished = vec![tokio::spawn(async {}), tokio::spawn(async {})];
+    assert!(
+        join_until(finished, Instant::now() + Duration::from_secs(1))
+            .await
+            .is_ok()
+    );
+}
