@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::Batch;
+use crate::{Batch, ComponentError};
 
 /// One named thread running a closure over every batch handed to it, in order.
 pub struct BackgroundWorker {
@@ -68,9 +68,18 @@ impl BackgroundWorker {
 pub struct WorkerSlot(std::sync::Mutex<Option<BackgroundWorker>>);
 
 impl WorkerSlot {
-    /// Installs the worker `start` spawned.
-    pub fn set(&self, worker: BackgroundWorker) {
+    /// Starts thread `name` running `work` for every batch offered from now on (a component's `start`; the error
+    /// names component `id`).
+    pub fn start(
+        &self,
+        id: &str,
+        name: &str,
+        work: impl FnMut(Batch) + Send + 'static,
+    ) -> Result<(), ComponentError> {
+        let worker = BackgroundWorker::spawn(name, work)
+            .map_err(|e| ComponentError::new(id, format!("cannot start its {name} thread: {e}")))?;
         *self.lock() = Some(worker);
+        Ok(())
     }
 
     /// Hands `batch` to the worker; gives it back when there is none or its thread is gone.
@@ -146,9 +155,8 @@ mod tests {
         assert_eq!(slot.offer(batch(3)).map(|b| b.items), Some(3));
         let seen = Arc::new(Mutex::new(0));
         let s = seen.clone();
-        slot.set(
-            BackgroundWorker::spawn("bg-slot", move |b| *s.lock().unwrap() += b.items).unwrap(),
-        );
+        slot.start("t", "bg-slot", move |b| *s.lock().unwrap() += b.items)
+            .unwrap();
         assert!(slot.offer(batch(4)).is_none());
         slot.finish().await;
         assert_eq!(*seen.lock().unwrap(), 4);

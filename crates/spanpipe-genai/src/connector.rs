@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use metrics::{Counter, Gauge};
 use prost::Message;
-use spanpipe_core::background::{BackgroundWorker, WorkerSlot};
+use spanpipe_core::background::WorkerSlot;
 use spanpipe_core::{
     Batch, BuildContext, ComponentError, ConfigError, ConnectorFactory, ConsumeError, Consumer,
     Node, Processor, Signal, component::Connector,
@@ -287,17 +287,14 @@ impl Processor for GenaiMetricsConnector {
         let flush_every = inner.settings.flush_interval;
         let tick = flush_every.min(MAX_SWEEP_INTERVAL);
         let recorder = inner.clone();
-        let worker = BackgroundWorker::spawn("genai-metrics", move |batch| {
-            // The receiver's door let these bytes in: only a broken component could hand over unreadable ones.
-            if let Err(e) = recorder.record(&batch) {
-                tracing::error!(connector = %recorder.id, error = %e, spans = batch.items,
+        self.worker
+            .start(&inner.id, "genai-metrics", move |batch| {
+                // The receiver's door let these bytes in: only a broken component could hand over unreadable ones.
+                if let Err(e) = recorder.record(&batch) {
+                    tracing::error!(connector = %recorder.id, error = %e, spans = batch.items,
                     "BUG: GenAI metrics could not read a batch the receiver accepted");
-            }
-        })
-        .map_err(|e| {
-            ComponentError::new(&inner.id, format!("cannot start its recording thread: {e}"))
-        })?;
-        self.worker.set(worker);
+                }
+            })?;
         let mut tasks = Vec::new();
         if let (Some(p), Some((_, every))) = (&inner.prices, &inner.settings.cost) {
             tasks.push(p.watch(*every, cancel.clone()));

@@ -7,11 +7,11 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 /// The 5-byte prefix of one uncompressed gRPC message of `len` bytes (flag 0, big-endian length), for the paths
 /// that frame messages themselves; `None` past 4 GiB, which gRPC cannot carry.
-pub fn message_prefix(len: usize) -> Option<Bytes> {
+pub fn message_prefix(len: usize) -> Option<[u8; 5]> {
     let len = u32::try_from(len).ok()?;
     let mut prefix = [0u8; 5];
     prefix[1..].copy_from_slice(&len.to_be_bytes());
-    Some(Bytes::copy_from_slice(&prefix))
+    Some(prefix)
 }
 
 /// Encodes and decodes messages as opaque `Bytes`.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use metrics::{Counter, Gauge};
-use spanpipe_core::background::{BackgroundWorker, WorkerSlot};
+use spanpipe_core::background::WorkerSlot;
 use spanpipe_core::{
     Batch, BuildContext, ComponentError, ConfigError, ConnectorFactory, ConsumeError, Consumer,
     Metadata, Node, Processor, Signal, WireParts, component::Connector,
@@ -268,26 +268,20 @@ impl Consumer for SpanMetricsConnector {
 impl Processor for SpanMetricsConnector {
     async fn start(&self) -> Result<(), ComponentError> {
         let recorder = self.inner.clone();
-        let worker = BackgroundWorker::spawn("spanmetrics", move |batch| {
-            // The receiver's door let these bytes in, so extraction cannot fail unless a component broke them:
-            // counted as a bug in the log, never a panic. One part (one received request) at a time keeps the
-            // facts of one request, not of a whole batch, in memory.
-            let parts = batch.payload.parts();
-            let hint = batch.items / parts.len().max(1) + 1;
-            for part in parts {
-                if let Err(e) = recorder.record_spans(part, &batch.metadata, hint) {
-                    tracing::error!(connector = %recorder.id, error = %e, spans = batch.items,
+        self.worker
+            .start(&self.inner.id, "spanmetrics", move |batch| {
+                // The receiver's door let these bytes in, so extraction cannot fail unless a component broke them:
+                // counted as a bug in the log, never a panic. One part (one received request) at a time keeps the
+                // facts of one request, not of a whole batch, in memory.
+                let parts = batch.payload.parts();
+                let hint = batch.items / parts.len().max(1) + 1;
+                for part in parts {
+                    if let Err(e) = recorder.record_spans(part, &batch.metadata, hint) {
+                        tracing::error!(connector = %recorder.id, error = %e, spans = batch.items,
                         "BUG: span metrics could not read a batch the receiver accepted");
+                    }
                 }
-            }
-        })
-        .map_err(|e| {
-            ComponentError::new(
-                &self.inner.id,
-                format!("cannot start its recording thread: {e}"),
-            )
-        })?;
-        self.worker.set(worker);
+            })?;
         let inner = self.inner.clone();
         let cancel = self.cancel.clone();
         let flush_every = inner.settings.flush_interval;

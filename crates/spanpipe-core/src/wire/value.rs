@@ -118,24 +118,26 @@ impl<'a> RawValue<'a> {
 /// `None` for any other shape, which the general path reads to the same result.
 #[inline(always)]
 pub(crate) fn short_string_kv(kv: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
-    let (&[0x0a, klen], rest) = kv.split_first_chunk::<2>()? else {
+    let (&[0x0a, klen @ 0..0x80], rest) = kv.split_first_chunk::<2>()? else {
         return None;
     };
     let (key, rest) = rest.split_at_checked(usize::from(klen))?;
-    let (&[0x12, vlen], value) = rest.split_first_chunk::<2>()? else {
+    let (&[0x12, vlen @ 0..0x80], value) = rest.split_first_chunk::<2>()? else {
         return None;
     };
-    let string = short_string(value)?;
-    (klen < 0x80 && vlen < 0x80 && value.len() == usize::from(vlen)).then_some((key, value, string))
+    if value.len() != usize::from(vlen) {
+        return None;
+    }
+    Some((key, value, short_string(value)?))
 }
 
 /// The string of an encoded `AnyValue` that is exactly one `string_value` field with a one-byte length.
 #[inline(always)]
 fn short_string(value: &[u8]) -> Option<&[u8]> {
-    let (&[0x0a, slen], string) = value.split_first_chunk::<2>()? else {
+    let (&[0x0a, slen @ 0..0x80], string) = value.split_first_chunk::<2>()? else {
         return None;
     };
-    (slen < 0x80 && string.len() == usize::from(slen)).then_some(string)
+    (string.len() == usize::from(slen)).then_some(string)
 }
 
 /// The key bytes and value of an encoded `KeyValue` (the last occurrence of each field wins).

@@ -27,7 +27,7 @@ pub async fn unary_raw(
     let prefix = message_prefix(payload.len())
         .ok_or_else(|| Status::new(Code::ResourceExhausted, "message larger than 4 GiB"))?;
     let mut frames = Vec::with_capacity(payload.parts().len() + 1);
-    frames.push(prefix);
+    frames.push(Bytes::copy_from_slice(&prefix));
     frames.extend(payload.parts().iter().cloned());
     let body = PartsBody::new(frames);
     let mut request = http::Request::builder()

@@ -2,8 +2,8 @@
 //!
 //! Every uncompressed gRPC request is copied once into a buffer of its size ([`super::grpc_raw`]), and the batch
 //! keeps that buffer until the last exporter has sent it. With the allocator returning freed memory to the OS
-//! after 10 ms (mimalloc's default, which keeps peak RSS close to the memory budget), each new request landed on
-//! fresh pages the kernel had to zero: ~4.4% of spanpipe's CPU flat out. Buffers of 64 KiB and more are
+//! after 10 ms (spanpipe's mimalloc setting, which keeps peak RSS close to the memory budget), each new request
+//! landed on fresh pages the kernel had to zero: ~4.4% of spanpipe's CPU flat out. Buffers of 64 KiB and more are
 //! therefore handed back here when the last `Bytes` pointing into them is dropped, and reused by the next request
 //! of the same size class. An idle buffer holds its share of the process memory budget (`service.memory_limit`)
 //! like a queued batch does, so the pool never lets memory grow past the budget: when the budget is full (a slow
