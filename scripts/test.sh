@@ -9,7 +9,9 @@
 #   SPANPIPE_TEST_VENV   Python venv for the e2e tests (default: <repo>/.venv-test)
 #   SKIP_LINT=1          skip cargo fmt --check and clippy (local iteration only; CI never sets it)
 #   SKIP_FUZZ_BUILD=1    skip building the fuzz targets (local iteration only; CI never sets it)
+#   CARGO_INCREMENTAL    default 0 here: one full build gains nothing from incremental data, which took 3.6 GB of disk
 set -euo pipefail
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
@@ -64,6 +66,7 @@ apt_install() {
 }
 
 # ---------------------------------------------------------------------------------------------------------------
+echo "disk at start: $(df -h "$ROOT" | awk 'NR==2 {print $4}') free"
 stage "system packages"
 # The e2e tests need Python 3 with venv/ensurepip (Debian ships the latter in python3-venv).
 if ! command -v python3 >/dev/null 2>&1; then
@@ -187,4 +190,6 @@ else
 fi
 
 stage ""
+# Disk is what a CI machine ran out of once (in the test build): say what the run took.
+echo "disk: $(du -sh "${CARGO_TARGET_DIR:-$ROOT/target}" 2>/dev/null | cut -f1) in the target dir, $(df -h "$ROOT" | awk 'NR==2 {print $4}') free"
 echo "==> all stages passed in $(( $(date +%s) - T_ALL ))s"
