@@ -86,7 +86,7 @@ pub struct GrpcServerSettings {
 /// rather than 17, so both ends make fewer socket calls and the request task is woken fewer times (flat out,
 /// +7% spans per CPU-second). 256 KiB frames gained a little more but raised the `memory_budget` flood's peak RSS
 /// by ~12 MiB (h2 reads each frame into a buffer of its size); at 64 KiB the peak is the same as at 16 KiB.
-const RECEIVE_MAX_FRAME_SIZE: u32 = 64 * 1024;
+pub(crate) const RECEIVE_MAX_FRAME_SIZE: u32 = 64 * 1024;
 
 /// How long a TLS handshake may take on the gRPC port (gRPC has no header-read timeout option; Go's gRPC server
 /// bounds connection setup the same way).

@@ -129,3 +129,60 @@ async fn shutdown_lets_in_flight_calls_finish() {
     assert!(in_flight.await.unwrap().is_ok());
     assert_eq!(rec.batches().len(), 1);
 }
+
+/// The server's first SETTINGS frame, read off a raw HTTP/2 connection: (identifier, value) pairs.
+async fn server_settings(addr: SocketAddr) -> Vec<(u16, u32)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Client preface, then an empty SETTINGS frame (length 0, type 4, no flags, stream 0).
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    // Frames until the server's own SETTINGS (not an ACK); a few at most.
+    for _ in 0..8 {
+        let mut head = [0u8; 9];
+        s.read_exact(&mut head).await.unwrap();
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).await.unwrap();
+        if head[3] == 4 && head[4] & 1 == 0 {
+            return payload
+                .chunks_exact(6)
+                .map(|e| {
+                    (
+                        u16::from_be_bytes([e[0], e[1]]),
+                        u32::from_be_bytes([e[2], e[3], e[4], e[5]]),
+                    )
+                })
+                .collect();
+        }
+    }
+    panic!("no SETTINGS frame from the server");
+}
+
+#[tokio::test]
+async fn advertises_64_kib_frames_and_takes_a_request_larger_than_one() {
+    const SETTINGS_MAX_FRAME_SIZE: u16 = 5;
+    let rec = Recorder::new(Mode::Accept);
+    let rx = start(&rec, false).await;
+    let addr = rx.grpc_addr().unwrap();
+    let settings = tokio::time::timeout(Duration::from_secs(10), server_settings(addr))
+        .await
+        .expect("SETTINGS within 10 s");
+    assert!(
+        settings.contains(&(SETTINGS_MAX_FRAME_SIZE, 64 * 1024)),
+        "{settings:?}"
+    );
+    assert_eq!(super::super::grpc::RECEIVE_MAX_FRAME_SIZE, 64 * 1024);
+    // A request of several frames at that size arrives whole.
+    let body = traces_bytes(4000);
+    assert!(body.len() > 3 * 64 * 1024, "{} bytes", body.len());
+    call(addr, TRACES, body.clone(), false).await.unwrap();
+    let got = rec.batches();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].items, &got[0].payload.to_vec()[..]),
+        (4000, &body[..])
+    );
+    rx.shutdown().await;
+}
