@@ -10,7 +10,7 @@ use prost::Message;
 use spanpipe_core::background::WorkerSlot;
 use spanpipe_core::{
     Batch, BuildContext, ComponentError, ConfigError, ConnectorFactory, ConsumeError, Consumer,
-    Node, Processor, Signal, component::Connector,
+    Metadata, Node, Processor, Signal, WireParts, component::Connector,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -203,14 +203,18 @@ impl Inner {
         }
     }
 
-    /// Reads a batch's spans into the metrics (or the spans waiting for their roots).
-    fn record(&self, batch: &Batch) -> Result<(), ConsumeError> {
-        let facts =
-            extract(&self.settings, &batch.payload, &batch.metadata, batch.items).map_err(|e| {
-                ConsumeError::Rejected {
-                    reason: format!("malformed traces: {e}"),
-                }
-            })?;
+    /// Reads the spans of `payload` (a whole batch, or one of its parts) into the metrics.
+    fn record_spans(
+        &self,
+        payload: &(impl WireParts + ?Sized),
+        metadata: &Metadata,
+        items_hint: usize,
+    ) -> Result<(), ConsumeError> {
+        let facts = extract(&self.settings, payload, metadata, items_hint).map_err(|e| {
+            ConsumeError::Rejected {
+                reason: format!("malformed traces: {e}"),
+            }
+        })?;
         let table = self.prices.as_ref().map(|p| p.table());
         lock(&self.state).record_batch(&facts, table.as_deref(), Instant::now(), wall_ns());
         Ok(())
@@ -273,7 +277,9 @@ impl Consumer for GenaiMetricsConnector {
             });
         }
         match self.worker.offer(batch) {
-            Some(batch) => self.inner.record(&batch),
+            Some(batch) => self
+                .inner
+                .record_spans(&batch.payload, &batch.metadata, batch.items),
             None => Ok(()),
         }
     }
@@ -290,9 +296,13 @@ impl Processor for GenaiMetricsConnector {
         self.worker
             .start(&inner.id, "genai-metrics", move |batch| {
                 // The receiver's door let these bytes in: only a broken component could hand over unreadable ones.
-                if let Err(e) = recorder.record(&batch) {
-                    tracing::error!(connector = %recorder.id, error = %e, spans = batch.items,
-                    "BUG: GenAI metrics could not read a batch the receiver accepted");
+                // One part (one received request) at a time, as in `mlflow_spanmetrics`: the facts of one request,
+                // not of a whole batch, are in memory at once (spans waiting for their roots carry over).
+                for (part, hint) in batch.parts_with_hint() {
+                    if let Err(e) = recorder.record_spans(part, &batch.metadata, hint) {
+                        tracing::error!(connector = %recorder.id, error = %e, spans = batch.items,
+                        "BUG: GenAI metrics could not read a batch the receiver accepted");
+                    }
                 }
             })?;
         let mut tasks = Vec::new();

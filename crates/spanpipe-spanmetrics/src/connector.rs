@@ -199,11 +199,6 @@ impl Inner {
         lock(&self.state).sweep(Instant::now(), wall_ns());
     }
 
-    /// Reads a batch's spans into the histograms (or the points waiting for their roots).
-    fn record(&self, batch: &Batch) -> Result<(), ConsumeError> {
-        self.record_spans(&batch.payload, &batch.metadata, batch.items)
-    }
-
     /// Reads the spans of `payload` (a whole batch, or one of its parts) into the histograms.
     fn record_spans(
         &self,
@@ -258,7 +253,9 @@ impl Consumer for SpanMetricsConnector {
             });
         }
         match self.worker.offer(batch) {
-            Some(batch) => self.inner.record(&batch),
+            Some(batch) => self
+                .inner
+                .record_spans(&batch.payload, &batch.metadata, batch.items),
             None => Ok(()),
         }
     }
@@ -273,9 +270,7 @@ impl Processor for SpanMetricsConnector {
                 // The receiver's door let these bytes in, so extraction cannot fail unless a component broke them:
                 // counted as a bug in the log, never a panic. One part (one received request) at a time keeps the
                 // facts of one request, not of a whole batch, in memory.
-                let parts = batch.payload.parts();
-                let hint = batch.items / parts.len().max(1) + 1;
-                for part in parts {
+                for (part, hint) in batch.parts_with_hint() {
                     if let Err(e) = recorder.record_spans(part, &batch.metadata, hint) {
                         tracing::error!(connector = %recorder.id, error = %e, spans = batch.items,
                         "BUG: span metrics could not read a batch the receiver accepted");

@@ -141,3 +141,34 @@ async fn the_watcher_picks_up_a_changed_file() {
     task.await.unwrap();
     assert!(seen, "the changed table was not loaded within 2 s");
 }
+
+#[tokio::test]
+async fn a_started_connector_reads_a_batch_of_several_parts_like_one_request() {
+    let spans = || vec![llm(1, "gpt-test"), llm(2, "gpt-test"), llm(3, "other")];
+    // Not started: the batch is recorded whole on the caller's path.
+    let whole = Arc::new(Capture::default());
+    let c = GenaiMetricsConnector::new("genai_metrics".into(), settings(""), None, whole.clone());
+    c.consume(Batch::new(Signal::Traces, request(&[], spans()), 3))
+        .await
+        .unwrap();
+    c.shutdown().await;
+    // Started: the background worker reads the batch one part (one received request) at a time.
+    let parted = Arc::new(Capture::default());
+    let c = GenaiMetricsConnector::new("genai_metrics".into(), settings(""), None, parted.clone());
+    c.start().await.unwrap();
+    let parts: Vec<bytes::Bytes> = spans()
+        .into_iter()
+        .map(|s| request(&[], vec![s]).into())
+        .collect();
+    let payload = spanpipe_core::Payload::from_parts(parts);
+    assert_eq!(payload.parts().len(), 3);
+    c.consume(Batch::new(Signal::Traces, payload, 3))
+        .await
+        .unwrap();
+    c.shutdown().await;
+    let (whole, parted) = (points(&whole), points(&parted));
+    let key = "gen_ai.client.operation.duration{experiment_id=0,gen_ai.operation.name=chat,\
+               gen_ai.provider.name=openai,gen_ai.request.model=gpt-test}";
+    assert_eq!(whole[key], (2.0, 0.5));
+    assert_eq!(parted, whole);
+}
