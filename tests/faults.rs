@@ -8,7 +8,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use spanpipe_e2e::{Spanpipe, free_ports};
+use spanpipe_e2e::{Spanpipe, free_ports, tail};
 use support::{Sink, SinkResult, loadgen_span_id, percentile, send};
 
 /// Exporter settings shared by the suite: uncompressed, fast retries without jitter, so waits are predictable.
@@ -66,8 +66,13 @@ fn assert_all_delivered(what: &str, r: &SinkResult, seed: u16, total: u64) {
         .filter(|&s| !got.contains(&loadgen_span_id(seed, s)))
         .count();
     assert_eq!(
-        missing, 0,
-        "{what}: {missing} of {total} spans never arrived"
+        missing,
+        0,
+        "{what}: {missing} of {total} spans never arrived; last arrival at {:?} unix ms; sink faults {}; sink \
+         stderr: {}",
+        r.arrivals.last().map(|a| a.1),
+        r.report["faults"],
+        tail(&r.stderr, 2000)
     );
     assert_eq!(r.unique(), total, "{what}: unique span ids (foreign ids?)");
 }
@@ -137,6 +142,12 @@ fn one_backend_down_30s_others_unaffected() {
     assert_no_panic(&mut sp);
 
     for (name, r) in &results {
+        if r.unique() < TOTAL {
+            eprintln!(
+                "{name} is short; the collector's log:\n{}",
+                tail(&sp.stderr_text(), 6000)
+            );
+        }
         assert_all_delivered(name, r, SEED, TOTAL);
     }
     for (name, r) in results.iter().filter(|(n, _)| n.ends_with("healthy")) {

@@ -61,6 +61,8 @@ pub fn loadgen_bin() -> PathBuf {
 /// What a sink saw: its JSON report and every span's arrival.
 pub struct SinkResult {
     pub report: Value,
+    /// What the sink printed (a failed re-bind after a down window shows here).
+    pub stderr: String,
     /// `(span id, arrival unix ms)` in arrival order.
     pub arrivals: Vec<(u64, u64)>,
 }
@@ -172,7 +174,11 @@ impl Sink {
                 Some((u64::from_str_radix(id, 16).ok()?, ms.parse().ok()?))
             })
             .collect();
-        SinkResult { report, arrivals }
+        SinkResult {
+            report,
+            arrivals,
+            stderr: self.stderr(),
+        }
     }
 }
 

@@ -81,9 +81,10 @@ def main() -> int:
     start = time.monotonic()
     for n in range(args.traces):
         if args.rate > 0:
-            due = start + n / args.rate
-            if due > time.monotonic():
-                time.sleep(due - time.monotonic())
+            # One reading of the clock: checking then reading again raced (a negative sleep is a ValueError).
+            wait = start + n / args.rate - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
         created += emit_trace(tracer, rng, rng.randint(args.min_spans, args.max_spans), args.run_id, n)
     provider.force_flush(60_000)
     provider.shutdown()
