@@ -38,11 +38,15 @@ pub async fn serve<F, Fut>(
     };
     let mut down = faults.down_watch();
     let mut listener = Some(listener);
+    // Held while down: keeps the port ours (see `reserve`).
+    let mut reserved: Option<socket2::Socket> = None;
     let mut epoch = stop.child_token();
     // Bounded by `stop`, which fires at --max-duration at the latest.
     loop {
         if *down.borrow_and_update() {
-            if listener.take().is_some() {
+            if let Some(l) = listener.take() {
+                drop(l);
+                reserved = reserve(addr);
                 epoch.cancel();
                 epoch = stop.child_token();
             }
@@ -54,7 +58,10 @@ pub async fn serve<F, Fut>(
         let l = match listener.take() {
             Some(l) => l,
             None => match rebind(addr, &stop).await {
-                Some(l) => l,
+                Some(l) => {
+                    drop(reserved.take());
+                    l
+                }
                 None => return,
             },
         };
@@ -86,6 +93,28 @@ pub async fn serve<F, Fut>(
     }
 }
 
+/// A socket bound to `addr` but not listening, for the length of a down window. Connections to the port are
+/// refused as when it is closed, but the kernel no longer hands the port out as the local port of an outgoing
+/// connection: a fresh-clone CI run lost its flaky backend for good when, during the 30 s outage, another test's
+/// long-lived connection took the port and the sink could not bind it again. `SO_REUSEADDR` on both sockets lets
+/// the new listener bind beside it.
+fn reserve(addr: SocketAddr) -> Option<socket2::Socket> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .ok()?;
+    s.set_reuse_address(true).ok()?;
+    match s.bind(&addr.into()) {
+        Ok(()) => Some(s),
+        Err(e) => {
+            eprintln!("spanpipe-loadgen sink: cannot hold {addr} while down: {e}");
+            None
+        }
+    }
+}
+
 /// Binds `addr` again after a down window, retrying for [`REBIND_FOR`].
 async fn rebind(addr: SocketAddr, stop: &CancellationToken) -> Option<TcpListener> {
     let until = Instant::now() + REBIND_FOR;
@@ -102,5 +131,27 @@ async fn rebind(addr: SocketAddr, stop: &CancellationToken) -> Option<TcpListene
             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
             _ = stop.cancelled() => return None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_reserved_port_refuses_connections_and_can_be_listened_on_again() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let held = reserve(addr).expect("port reserved");
+        let refused = TcpStream::connect(addr).await.unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+        // The sink's re-bind after the window succeeds beside the reservation, and then serves.
+        let again = TcpListener::bind(addr)
+            .await
+            .expect("bind beside the reservation");
+        drop(held);
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), again.accept());
+        assert!(client.is_ok() && accepted.is_ok());
     }
 }
