@@ -23,6 +23,16 @@ pub enum ConsumeError {
     Rejected { reason: String },
 }
 
+impl ConsumeError {
+    /// A traces payload the wire layer could not read: only a component that broke the bytes after the receiver's
+    /// door can cause it, and resending the same bytes will not help.
+    pub fn malformed_traces(e: impl std::fmt::Display) -> Self {
+        ConsumeError::Rejected {
+            reason: format!("malformed traces: {e}"),
+        }
+    }
+}
+
 /// Takes batches. `Ok` means the batch is now this consumer's responsibility.
 #[async_trait]
 pub trait Consumer: Send + Sync {

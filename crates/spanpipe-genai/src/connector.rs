@@ -210,11 +210,8 @@ impl Inner {
         metadata: &Metadata,
         items_hint: usize,
     ) -> Result<(), ConsumeError> {
-        let facts = extract(&self.settings, payload, metadata, items_hint).map_err(|e| {
-            ConsumeError::Rejected {
-                reason: format!("malformed traces: {e}"),
-            }
-        })?;
+        let facts = extract(&self.settings, payload, metadata, items_hint)
+            .map_err(ConsumeError::malformed_traces)?;
         let table = self.prices.as_ref().map(|p| p.table());
         lock(&self.state).record_batch(&facts, table.as_deref(), Instant::now(), wall_ns());
         Ok(())

@@ -196,9 +196,7 @@ impl Consumer for GenaiCost {
             priced: 0,
         };
         let outcome =
-            rewrite_payload(&batch.payload, &mut editor).map_err(|e| ConsumeError::Rejected {
-                reason: format!("malformed traces: {e}"),
-            })?;
+            rewrite_payload(&batch.payload, &mut editor).map_err(ConsumeError::malformed_traces)?;
         if !editor.unpriced.is_empty() {
             self.count_unpriced(&editor.unpriced);
         }

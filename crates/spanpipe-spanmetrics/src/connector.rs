@@ -208,9 +208,7 @@ impl Inner {
     ) -> Result<(), ConsumeError> {
         let s = &self.settings;
         let facts =
-            extract(s, payload, metadata, items_hint).map_err(|e| ConsumeError::Rejected {
-                reason: format!("malformed traces: {e}"),
-            })?;
+            extract(s, payload, metadata, items_hint).map_err(ConsumeError::malformed_traces)?;
         if facts.truncated > 0 {
             self.truncated_labels.increment(facts.truncated as u64);
         }

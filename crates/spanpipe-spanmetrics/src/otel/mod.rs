@@ -130,9 +130,7 @@ impl Consumer for OtelSpanMetrics {
             });
         }
         let s = &self.inner.settings;
-        let read = read(s, &batch.payload).map_err(|e| ConsumeError::Rejected {
-            reason: format!("malformed traces: {e}"),
-        })?;
+        let read = read(s, &batch.payload).map_err(ConsumeError::malformed_traces)?;
         lock(&self.inner.state).record(s, &read, Instant::now(), wall_ns());
         Ok(())
     }
