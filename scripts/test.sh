@@ -183,6 +183,13 @@ done
 echo "mlflow server at $MLFLOW_TEST_URI"
 
 stage "tests"
+# nextest runs each test in its own process and honours .config/nextest.toml (latency tests run alone). A machine
+# without it gets it from crates.io (a few minutes of compiling, once); `cargo test` remains the fallback when the
+# install fails (no network, say), with the same tests but without the isolation.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest"
+  cargo install --quiet --locked cargo-nextest || echo "warning: cargo-nextest did not install; using cargo test" >&2
+fi
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "${RUNNER_ARGS[@]}"
 else
