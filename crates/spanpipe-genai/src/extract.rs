@@ -9,7 +9,7 @@ use spanpipe_core::wire::{AnyValueRef, RawValue, SpanView, WireError, walk_spans
 use spanpipe_core::{Metadata, WireParts};
 use spanpipe_spanmetrics::config::MAX_EXPERIMENT_SOURCES;
 use spanpipe_spanmetrics::extract::{
-    ResourceFacts, RootAttrs, experiment, offer_experiment, resource_facts, root_labels,
+    ResourceFacts, RootAttrs, experiment, offer_experiment, root_labels,
 };
 use spanpipe_spanmetrics::labels::TraceLabels;
 use spanpipe_spanmetrics::span_type::TypeHints;
@@ -215,14 +215,9 @@ pub fn extract<'a>(
     };
     let mut res: Option<ResourceFacts<'a>> = None;
     walk_spans(payload, |ctx| {
-        let key = (ctx.resource.as_ptr() as usize, ctx.resource.len());
-        let r = match res.take() {
-            Some(r) if r.key == key => r,
-            _ => resource_facts(&s.labels, ctx.resource, key),
-        };
-        let facts = span_facts(s, ctx.raw, &r, metadata, &mut out);
-        res = Some(r);
-        out.spans.push(facts?);
+        let r = ResourceFacts::cached(&mut res, &s.labels, ctx.resource);
+        let facts = span_facts(s, ctx.raw, r, metadata, &mut out)?;
+        out.spans.push(facts);
         Ok(())
     })?;
     Ok(out)

@@ -63,18 +63,28 @@ pub fn extract<'a>(
     };
     let mut res: Option<ResourceFacts<'a>> = None;
     walk_spans(payload, |ctx| {
-        let (resource, span) = (ctx.resource, ctx.raw);
-        let key = (resource.as_ptr() as usize, resource.len());
-        let r = match res.take() {
-            Some(r) if r.key == key => r,
-            _ => resource_facts(s, resource, key),
-        };
-        let facts = span_facts(s, span, &r, metadata, &mut out);
-        res = Some(r);
-        out.spans.push(facts?);
+        let r = ResourceFacts::cached(&mut res, s, ctx.resource);
+        let facts = span_facts(s, ctx.raw, r, metadata, &mut out)?;
+        out.spans.push(facts);
         Ok(())
     })?;
     Ok(out)
+}
+
+impl<'a> ResourceFacts<'a> {
+    /// The facts of `resource`, read into `slot` unless it already holds them (consecutive spans share their
+    /// resource). Kept in place: they are a few hundred bytes, too many to move per span.
+    pub fn cached<'s>(
+        slot: &'s mut Option<ResourceFacts<'a>>,
+        s: &Settings,
+        resource: &'a [u8],
+    ) -> &'s ResourceFacts<'a> {
+        let key = (resource.as_ptr() as usize, resource.len());
+        if slot.as_ref().is_some_and(|r| r.key != key) {
+            *slot = None;
+        }
+        slot.get_or_insert_with(|| resource_facts(s, resource, key))
+    }
 }
 
 /// Reads a resource's experiment sources and tag attributes once for all its spans.

@@ -266,6 +266,11 @@ fn check_span(raw: &[u8], index: usize, depth: usize) -> Result<(), WireError> {
     let mut view = SpanView::default();
     let mut r = Reader::new(raw);
     while let Some((n, f)) = r.next_field().map_err(at)? {
+        // Attributes first, with a plain branch (most of a span's fields; see `SpanView::read`).
+        if let (sf::ATTRIBUTES, Field::Bytes(b)) = (n, f) {
+            check_attr(b, depth, "span").map_err(at)?;
+            continue;
+        }
         match (n, f) {
             (sf::TRACE_ID, Field::Bytes(b)) => view.trace_id = b,
             (sf::SPAN_ID, Field::Bytes(b)) => view.span_id = b,
@@ -274,7 +279,6 @@ fn check_span(raw: &[u8], index: usize, depth: usize) -> Result<(), WireError> {
                 return Err(at(span_field_error(n, "is not valid UTF-8")));
             }
             (sf::TRACE_STATE | sf::NAME, Field::Bytes(_)) => {}
-            (sf::ATTRIBUTES, Field::Bytes(b)) => check_attr(b, depth, "span").map_err(at)?,
             (sf::EVENTS, Field::Bytes(b)) => {
                 let mut er = Reader::new(b);
                 while let Some((en, ef)) = er.next_field().map_err(at)? {

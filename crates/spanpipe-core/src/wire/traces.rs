@@ -130,6 +130,14 @@ impl<'a> SpanView<'a> {
         };
         let mut r = Reader::new(raw);
         while let Some((n, f)) = r.next_field()? {
+            // Attributes first, with a plain branch: they are most of a span's fields, and the table jump of the
+            // `match` below cost a fifth of the span-metrics reader when every field went through it.
+            if let (sf::ATTRIBUTES, Field::Bytes(kv)) = (n, f) {
+                if let Ok((k, val)) = key_value(kv) {
+                    attr(k, val);
+                }
+                continue;
+            }
             match (n, f) {
                 (sf::TRACE_ID, Field::Bytes(b)) => v.trace_id = b,
                 (sf::SPAN_ID, Field::Bytes(b)) => v.span_id = b,
@@ -138,11 +146,6 @@ impl<'a> SpanView<'a> {
                 (sf::KIND, Field::Varint(k)) => v.kind = k,
                 (sf::START_TIME_UNIX_NANO, Field::Fixed64(t)) => v.start_time_unix_nano = t,
                 (sf::END_TIME_UNIX_NANO, Field::Fixed64(t)) => v.end_time_unix_nano = t,
-                (sf::ATTRIBUTES, Field::Bytes(kv)) => {
-                    if let Ok((k, val)) = key_value(kv) {
-                        attr(k, val);
-                    }
-                }
                 (sf::STATUS, Field::Bytes(status)) => {
                     let mut s = Reader::new(status);
                     while let Some((sn, sf)) = s.next_field()? {

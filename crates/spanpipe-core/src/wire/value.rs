@@ -112,12 +112,12 @@ impl<'a> RawValue<'a> {
     }
 }
 
-/// The usual shape of an attribute, `KeyValue { key, value: AnyValue { string_value } }` with every length
-/// under 128 (one-byte varints, no other field): its key, its encoded `AnyValue` and the string. Read without the
-/// general field loop, because every span carries about ten of these and every reader of attributes meets them;
-/// `None` for any other shape, which the general path reads to the same result.
+/// The usual shape of an attribute, `KeyValue { key, value }` with one-byte key and value lengths and no other
+/// field: its key and its encoded `AnyValue` (content unread). Read without the general field loop, because every
+/// span carries about ten of these (strings, token counts) and every reader of attributes meets them; `None` for
+/// any other shape, which the general path reads to the same result.
 #[inline(always)]
-pub(crate) fn short_string_kv(kv: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+pub(crate) fn short_kv(kv: &[u8]) -> Option<(&[u8], &[u8])> {
     let (&[0x0a, klen @ 0..0x80], rest) = kv.split_first_chunk::<2>()? else {
         return None;
     };
@@ -125,10 +125,7 @@ pub(crate) fn short_string_kv(kv: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     let (&[0x12, vlen @ 0..0x80], value) = rest.split_first_chunk::<2>()? else {
         return None;
     };
-    if value.len() != usize::from(vlen) {
-        return None;
-    }
-    Some((key, value, short_string(value)?))
+    (value.len() == usize::from(vlen)).then_some((key, value))
 }
 
 /// The string of an encoded `AnyValue` that is exactly one `string_value` field with a one-byte length.
@@ -143,8 +140,8 @@ fn short_string(value: &[u8]) -> Option<&[u8]> {
 /// The key bytes and value of an encoded `KeyValue` (the last occurrence of each field wins).
 #[inline]
 pub fn key_value(kv: &[u8]) -> Result<(&[u8], RawValue<'_>), WireError> {
-    match short_string_kv(kv) {
-        Some((key, value, _)) => Ok((key, RawValue(value))),
+    match short_kv(kv) {
+        Some((key, value)) => Ok((key, RawValue(value))),
         None => key_value_fields(kv),
     }
 }
@@ -271,9 +268,12 @@ pub(crate) fn check_key_value(kv: &[u8], limit: usize) -> Result<(), WireError> 
     if limit == 0 {
         return Err(too_deep(limit));
     }
-    if let Some((key, _, string)) = short_string_kv(kv) {
+    if let Some((key, value)) = short_kv(kv) {
         check_utf8(key)?;
-        return check_utf8(string);
+        return match short_string(value) {
+            Some(string) => check_utf8(string),
+            None => check_value_at(value, 1, limit),
+        };
     }
     check_key_value_fields(kv, limit)
 }

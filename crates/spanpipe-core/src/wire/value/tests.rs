@@ -154,6 +154,12 @@ fn depth_is_checked_iteratively_at_any_depth() {
     assert!(check_value(RawValue::new(&v), 32).is_err());
 }
 
+/// [`short_kv`] whose value is a one-byte-length string: the key, the encoded `AnyValue` and the string.
+fn short_string_kv(kv: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let (key, value) = short_kv(kv)?;
+    Some((key, value, short_string(value)?))
+}
+
 /// Attributes of the shapes the short-string fast path must take or leave to the field-by-field path.
 fn kv_shapes() -> Vec<Vec<u8>> {
     let long = "x".repeat(130);
@@ -204,11 +210,14 @@ fn mutations(enc: &[u8]) -> Vec<Vec<u8>> {
 
 #[test]
 fn the_short_string_fast_path_answers_as_the_field_by_field_path_does() {
-    let mut fast_taken = 0;
+    let (mut fast_taken, mut other_fast_taken) = (0, 0);
     for shape in kv_shapes() {
         for m in mutations(&shape) {
             if short_string_kv(&m).is_some() {
                 fast_taken += 1;
+            }
+            if short_kv(&m).is_some() && short_string_kv(&m).is_none() {
+                other_fast_taken += 1;
             }
             assert_eq!(
                 key_value(&m).map_err(|e| e.to_string()),
@@ -232,6 +241,10 @@ fn the_short_string_fast_path_answers_as_the_field_by_field_path_does() {
     }
     // The comparison means something only if the fast path ran on many of the inputs.
     assert!(fast_taken > 20, "fast path taken {fast_taken} times");
+    assert!(
+        other_fast_taken > 20,
+        "non-string fast path taken {other_fast_taken} times"
+    );
 }
 
 #[test]
@@ -246,4 +259,10 @@ fn the_fast_path_takes_the_usual_attribute_and_leaves_the_rest() {
     ] {
         assert!(short_string_kv(&other.encode_to_vec()).is_none());
     }
+    let int = kv("gen_ai.usage.input_tokens", Value::IntValue(412)).encode_to_vec();
+    let (k, v) = short_kv(&int).unwrap();
+    assert_eq!(k, b"gen_ai.usage.input_tokens");
+    assert_eq!(RawValue::new(v).parse().unwrap(), AnyValueRef::Int(412));
+    let long = kv("k", Value::StringValue("x".repeat(200))).encode_to_vec();
+    assert!(short_kv(&long).is_none());
 }
