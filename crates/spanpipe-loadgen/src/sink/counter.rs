@@ -1,7 +1,5 @@
 //! The sink's tally: every span id seen, so a benchmark can prove nothing was lost or delivered twice.
 
-use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -9,29 +7,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use spanpipe_core::wire::scan_traces;
 
-/// A multiply-xorshift hash for `u64` ids: the default SipHash costs more than the rest of a request's handling,
-/// and ids are not attacker-chosen here.
-#[derive(Default)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        let h = (self.0 ^ (self.0 >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        h ^ (h >> 32)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.0 ^= v;
-    }
-}
-
-type IdSet = HashSet<u64, BuildHasherDefault<IdHasher>>;
+use super::id_set::IdSet;
 
 /// Counts spans by id. One lock per request (not per span): requests carry hundreds of spans, and the scan runs
 /// outside the lock.
@@ -56,10 +32,8 @@ const MAX_ARRIVALS: usize = 16 << 20;
 
 impl Counter {
     pub fn new(expect: Option<u64>, record_arrivals: bool) -> Counter {
-        // Pre-size for the expected run so the set does not rehash while the benchmark measures (capped: 64M ids).
-        let cap = expect.map_or(1 << 16, |n| n.min(64 << 20) as usize);
         Counter {
-            ids: Mutex::new(IdSet::with_capacity_and_hasher(cap, Default::default())),
+            ids: Mutex::new(IdSet::new(expect.unwrap_or(1 << 16))),
             duplicates: AtomicU64::new(0),
             received: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -132,7 +106,7 @@ impl Counter {
     }
 
     pub fn report(&self, exit_reason: &str) -> Value {
-        let unique = self.ids.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
+        let unique = self.ids.lock().unwrap_or_else(|p| p.into_inner()).len();
         let first = self.first_unix_ms.load(Ordering::Relaxed);
         let last = self.last_unix_ms.load(Ordering::Relaxed);
         let mut report = json!({

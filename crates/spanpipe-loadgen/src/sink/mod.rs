@@ -7,6 +7,7 @@ mod counter;
 mod faults;
 mod grpc;
 mod http;
+mod id_set;
 mod listen;
 
 pub use faults::{Step as FaultStep, parse_step as parse_fault};
