@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use spanpipe_core::queue::{OnFull, SendingQueue};
-use spanpipe_core::wire::split_traces_by;
+use spanpipe_core::wire::split_payload_by;
 use spanpipe_core::{Batch, ExportError};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -230,27 +230,28 @@ impl Balancer {
             if m.ring.is_empty() {
                 return Err(ExportError::retryable("loadbalancing: no backends"));
             }
-            // One contiguous request to cut (a copy only for a batch of several parts; cutting copies anyway).
-            let whole = batch.payload.to_bytes();
-            let pieces = split_traces_by(&whole, |ctx| {
+            // Cut part by part: a received request whose spans all go to one backend is passed on, not copied.
+            let pieces = split_payload_by(&batch.payload, |ctx| {
                 let pos = span_position(&self.routing, ctx)?;
                 Ok(m.ring.owner(pos).unwrap_or(0) as u64)
             })
             .map_err(|e| ExportError::undecodable(format!("loadbalancing: {e}")))?;
+            let whole = pieces.len() == 1;
             let mut ready = Vec::with_capacity(pieces.len());
             for p in pieces {
                 let Some(backend) = m.backends.get(p.group as usize) else {
                     return Err(ExportError::retryable("loadbalancing: ring changed"));
                 };
-                let part = match p.request {
-                    std::borrow::Cow::Borrowed(_) => batch.clone(),
-                    std::borrow::Cow::Owned(v) => Batch {
+                let part = if whole {
+                    batch.clone()
+                } else {
+                    Batch {
                         signal: batch.signal,
-                        payload: v.into(),
+                        payload: p.payload,
                         items: p.spans,
                         metadata: batch.metadata.clone(),
                         held: batch.held.clone(),
-                    },
+                    }
                 };
                 match backend.queue.try_reserve(&part) {
                     Ok(r) => ready.push((r, part)),

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use spanpipe_core::budget::MemoryBudget;
-use spanpipe_core::wire::split_by_trace;
+use spanpipe_core::wire::{TracePiece, split_by_trace};
 use spanpipe_core::{Batch, ComponentError, ConsumeError, Consumer, Processor, Signal};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -210,46 +210,55 @@ impl Consumer for TailSampling {
         if inner.stalled.load(Ordering::Relaxed) {
             return Err(inner.refused("downstream is saturated"));
         }
-        // One contiguous request to cut (a copy only for a batch of several parts; cutting copies anyway).
-        let whole = batch.payload.to_bytes();
-        let traces = match split_by_trace(&whole) {
-            Ok(t) => t,
-            Err(e) => {
-                // After the receiver's door this is a bug; pass the data on rather than lose it.
-                inner.metrics.unreadable.add(1);
-                tracing::error!(processor = %inner.id, error = %e, spans = batch.items,
-                    "cannot cut a batch per trace; passing it on unsampled");
-                return inner.next.consume(batch).await;
+        // Cut part by part (a received request each): no copy of the whole batch, and a part holding one trace
+        // is kept as it is.
+        let mut cut = Vec::with_capacity(batch.payload.parts().len());
+        for part in batch.payload.parts() {
+            match split_by_trace(part) {
+                Ok(traces) => cut.push((part, traces)),
+                Err(e) => {
+                    // After the receiver's door this is a bug; pass the data on rather than lose it.
+                    inner.metrics.unreadable.add(1);
+                    tracing::error!(processor = %inner.id, error = %e, spans = batch.items,
+                        "cannot cut a batch per trace; passing it on unsampled");
+                    return inner.next.consume(batch).await;
+                }
             }
-        };
+        }
         // Each held piece gets its own share of the memory budget, so a trace held for `decision_wait` does not
         // keep its whole request counted; the request's own share is given back first.
-        let single = traces.len() == 1;
-        let mut pieces = Vec::with_capacity(traces.len());
-        if single {
-            let t = &traces[0];
+        let mut pieces = Vec::new();
+        if let Some((id, spans)) = one_trace(&cut) {
             let piece = Piece {
                 bytes: batch.payload.clone(),
-                spans: t.spans,
+                spans,
                 metadata: batch.metadata.clone(),
                 held: std::mem::take(&mut batch.held),
             };
-            pieces.push((t.trace_id.clone(), piece));
+            pieces.push((id, piece));
         } else {
             drop(std::mem::take(&mut batch.held));
-            for t in traces {
-                let Some(held) = inner.budget.try_reserve(t.request.len()) else {
-                    return Err(inner.refused("memory budget is full"));
-                };
-                pieces.push((
-                    t.trace_id,
-                    Piece {
-                        bytes: t.request.into(),
-                        spans: t.spans,
-                        metadata: batch.metadata.clone(),
-                        held,
-                    },
-                ));
+            for (part, traces) in cut {
+                let whole_part = traces.len() == 1;
+                for t in traces {
+                    let Some(held) = inner.budget.try_reserve(t.request.len()) else {
+                        return Err(inner.refused("memory budget is full"));
+                    };
+                    let bytes = if whole_part {
+                        part.clone().into()
+                    } else {
+                        t.request.into()
+                    };
+                    pieces.push((
+                        t.trace_id,
+                        Piece {
+                            bytes,
+                            spans: t.spans,
+                            metadata: batch.metadata.clone(),
+                            held,
+                        },
+                    ));
+                }
             }
         }
         let now = Instant::now().into_std();
@@ -267,6 +276,21 @@ impl Consumer for TailSampling {
         }
         Ok(())
     }
+}
+
+/// The trace id and span count when every span of every part belongs to one trace (the batch is then held as it
+/// is).
+fn one_trace(cut: &[(&bytes::Bytes, Vec<TracePiece>)]) -> Option<(Vec<u8>, usize)> {
+    let mut traces = cut.iter().flat_map(|(_, traces)| traces.iter());
+    let first = traces.next()?;
+    let mut spans = first.spans;
+    for t in traces {
+        if t.trace_id != first.trace_id {
+            return None;
+        }
+        spans += t.spans;
+    }
+    Some((first.trace_id.clone(), spans))
 }
 
 #[async_trait]

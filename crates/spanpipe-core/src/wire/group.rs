@@ -118,5 +118,46 @@ pub fn split_traces_by<'a>(
         .collect())
 }
 
+/// One group's spans out of a payload of several parts: its pieces of each part, in order.
+#[derive(Clone, Debug)]
+pub struct GroupPayload {
+    pub group: u64,
+    pub payload: crate::Payload,
+    pub spans: usize,
+}
+
+/// [`split_traces_by`] over every part of `payload`, without joining the parts first: a part whose spans all fall
+/// in one group is shared, not copied, and only the parts that mix groups are cut. Groups come in order of first
+/// appearance; `classify` is called once per span in wire order, as there.
+pub fn split_payload_by(
+    payload: &crate::Payload,
+    mut classify: impl for<'b> FnMut(SpanCtx<'b>) -> Result<u64, WireError>,
+) -> Result<Vec<GroupPayload>, WireError> {
+    let mut groups: Vec<(u64, Vec<bytes::Bytes>, usize)> = Vec::new();
+    for part in payload.parts() {
+        for piece in split_traces_by(part, &mut classify)? {
+            let bytes = match piece.request {
+                Cow::Borrowed(_) => part.clone(),
+                Cow::Owned(v) => bytes::Bytes::from(v),
+            };
+            match groups.iter_mut().find(|(g, _, _)| *g == piece.group) {
+                Some((_, parts, spans)) => {
+                    parts.push(bytes);
+                    *spans += piece.spans;
+                }
+                None => groups.push((piece.group, vec![bytes], piece.spans)),
+            }
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(group, parts, spans)| GroupPayload {
+            group,
+            payload: crate::Payload::from_parts(parts),
+            spans,
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests;

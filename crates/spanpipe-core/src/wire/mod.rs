@@ -12,8 +12,8 @@
 //! - [`resource_parts`] / [`full_decode`]: a batch cut back into its requests' resources, for the delivery layer's
 //!   salvage of a batch an exporter cannot decode.
 //! - [`split_by_trace`]: a request cut into one request per trace (the `tail_sampling` buffer).
-//! - [`split_traces_by`]: a request cut into one request per group a classifier names (the `loadbalancing`
-//!   exporter: one per backend).
+//! - [`split_traces_by`]: a request cut into one request per group a classifier names; [`split_payload_by`]
+//!   does it part by part for a batch (the `loadbalancing` exporter: one per backend).
 //! - [`check_traces`]: the receiver's door. After it every string is UTF-8, every value at most
 //!   `max_attribute_depth` (≤ [`MAX_DEPTH`]) deep and every id the right length, so a full prost decode of a
 //!   request that passed it cannot fail. Nothing in this module recurses on input.
@@ -33,7 +33,7 @@ mod traces;
 mod value;
 
 pub use door::{DoorReport, check_traces, drop_invalid_spans};
-pub use group::{GroupPiece, split_traces_by};
+pub use group::{GroupPayload, GroupPiece, split_payload_by, split_traces_by};
 pub use logs::count_log_records;
 pub use metrics::count_metric_points;
 pub use parts::{full_decode, resource_parts};

@@ -113,7 +113,20 @@ async fn every_span_reaches_one_backend_by_trace_id() {
     b.set_resolved(vec![e1.clone(), e2.clone(), e3.clone()])
         .await;
     for i in 0..20 {
-        b.route(&batch(i * 50, 50, 4)).await.expect("routed");
+        let first = i * 50;
+        let routed = if i % 2 == 0 {
+            batch(first, 50, 4)
+        } else {
+            // A batch of several received requests, as the `batch` processor makes them; the last part holds one
+            // trace, so it goes to one backend whole.
+            Batch::concat(vec![
+                batch(first, 30, 4),
+                batch(first + 30, 19, 4),
+                batch(first + 49, 1, 4),
+            ])
+            .expect("parts")
+        };
+        b.route(&routed).await.expect("routed");
     }
     assert!(wait_for(4000, &[&s1, &s2, &s3]).await, "all spans arrive");
     let mut owner: BTreeMap<Vec<u8>, BTreeSet<usize>> = BTreeMap::new();

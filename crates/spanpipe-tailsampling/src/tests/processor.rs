@@ -127,6 +127,42 @@ async fn keeps_error_traces_whole_and_releases_them_after_decision_wait() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_batch_of_several_requests_is_cut_part_by_part() {
+    let sink = Arc::new(Sink::default());
+    let budget = MemoryBudget::new(0);
+    let p = processor(
+        &format!("decision_wait: 1s\n{ERRORS}"),
+        sink.clone(),
+        budget.clone(),
+    );
+    p.start().await.unwrap();
+    let part = |spans| batch(request(vec![], spans), &budget);
+    // Trace 1 spans three requests (its error in the one that holds only it); traces 2 and 3 share requests
+    // with it.
+    let mixed = Batch::concat(vec![
+        part(vec![span(1, 0, 0, 1, vec![]), span(2, 0, 0, 1, vec![])]),
+        part(vec![span(1, 1, 0, 2, vec![])]),
+        part(vec![span(3, 0, 0, 1, vec![]), span(1, 2, 0, 1, vec![])]),
+    ])
+    .unwrap();
+    assert_eq!(mixed.payload.parts().len(), 3);
+    p.consume(mixed).await.unwrap();
+    // Trace 4 alone, over two requests: held as it came.
+    let one = Batch::concat(vec![
+        part(vec![span(4, 0, 0, 2, vec![])]),
+        part(vec![span(4, 1, 0, 1, vec![])]),
+    ])
+    .unwrap();
+    p.consume(one).await.unwrap();
+    assert_eq!(p.pending_traces(), 4);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(sink.spans(), vec![(1, 0), (1, 1), (1, 2), (4, 0), (4, 1)]);
+    sink.got.lock().unwrap().clear();
+    assert_eq!(budget.used(), 0, "everything released");
+    p.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_full_budget_refuses_whole_requests_and_keeps_nothing() {
     let sink = Arc::new(Sink::default());
     let budget = MemoryBudget::new(1);

@@ -92,3 +92,62 @@ fn truncated_input_and_classifier_errors_are_errors_never_panics() {
     let err = split_traces_by(&bytes, |_| Err(WireError::new("no"))).unwrap_err();
     assert_eq!(err.0, "no");
 }
+
+/// Span ids of an encoded request, in wire order.
+fn ids_of(buf: &[u8]) -> Vec<Vec<u8>> {
+    span_ids(&ExportTraceServiceRequest::decode(buf).unwrap())
+}
+
+#[test]
+fn a_payload_of_parts_splits_as_its_joined_request_does_and_shares_one_group_parts() {
+    let one_span = bytes::Bytes::from(request(1, 1).encode_to_vec());
+    let mixed = bytes::Bytes::from(request(3, 7).encode_to_vec());
+    let payload =
+        crate::Payload::from_parts(vec![one_span.clone(), mixed.clone(), one_span.clone()]);
+    let joined = payload.to_bytes();
+
+    let by_parts = split_payload_by(&payload, by_span_id(3)).unwrap();
+    let whole = split_traces_by(&joined, by_span_id(3)).unwrap();
+    assert_eq!(by_parts.len(), whole.len());
+    for (g, w) in by_parts.iter().zip(&whole) {
+        assert_eq!(g.group, w.group);
+        assert_eq!(g.spans, w.spans);
+        assert_eq!(
+            ids_of(&g.payload.to_bytes()),
+            ids_of(&w.request),
+            "group {}",
+            g.group
+        );
+    }
+    // The one-span parts went whole into their group: shared, not copied.
+    let home = by_parts
+        .iter()
+        .find(|g| {
+            g.payload
+                .parts()
+                .iter()
+                .any(|p| p.as_ptr() == one_span.as_ptr())
+        })
+        .expect("a one-group part is passed on as it is");
+    let shared = home
+        .payload
+        .parts()
+        .iter()
+        .filter(|p| p.as_ptr() == one_span.as_ptr() && p.len() == one_span.len())
+        .count();
+    assert_eq!(shared, 2);
+    assert!(
+        by_parts
+            .iter()
+            .flat_map(|g| g.payload.parts())
+            .all(|p| p.as_ptr() != mixed.as_ptr()),
+        "the mixed part is cut"
+    );
+    assert!(
+        split_payload_by(&crate::Payload::default(), by_span_id(3))
+            .unwrap()
+            .is_empty()
+    );
+    let broken = crate::Payload::from_parts(vec![one_span, bytes::Bytes::from_static(b"\x0a\xff")]);
+    assert!(split_payload_by(&broken, by_span_id(3)).is_err());
+}
