@@ -44,7 +44,7 @@ pub use rewrite::{
     Edit, Outcome, PayloadOutcome, SpanEdit, SpanEditor, rewrite_fields, rewrite_payload,
     rewrite_spans,
 };
-pub use split::{TracePiece, split_by_trace, split_traces};
+pub use split::{TracePiece, split_by_trace, split_traces, split_traces_after};
 pub use traces::{SpanCtx, SpanView, TracesSummary, scan_traces, walk_spans};
 pub use value::{
     AnyValueRef, MAX_DEPTH, RawValue, check_value, find_attr, for_each_attr, for_each_entry,

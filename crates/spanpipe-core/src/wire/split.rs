@@ -53,11 +53,18 @@ fn parse(buf: &[u8]) -> Result<Vec<Resource<'_>>, WireError> {
 /// Returns pieces of at most `max_spans` spans each (with their span counts), in order. `max_spans == 0` means no
 /// limit. Resources or scopes without spans are dropped: they carry no data.
 pub fn split_traces(buf: &[u8], max_spans: usize) -> Result<Vec<(Vec<u8>, usize)>, WireError> {
-    let max = if max_spans == 0 {
-        usize::MAX
-    } else {
-        max_spans
-    };
+    split_traces_after(buf, max_spans, max_spans)
+}
+
+/// [`split_traces`] whose first piece holds at most `first_spans` spans (0: no limit), to fill what is left of a
+/// batch; the pieces after it hold at most `max_spans`.
+pub fn split_traces_after(
+    buf: &[u8],
+    first_spans: usize,
+    max_spans: usize,
+) -> Result<Vec<(Vec<u8>, usize)>, WireError> {
+    let limit = |n: usize| if n == 0 { usize::MAX } else { n };
+    let (mut max, then) = (limit(first_spans), limit(max_spans));
     let resources = parse(buf)?;
     let mut out = Vec::new();
     let mut chunk = Vec::new();
@@ -80,6 +87,7 @@ pub fn split_traces(buf: &[u8], max_spans: usize) -> Result<Vec<(Vec<u8>, usize)
                     }
                     out.push((std::mem::take(&mut chunk), in_chunk));
                     in_chunk = 0;
+                    max = then;
                 }
             }
             if let Some(ss) = ss_body.take() {
@@ -208,6 +216,29 @@ mod tests {
             .flat_map(|rs| rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()))
             .map(|s| s.span_id.clone())
             .collect()
+    }
+
+    #[test]
+    fn the_first_piece_fills_the_room_left_and_the_rest_are_full_size() {
+        let req = request(3, 7);
+        let bytes = req.encode_to_vec();
+        for (first, max, sizes) in [
+            (3, 5, vec![3, 5, 5, 5, 3]),
+            (1, 21, vec![1, 20]),
+            (21, 4, vec![21]),
+            (5, 0, vec![5, 16]),
+        ] {
+            let pieces = split_traces_after(&bytes, first, max).unwrap();
+            let got: Vec<usize> = pieces.iter().map(|(_, n)| *n).collect();
+            assert_eq!(got, sizes, "first {first}, max {max}");
+            let ids: Vec<Vec<u8>> = pieces
+                .iter()
+                .flat_map(|(p, _)| {
+                    span_ids(&ExportTraceServiceRequest::decode(p.as_slice()).unwrap())
+                })
+                .collect();
+            assert_eq!(ids, span_ids(&req));
+        }
     }
 
     #[test]

@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use spanpipe_core::wire::split_traces;
+use bytes::Bytes;
+use spanpipe_core::wire::{WireError, scan_traces, split_traces_after};
 use spanpipe_core::{
     Batch, BuildContext, ComponentError, ConfigError, ConsumeError, Consumer, Metadata, Node,
-    Processor, ProcessorFactory, Signal,
+    Payload, Processor, ProcessorFactory, Signal,
 };
 use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
@@ -114,22 +115,45 @@ impl Inner {
         if max == 0 || batch.items <= max || self.signal != Signal::Traces {
             return Ok(vec![batch]);
         }
-        // Cutting copies anyway: one contiguous request to cut.
-        let pieces =
-            split_traces(&batch.payload.to_bytes(), max).map_err(|e| ConsumeError::Rejected {
-                reason: format!("cannot split batch: {e}"),
-            })?;
-        Ok(pieces
-            .into_iter()
-            .map(|(bytes, items)| Batch {
+        let rejected = |e: WireError| ConsumeError::Rejected {
+            reason: format!("cannot split batch: {e}"),
+        };
+        // Part by part: the received requests that fit are passed on shared, only a request that crosses a
+        // `max` boundary is cut (its first piece fills what is left of the batch, as the Collector's split does).
+        let mut out = Vec::new();
+        let (mut parts, mut items) = (Vec::new(), 0usize);
+        let mut close = |parts: &mut Vec<Bytes>, items: &mut usize| {
+            out.push(Batch {
                 signal: batch.signal,
-                payload: bytes.into(),
-                items,
+                payload: Payload::from_parts(std::mem::take(parts)),
+                items: std::mem::take(items),
                 metadata: batch.metadata.clone(),
                 // Pieces share the whole request's reservation until the last one is gone.
                 held: batch.held.clone(),
-            })
-            .collect())
+            });
+        };
+        for part in batch.payload.parts() {
+            let n = scan_traces(part, |_, _| {}).map_err(rejected)?.spans;
+            if items + n <= max {
+                parts.push(part.clone());
+                items += n;
+            } else {
+                for (piece, k) in split_traces_after(part, max - items, max).map_err(rejected)? {
+                    parts.push(Bytes::from(piece));
+                    items += k;
+                    if items == max {
+                        close(&mut parts, &mut items);
+                    }
+                }
+            }
+            if items == max {
+                close(&mut parts, &mut items);
+            }
+        }
+        if items > 0 {
+            close(&mut parts, &mut items);
+        }
+        Ok(out)
     }
 
     /// Hands `parts` on, offering each piece until the pipeline takes it or `give_up_at` passes.

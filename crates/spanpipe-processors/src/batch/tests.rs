@@ -127,6 +127,42 @@ async fn max_size_cuts_at_span_boundaries() {
     p.shutdown().await;
 }
 
+#[tokio::test]
+async fn max_size_cuts_a_batch_of_requests_only_where_a_request_crosses_the_limit() {
+    let sink = Arc::new(Sink::default());
+    let p = build(
+        "send_batch_size: 5\nsend_batch_max_size: 5\ntimeout: 10s",
+        sink.clone(),
+    )
+    .unwrap();
+    p.start().await.unwrap();
+    // Requests of 2, 2 and 4 spans, flushed together when the third arrives (8 spans): the first two go into the
+    // first batch as they are, the third is cut to fill it ([2 + 2 + 1]) and its rest makes the second ([3]).
+    let requests: Vec<Batch> = [(0, 2), (2, 2), (4, 4)]
+        .iter()
+        .map(|&(first, n)| spans_batch(first, n))
+        .collect();
+    let shared: Vec<bytes::Bytes> = requests[..2]
+        .iter()
+        .map(|b| b.payload.parts()[0].clone())
+        .collect();
+    for r in requests {
+        p.consume(r).await.unwrap();
+    }
+    let got = sink.got.lock().unwrap().clone();
+    let sizes: Vec<usize> = got.iter().map(|b| b.items).collect();
+    assert_eq!(sizes, vec![5, 3]);
+    assert_eq!(span_ids(&sink), (0..8).collect::<Vec<_>>());
+    // The requests that fit went on as they were received.
+    let first: Vec<*const u8> = got[0].payload.parts()[..2]
+        .iter()
+        .map(|b| b.as_ptr())
+        .collect();
+    assert_eq!(first, shared.iter().map(|b| b.as_ptr()).collect::<Vec<_>>());
+    assert_eq!(got[0].payload.parts().len(), 3);
+    p.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn refusal_refuses_only_the_filling_request_and_keeps_the_rest() {
     let sink = Arc::new(Sink::default());
