@@ -263,17 +263,31 @@ pub fn check_value(value: RawValue<'_>, limit: usize) -> Result<(), WireError> {
 
 /// [`check_value`] for a whole encoded `KeyValue` (an attribute): every key occurrence UTF-8, every value occurrence
 /// passes [`check_value`], `key_strindex` a varint.
-#[inline]
+///
+/// The usual attribute (a short string) is checked inline; every other shape goes out of line, so the common case
+/// does not pay for saving the registers the general walk needs (measured: ~17% of this function's samples were
+/// its prologue and epilogue).
+#[inline(always)]
 pub(crate) fn check_key_value(kv: &[u8], limit: usize) -> Result<(), WireError> {
+    if limit > 0
+        && let Some((key, value)) = short_kv(kv)
+        && let Some(string) = short_string(value)
+    {
+        check_utf8(key)?;
+        return check_utf8(string);
+    }
+    check_key_value_other(kv, limit)
+}
+
+/// [`check_key_value`] for every shape but the usual one.
+#[inline(never)]
+fn check_key_value_other(kv: &[u8], limit: usize) -> Result<(), WireError> {
     if limit == 0 {
         return Err(too_deep(limit));
     }
     if let Some((key, value)) = short_kv(kv) {
         check_utf8(key)?;
-        return match short_string(value) {
-            Some(string) => check_utf8(string),
-            None => check_value_at(value, 1, limit),
-        };
+        return check_value_at(value, 1, limit);
     }
     check_key_value_fields(kv, limit)
 }
