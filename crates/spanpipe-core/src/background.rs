@@ -14,7 +14,9 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Batch, ComponentError};
+use bytes::Bytes;
+
+use crate::{Batch, ComponentError, ConsumeError, Metadata};
 
 /// One named thread running a closure over every batch handed to it, in order.
 pub struct BackgroundWorker {
@@ -80,6 +82,29 @@ impl WorkerSlot {
             .map_err(|e| ComponentError::new(id, format!("cannot start its {name} thread: {e}")))?;
         *self.lock() = Some(worker);
         Ok(())
+    }
+
+    /// [`WorkerSlot::start`] for a recorder of spans: `record(part, metadata, items_hint)` is called for each part
+    /// of a batch (one received request) in turn, so only one request's facts are in memory at a time; the hint
+    /// is an even share of the batch's items, for capacity, not a count. The receiver's door let these bytes in,
+    /// so `record` can fail only when a component broke them: logged as a bug, never a panic.
+    pub fn start_per_part(
+        &self,
+        id: &str,
+        name: &str,
+        mut record: impl FnMut(&Bytes, &Metadata, usize) -> Result<(), ConsumeError> + Send + 'static,
+    ) -> Result<(), ComponentError> {
+        let component = id.to_string();
+        self.start(id, name, move |batch| {
+            let parts = batch.payload.parts();
+            let hint = batch.items / parts.len().max(1) + 1;
+            for part in parts {
+                if let Err(e) = record(part, &batch.metadata, hint) {
+                    tracing::error!(component = %component, error = %e, spans = batch.items,
+                        "BUG: could not read a batch the receiver accepted");
+                }
+            }
+        })
     }
 
     /// Hands `batch` to the worker; gives it back when there is none or its thread is gone.
@@ -164,6 +189,32 @@ mod tests {
             slot.offer(batch(5)).map(|b| b.items),
             Some(5),
             "empty again after finish"
+        );
+    }
+
+    #[tokio::test]
+    async fn per_part_recording_sees_each_part_in_order_with_a_share_of_the_items() {
+        let slot = WorkerSlot::default();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        slot.start_per_part("t", "bg-parts", move |part, _, hint| {
+            s.lock().unwrap().push((part.clone(), hint));
+            // A failing part is logged; the next ones are still read.
+            Err(ConsumeError::malformed_traces("test"))
+        })
+        .unwrap();
+        let parts = ["a", "bb", "ccc"].map(|p| Bytes::from_static(p.as_bytes()));
+        let b = Batch::new(
+            Signal::Traces,
+            crate::Payload::from_parts(parts.to_vec()),
+            9,
+        );
+        assert!(slot.offer(b).is_none());
+        slot.finish().await;
+        let got = seen.lock().unwrap().clone();
+        assert_eq!(
+            got,
+            parts.iter().map(|p| (p.clone(), 4)).collect::<Vec<_>>()
         );
     }
 

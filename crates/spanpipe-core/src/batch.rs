@@ -50,14 +50,6 @@ impl Batch {
         }
     }
 
-    /// The payload's parts (one per received request unless a component cut or joined them), each with an even
-    /// share of the batch's items: a capacity hint for readers that go part by part, not a count.
-    pub fn parts_with_hint(&self) -> impl Iterator<Item = (&bytes::Bytes, usize)> {
-        let parts = self.payload.parts();
-        let hint = self.items / parts.len().max(1) + 1;
-        parts.iter().map(move |p| (p, hint))
-    }
-
     /// Joins batches of one signal into one (their metadata must be equal; the first one's is kept). The
     /// payloads' buffers are shared, not copied ([`Payload::join`]).
     pub fn concat(parts: Vec<Batch>) -> Option<Batch> {

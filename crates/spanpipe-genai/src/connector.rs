@@ -290,17 +290,10 @@ impl Processor for GenaiMetricsConnector {
         let flush_every = inner.settings.flush_interval;
         let tick = flush_every.min(MAX_SWEEP_INTERVAL);
         let recorder = inner.clone();
+        // Spans waiting for their roots carry over from one part to the next.
         self.worker
-            .start(&inner.id, "genai-metrics", move |batch| {
-                // The receiver's door let these bytes in: only a broken component could hand over unreadable ones.
-                // One part (one received request) at a time, as in `mlflow_spanmetrics`: the facts of one request,
-                // not of a whole batch, are in memory at once (spans waiting for their roots carry over).
-                for (part, hint) in batch.parts_with_hint() {
-                    if let Err(e) = recorder.record_spans(part, &batch.metadata, hint) {
-                        tracing::error!(connector = %recorder.id, error = %e, spans = batch.items,
-                        "BUG: GenAI metrics could not read a batch the receiver accepted");
-                    }
-                }
+            .start_per_part(&inner.id, "genai-metrics", move |part, md, hint| {
+                recorder.record_spans(part, md, hint)
             })?;
         let mut tasks = Vec::new();
         if let (Some(p), Some((_, every))) = (&inner.prices, &inner.settings.cost) {

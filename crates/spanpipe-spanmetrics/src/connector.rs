@@ -264,16 +264,8 @@ impl Processor for SpanMetricsConnector {
     async fn start(&self) -> Result<(), ComponentError> {
         let recorder = self.inner.clone();
         self.worker
-            .start(&self.inner.id, "spanmetrics", move |batch| {
-                // The receiver's door let these bytes in, so extraction cannot fail unless a component broke them:
-                // counted as a bug in the log, never a panic. One part (one received request) at a time keeps the
-                // facts of one request, not of a whole batch, in memory.
-                for (part, hint) in batch.parts_with_hint() {
-                    if let Err(e) = recorder.record_spans(part, &batch.metadata, hint) {
-                        tracing::error!(connector = %recorder.id, error = %e, spans = batch.items,
-                        "BUG: span metrics could not read a batch the receiver accepted");
-                    }
-                }
+            .start_per_part(&self.inner.id, "spanmetrics", move |part, md, hint| {
+                recorder.record_spans(part, md, hint)
             })?;
         let inner = self.inner.clone();
         let cancel = self.cancel.clone();

@@ -88,7 +88,7 @@ impl<'a> ResourceFacts<'a> {
 }
 
 /// Reads a resource's experiment sources and tag attributes once for all its spans.
-pub fn resource_facts<'a>(
+fn resource_facts<'a>(
     s: &Settings,
     resource: &'a [u8],
     key: (usize, usize),
