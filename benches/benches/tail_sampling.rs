@@ -58,7 +58,7 @@ fn buffer(cfg: &TailSamplingConfig, bytes: &[u8], now: Instant) -> Buffer {
     let mut b = table(cfg);
     for t in split_by_trace(bytes).expect("valid") {
         let piece = Piece {
-            bytes: t.request.into(),
+            bytes: t.request.into_owned().into(),
             spans: t.spans,
             metadata: Metadata::default(),
             held: Held::none(),
@@ -103,6 +103,11 @@ fn per_span(c: &mut Criterion) {
     g.throughput(Throughput::Elements(SPANS));
     g.bench_function("split", |b| {
         b.iter(|| split_by_trace(&bytes).map(|t| t.len()))
+    });
+    // A request of one trace of 500 spans comes back as itself: only the trace ids are read.
+    let one = agent_request(2, 1, SPANS).encode_to_vec();
+    g.bench_function("split_one_trace", |b| {
+        b.iter(|| split_by_trace(&one).map(|t| t.len()))
     });
     g.bench_function("buffer", |b| {
         b.iter_batched(|| (), |()| buffer(&cfg, &bytes, now), BatchSize::SmallInput)

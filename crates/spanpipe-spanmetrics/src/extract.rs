@@ -88,11 +88,7 @@ impl<'a> ResourceFacts<'a> {
 }
 
 /// Reads a resource's experiment sources and tag attributes once for all its spans.
-fn resource_facts<'a>(
-    s: &Settings,
-    resource: &'a [u8],
-    key: (usize, usize),
-) -> ResourceFacts<'a> {
+fn resource_facts<'a>(s: &Settings, resource: &'a [u8], key: (usize, usize)) -> ResourceFacts<'a> {
     let mut r = ResourceFacts {
         key,
         experiment: Default::default(),

@@ -8,6 +8,7 @@
 //! refused, so memory stays bounded and clients back off. Shutdown decides every undecided trace and delivers
 //! the kept ones (for at most [`SHUTDOWN_FLUSH_LIMIT`]).
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -239,15 +240,14 @@ impl Consumer for TailSampling {
         } else {
             drop(std::mem::take(&mut batch.held));
             for (part, traces) in cut {
-                let whole_part = traces.len() == 1;
                 for t in traces {
                     let Some(held) = inner.budget.try_reserve(t.request.len()) else {
                         return Err(inner.refused("memory budget is full"));
                     };
-                    let bytes = if whole_part {
-                        part.clone().into()
-                    } else {
-                        t.request.into()
+                    // A part holding one trace comes back borrowed: keep the received buffer itself.
+                    let bytes = match t.request {
+                        Cow::Borrowed(_) => part.clone().into(),
+                        Cow::Owned(v) => v.into(),
                     };
                     pieces.push((
                         t.trace_id,
@@ -280,7 +280,7 @@ impl Consumer for TailSampling {
 
 /// The trace id and span count when every span of every part belongs to one trace (the batch is then held as it
 /// is).
-fn one_trace(cut: &[(&bytes::Bytes, Vec<TracePiece>)]) -> Option<(Vec<u8>, usize)> {
+fn one_trace(cut: &[(&bytes::Bytes, Vec<TracePiece<'_>>)]) -> Option<(Vec<u8>, usize)> {
     let mut traces = cut.iter().flat_map(|(_, traces)| traces.iter());
     let first = traces.next()?;
     let mut spans = first.spans;

@@ -2,6 +2,8 @@
 //! by copying the raw field bytes (resource and scope headers are repeated in each piece). No decode, no re-encode
 //! of spans.
 
+use std::borrow::Cow;
+
 use super::{Reader, WireError, each_raw_field, put_bytes_field};
 
 struct Scope<'a> {
@@ -107,20 +109,20 @@ pub fn split_traces_after(
 
 /// One trace's spans of a request, as a request of their own (see [`split_by_trace`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TracePiece {
+pub struct TracePiece<'a> {
     /// The spans' trace id (16 bytes after the receiver's door; any length is carried as found).
     pub trace_id: Vec<u8>,
-    /// An encoded `ExportTraceServiceRequest` holding only this trace's spans, each under its own resource and
-    /// scope headers (copied verbatim).
-    pub request: Vec<u8>,
+    /// An encoded `ExportTraceServiceRequest` holding only this trace's spans: the input itself when it holds one
+    /// trace, else a copy of the trace's spans under their resource and scope headers.
+    pub request: Cow<'a, [u8]>,
     pub spans: usize,
 }
 
 /// The open resource and scope of one trace's piece while [`split_by_trace`] copies spans into it.
 struct Building {
-    piece: TracePiece,
-    /// (resource index, scope index) the spans in `rs` / `ss` belong to.
-    at: (usize, usize),
+    request: Vec<u8>,
+    /// (resource index, scope index) the spans in `rs` / `ss` belong to; `None` before the first.
+    at: Option<(usize, usize)>,
     rs: Vec<u8>,
     ss: Vec<u8>,
 }
@@ -141,7 +143,7 @@ impl Building {
         if !self.rs.is_empty() {
             let mut body = header.concat();
             body.extend_from_slice(&self.rs);
-            put_bytes_field(&mut self.piece.request, 1, &body);
+            put_bytes_field(&mut self.request, 1, &body);
             self.rs.clear();
         }
     }
@@ -149,55 +151,84 @@ impl Building {
 
 /// Cuts a request into one request per trace id, in order of first appearance, by copying raw span bytes under
 /// their resource and scope headers (no decode, no re-encode of spans). Spans of one trace keep their order;
-/// resources and scopes without spans are dropped. A request holding a single trace comes back as one piece
-/// equal in content (re-framed only where it had empty scopes or resources).
-pub fn split_by_trace(buf: &[u8]) -> Result<Vec<TracePiece>, WireError> {
+/// resources and scopes without spans are dropped. A request holding a single trace comes back as itself
+/// (borrowed, no copy); one without spans gives no piece.
+pub fn split_by_trace(buf: &[u8]) -> Result<Vec<TracePiece<'_>>, WireError> {
     let resources = parse(buf)?;
-    let mut order: Vec<Building> = Vec::new();
+    // First the trace of every span (by first appearance), so a one-trace request is not copied.
+    let mut ids: Vec<(&[u8], usize)> = Vec::new();
     let mut index: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+    let mut slots = Vec::new();
+    for span in resources
+        .iter()
+        .flat_map(|r| &r.scopes)
+        .flat_map(|s| &s.spans)
+    {
+        let mut r = Reader::new(span);
+        let payload = match r.next_field()? {
+            Some((_, super::Field::Bytes(p))) => p,
+            _ => return Err(WireError::new("span: wrong wire type")),
+        };
+        let trace_id = super::traces::first_bytes(payload, 1, "span.trace_id")?;
+        let slot = *index.entry(trace_id).or_insert_with(|| {
+            ids.push((trace_id, 0));
+            ids.len() - 1
+        });
+        ids[slot].1 += 1;
+        slots.push(slot);
+    }
+    if let [(trace_id, spans)] = ids[..] {
+        return Ok(vec![TracePiece {
+            trace_id: trace_id.to_vec(),
+            request: Cow::Borrowed(buf),
+            spans,
+        }]);
+    }
+    let mut order: Vec<Building> = ids
+        .iter()
+        .map(|_| Building {
+            request: Vec::new(),
+            at: None,
+            rs: Vec::new(),
+            ss: Vec::new(),
+        })
+        .collect();
+    let mut slot_of = slots.into_iter();
     for (ri, res) in resources.iter().enumerate() {
         for (si, scope) in res.scopes.iter().enumerate() {
             for span in &scope.spans {
-                let mut r = Reader::new(span);
-                let payload = match r.next_field()? {
-                    Some((_, super::Field::Bytes(p))) => p,
-                    _ => return Err(WireError::new("span: wrong wire type")),
-                };
-                let trace_id = super::traces::first_bytes(payload, 1, "span.trace_id")?;
-                let slot = *index.entry(trace_id).or_insert_with(|| {
-                    order.push(Building {
-                        piece: TracePiece {
-                            trace_id: trace_id.to_vec(),
-                            request: Vec::new(),
-                            spans: 0,
-                        },
-                        at: (ri, si),
-                        rs: Vec::new(),
-                        ss: Vec::new(),
-                    });
-                    order.len() - 1
-                });
-                let b = &mut order[slot];
-                if b.at != (ri, si) {
-                    let (pr, ps) = b.at;
+                let slot = slot_of
+                    .next()
+                    .ok_or_else(|| WireError::new("span count changed between passes"))?;
+                let b = order
+                    .get_mut(slot)
+                    .ok_or_else(|| WireError::new("span slot out of range"))?;
+                if let Some((pr, ps)) = b.at
+                    && (pr, ps) != (ri, si)
+                {
                     b.close_scope(&resources[pr].scopes[ps].header);
                     if pr != ri {
                         b.close_resource(&resources[pr].header);
                     }
-                    b.at = (ri, si);
                 }
+                b.at = Some((ri, si));
                 b.ss.extend_from_slice(span);
-                b.piece.spans += 1;
             }
         }
     }
     Ok(order
         .into_iter()
-        .map(|mut b| {
-            let (pr, ps) = b.at;
-            b.close_scope(&resources[pr].scopes[ps].header);
-            b.close_resource(&resources[pr].header);
-            b.piece
+        .zip(ids)
+        .map(|(mut b, (trace_id, spans))| {
+            if let Some((pr, ps)) = b.at {
+                b.close_scope(&resources[pr].scopes[ps].header);
+                b.close_resource(&resources[pr].header);
+            }
+            TracePiece {
+                trace_id: trace_id.to_vec(),
+                request: Cow::Owned(b.request),
+                spans,
+            }
         })
         .collect())
 }
@@ -288,7 +319,7 @@ mod tests {
         assert_eq!(pieces.len(), 2);
         let mut all = Vec::new();
         for p in &pieces {
-            let decoded = ExportTraceServiceRequest::decode(p.request.as_slice()).unwrap();
+            let decoded = ExportTraceServiceRequest::decode(&p.request[..]).unwrap();
             assert_eq!(decoded.resource_spans.len(), 2, "both resources repeated");
             for (rs, orig) in decoded.resource_spans.iter().zip(&req.resource_spans) {
                 assert_eq!(rs.resource, orig.resource);
@@ -300,7 +331,7 @@ mod tests {
                 }
             }
             assert_eq!(p.spans, 4);
-            assert_eq!(scan_traces(&p.request, |_, _| {}).unwrap().spans, 4);
+            assert_eq!(scan_traces(&p.request[..], |_, _| {}).unwrap().spans, 4);
             all.extend(span_ids(&decoded));
         }
         let mut want = span_ids(&req);
@@ -308,6 +339,24 @@ mod tests {
         all.sort();
         assert_eq!(all, want);
         assert_eq!(split_by_trace(&[]).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_request_of_one_trace_comes_back_as_itself() {
+        let mut req = request(2, 3);
+        for rs in &mut req.resource_spans {
+            for s in &mut rs.scope_spans[0].spans {
+                s.trace_id = vec![7; 16];
+            }
+        }
+        let bytes = req.encode_to_vec();
+        let pieces = split_by_trace(&bytes).unwrap();
+        assert_eq!(pieces.len(), 1);
+        assert!(matches!(pieces[0].request, Cow::Borrowed(b) if b.as_ptr() == bytes.as_ptr()));
+        assert_eq!(
+            (pieces[0].trace_id.as_slice(), pieces[0].spans),
+            (&[7u8; 16][..], 6)
+        );
     }
 
     #[test]
